@@ -1,0 +1,186 @@
+//! The kernel↔user ABI of tcptrace, compiled into both the BPF program (this crate's binary) and
+//! the userspace tool (this library, with the `user` feature for `aya::Pod`).
+//!
+//! Every type here is `#[repr(C)]` with explicit padding and a compile-time size check: the two
+//! sides are built by different compilers for different targets and must agree to the byte.
+//! States and families travel as raw integers; userspace validates them on decode.
+
+#![no_std]
+
+/// Kinds of record in the event ring buffer (`Event::kind`).
+pub mod kind {
+    /// A `sock:inet_sock_set_state` transition.
+    pub const TRANSITION: u8 = 1;
+    /// `tcp:tcp_receive_reset`: the socket received a RST.
+    pub const RESET_RECEIVED: u8 = 2;
+    /// `tcp:tcp_send_reset`: the kernel sent a RST on this socket.
+    pub const RESET_SENT: u8 = 3;
+    /// `tcp:tcp_retransmit_skb`: a segment (a SYN, in SYN_SENT) was retransmitted.
+    pub const RETRANSMIT: u8 = 4;
+    /// `tcp:tcp_retransmit_synack`: a request socket retransmitted its SYN-ACK.
+    pub const RETRANSMIT_SYNACK: u8 = 5;
+}
+
+/// Bits of `Event::flags`.
+pub mod flags {
+    /// The owner (tgid, comm) is not known: the socket was first seen outside process context.
+    pub const OWNER_UNKNOWN: u8 = 1 << 0;
+    /// The socket was not in the per-socket map: its time in the old state is unknown.
+    pub const FIRST_SEEN: u8 = 1 << 1;
+}
+
+/// `Event::time_in_old_ns` when the socket was first seen in its old state.
+pub const TIME_UNKNOWN: u64 = u64::MAX;
+
+/// Length of a task's comm, as in the kernel's `TASK_COMM_LEN`.
+pub const COMM_LEN: usize = 16;
+
+/// One record of the event ring buffer: 96 bytes, 8-byte aligned as the ring buffer requires.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Event {
+    /// `bpf_ktime_get_ns()` (CLOCK_MONOTONIC) when the event fired.
+    pub ts_ns: u64,
+    /// The kernel address of the socket: the identity of a connection while it lives.
+    pub skaddr: u64,
+    /// Nanoseconds the socket spent in `oldstate`, or [`TIME_UNKNOWN`].
+    pub time_in_old_ns: u64,
+    /// Local address: IPv4 in the first 4 bytes (network order), or IPv6.
+    pub saddr: [u8; 16],
+    /// Remote address, as `saddr`.
+    pub daddr: [u8; 16],
+    /// Owner's comm (NUL-padded).
+    pub comm: [u8; COMM_LEN],
+    /// Owner's process id (tgid), 0 when unknown.
+    pub tgid: u32,
+    /// Network namespace inode of the socket, 0 when unknown.
+    pub netns: u32,
+    /// Local port, host order.
+    pub sport: u16,
+    /// Remote port, host order.
+    pub dport: u16,
+    /// `AF_INET` or `AF_INET6`.
+    pub family: u16,
+    /// One of [`kind`].
+    pub kind: u8,
+    /// Bits of [`flags`].
+    pub flags: u8,
+    /// Raw kernel state before (`TCP_*`), or the socket's state for non-transition kinds.
+    /// u16 rather than u8 so that an out-of-range kernel value is carried, not truncated.
+    pub oldstate: u16,
+    /// Raw kernel state after.
+    pub newstate: u16,
+    /// Kind-specific: nothing yet. Explicit so this `Pod` type has no implicit padding.
+    pub _reserved: u32,
+}
+
+const _: () = assert!(core::mem::size_of::<Event>() == 96);
+const _: () = assert!(core::mem::align_of::<Event>() == 8);
+
+/// Indices of the per-CPU counter array `COUNTERS`.
+pub mod counter {
+    /// `bpf_ringbuf_reserve` failed: an event was lost.
+    pub const RINGBUF_FULL: u32 = 0;
+    /// Inserting into the per-socket map failed.
+    pub const SOCK_UPDATE_FAILED: u32 = 1;
+    /// Sockets inserted into the per-socket map.
+    pub const SOCK_INSERTED: u32 = 2;
+    /// Sockets removed from the per-socket map on →CLOSE.
+    pub const SOCK_REMOVED: u32 = 3;
+    /// Inserting into the listener map failed.
+    pub const LISTENER_UPDATE_FAILED: u32 = 4;
+    /// Events of sockets first seen after their birth (existing before tracing, or evicted).
+    pub const FIRST_SEEN: u32 = 5;
+    /// Number of counters.
+    pub const COUNT: u32 = 6;
+}
+
+/// Where each field of the `sock:inet_sock_set_state` record lies, read from the tracepoint's
+/// `format` file at load time: the layout changed across kernels (`protocol` widened from u8 to
+/// u16 in 5.6, shifting everything after it), so offsets are never compiled in.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TracepointLayout {
+    pub skaddr: u32,
+    pub oldstate: u32,
+    pub newstate: u32,
+    pub sport: u32,
+    pub dport: u32,
+    pub family: u32,
+    pub protocol: u32,
+    /// 1 or 2 bytes.
+    pub protocol_size: u32,
+    pub saddr: u32,
+    pub daddr: u32,
+    pub saddr_v6: u32,
+    pub daddr_v6: u32,
+}
+
+const _: () = assert!(core::mem::size_of::<TracepointLayout>() == 48);
+
+/// Maximum number of ports in each of the load-time port filters.
+pub const MAX_FILTER_PORTS: usize = 16;
+
+/// Filters fixed at load time; read-only data, so the verifier prunes what they disable.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Filter {
+    /// `AF_INET`, `AF_INET6`, or 0 for both.
+    pub family: u16,
+    /// How many of `lports` are in use; 0 = any local port.
+    pub lport_count: u16,
+    /// How many of `rports` are in use; 0 = any remote port.
+    pub rport_count: u16,
+    pub _pad: u16,
+    pub lports: [u16; MAX_FILTER_PORTS],
+    pub rports: [u16; MAX_FILTER_PORTS],
+}
+
+const _: () = assert!(core::mem::size_of::<Filter>() == 72);
+
+/// Value of the per-socket map: when the socket entered its current state, and its owner.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct SockState {
+    pub entered_ns: u64,
+    pub comm: [u8; COMM_LEN],
+    /// 0 = owner unknown.
+    pub tgid: u32,
+    pub _pad: u32,
+}
+
+const _: () = assert!(core::mem::size_of::<SockState>() == 32);
+
+/// Value of the listener map (keyed by local port): the owner a passively opened child inherits.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct Owner {
+    pub comm: [u8; COMM_LEN],
+    pub tgid: u32,
+}
+
+const _: () = assert!(core::mem::size_of::<Owner>() == 20);
+
+/// Names of the globals and maps, shared so that a rename breaks the build rather than a run.
+pub mod names {
+    pub const LAYOUT: &str = "LAYOUT";
+    pub const FILTER: &str = "FILTER";
+    pub const EVENTS: &str = "EVENTS";
+    pub const COUNTERS: &str = "COUNTERS";
+    pub const SOCKETS: &str = "SOCKETS";
+    pub const LISTENERS: &str = "LISTENERS";
+    pub const PROGRAM: &str = "inet_sock_set_state";
+}
+
+#[cfg(feature = "user")]
+mod pod {
+    // SAFETY: plain `#[repr(C)]` integers and byte arrays with explicit padding: every bit
+    // pattern is valid and there are no implicit padding bytes.
+    unsafe impl aya::Pod for super::Event {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::TracepointLayout {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::Filter {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::SockState {}
+}

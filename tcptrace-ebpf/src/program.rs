@@ -1,0 +1,314 @@
+use aya_ebpf::{
+    helpers::{bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_ktime_get_ns},
+    macros::{map, tracepoint},
+    maps::{HashMap, LruHashMap, PerCpuArray, RingBuf},
+    programs::TracePointContext,
+};
+use aya_log_ebpf::error;
+use tcptrace_ebpf::{
+    COMM_LEN, Event, Filter, MAX_FILTER_PORTS, Owner, SockState, TIME_UNKNOWN, TracepointLayout,
+    counter, flags, kind,
+};
+
+/// Field offsets of the tracepoint record, set by userspace from the `format` file.
+#[unsafe(no_mangle)]
+static LAYOUT: TracepointLayout = TracepointLayout {
+    skaddr: 0,
+    oldstate: 0,
+    newstate: 0,
+    sport: 0,
+    dport: 0,
+    family: 0,
+    protocol: 0,
+    protocol_size: 0,
+    saddr: 0,
+    daddr: 0,
+    saddr_v6: 0,
+    daddr_v6: 0,
+};
+
+/// Load-time filters, set by userspace.
+#[unsafe(no_mangle)]
+static FILTER: Filter = Filter {
+    family: 0,
+    lport_count: 0,
+    rport_count: 0,
+    _pad: 0,
+    lports: [0; MAX_FILTER_PORTS],
+    rports: [0; MAX_FILTER_PORTS],
+};
+
+/// Transition records. Userspace may resize it at load time.
+#[map]
+static EVENTS: RingBuf = RingBuf::with_byte_size(4 << 20, 0);
+
+/// Per-CPU counters, indexed by [`counter`].
+#[map]
+static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(counter::COUNT, 0);
+
+/// Per-socket state, keyed by socket address. LRU so that sockets whose →CLOSE we never see
+/// (none should exist, but a tracer must not trust that) cannot fill it for good.
+#[map]
+static SOCKETS: LruHashMap<u64, SockState> = LruHashMap::with_max_entries(262_144, 0);
+
+/// Owners of listening sockets, keyed by local port: a passively opened child is created in
+/// softirq, where the current task is whoever the CPU interrupted, so it inherits this owner.
+#[map]
+static LISTENERS: HashMap<u16, Owner> = HashMap::with_max_entries(65_536, 0);
+
+const IPPROTO_TCP: u16 = 6;
+
+// Kernel TCP states (include/net/tcp_states.h).
+const TCP_ESTABLISHED: i32 = 1;
+const TCP_SYN_SENT: i32 = 2;
+const TCP_SYN_RECV: i32 = 3;
+const TCP_FIN_WAIT1: i32 = 4;
+const TCP_CLOSE: i32 = 7;
+const TCP_CLOSE_WAIT: i32 = 8;
+const TCP_LAST_ACK: i32 = 9;
+const TCP_LISTEN: i32 = 10;
+
+#[tracepoint(category = "sock", name = "inet_sock_set_state")]
+pub fn inet_sock_set_state(ctx: TracePointContext) -> u32 {
+    // Errors are reads of the tracepoint record that failed: nothing sensible to emit.
+    let _ = try_inet_sock_set_state(&ctx);
+    0
+}
+
+/// Reads a global that userspace rewrote at load time. A plain read would let the compiler fold
+/// the compiled-in default value.
+#[inline(always)]
+fn global<T: Copy>(value: &'static T) -> T {
+    // SAFETY: `value` is a valid, aligned static; volatile only forbids constant folding.
+    unsafe { core::ptr::read_volatile(value) }
+}
+
+#[inline(always)]
+fn read<T>(ctx: &TracePointContext, offset: u32) -> Result<T, i32> {
+    // SAFETY: the offsets come from the tracepoint's own format file; the helper checks bounds.
+    unsafe { ctx.read_at::<T>(offset as usize) }
+}
+
+#[inline(always)]
+fn bump(index: u32) -> u64 {
+    match COUNTERS.get_ptr_mut(index) {
+        Some(slot) => {
+            // SAFETY: per-CPU slot; BPF programs do not migrate between CPUs while running.
+            unsafe {
+                let previous = *slot;
+                *slot = previous + 1;
+                previous
+            }
+        }
+        None => 0,
+    }
+}
+
+/// Transitions that only happen in a syscall of the socket's owner (connect, listen, close,
+/// shutdown), so that the current task *is* the owner. Everything else may run in softirq.
+#[inline(always)]
+fn in_owner_context(old: i32, new: i32) -> bool {
+    matches!(
+        (old, new),
+        (TCP_CLOSE, TCP_SYN_SENT)
+            | (TCP_CLOSE, TCP_LISTEN)
+            | (TCP_LISTEN, TCP_CLOSE)
+            | (TCP_ESTABLISHED, TCP_FIN_WAIT1)
+            | (TCP_SYN_RECV, TCP_FIN_WAIT1)
+            | (TCP_CLOSE_WAIT, TCP_LAST_ACK)
+    )
+}
+
+#[inline(always)]
+fn current_owner() -> Owner {
+    Owner {
+        comm: bpf_get_current_comm().unwrap_or([0; COMM_LEN]),
+        tgid: (bpf_get_current_pid_tgid() >> 32) as u32,
+    }
+}
+
+#[inline(always)]
+fn port_allowed(port: u16, count: u16, ports: &[u16; MAX_FILTER_PORTS]) -> bool {
+    // Port 0 is "not known yet" (a connecting socket before its port is bound, a child on
+    // older kernels): let it through, userspace fills it in and filters again.
+    if count == 0 || port == 0 {
+        return true;
+    }
+    let mut i = 0;
+    while i < MAX_FILTER_PORTS {
+        if i < count as usize && ports[i] == port {
+            return true;
+        }
+        i += 1;
+    }
+    false
+}
+
+fn try_inet_sock_set_state(ctx: &TracePointContext) -> Result<(), i32> {
+    let layout = global(&LAYOUT);
+    let protocol: u16 = if layout.protocol_size == 1 {
+        read::<u8>(ctx, layout.protocol)? as u16
+    } else {
+        read::<u16>(ctx, layout.protocol)?
+    };
+    if protocol != IPPROTO_TCP {
+        return Ok(());
+    }
+    let filter = global(&FILTER);
+    let family: u16 = read(ctx, layout.family)?;
+    if filter.family != 0 && family != filter.family {
+        return Ok(());
+    }
+    let skaddr: u64 = read(ctx, layout.skaddr)?;
+    let old: i32 = read(ctx, layout.oldstate)?;
+    let new: i32 = read(ctx, layout.newstate)?;
+    let sport: u16 = read(ctx, layout.sport)?;
+    let dport: u16 = read(ctx, layout.dport)?;
+    // SAFETY: helper without preconditions.
+    let now = unsafe { bpf_ktime_get_ns() };
+
+    let mut event_flags = 0u8;
+    let mut time_in_old = TIME_UNKNOWN;
+    let owner_here = in_owner_context(old, new);
+    let mut owner = Owner {
+        comm: [0; COMM_LEN],
+        tgid: 0,
+    };
+
+    // The per-socket map is kept for every TCP socket of the family, before the port filters:
+    // a connecting socket only learns its local port after CLOSE→SYN_SENT.
+    match SOCKETS.get_ptr_mut(&skaddr) {
+        Some(state) => {
+            // SAFETY: pointer into a map value returned by the kernel for this key.
+            let state = unsafe { &mut *state };
+            time_in_old = now.saturating_sub(state.entered_ns);
+            if owner_here {
+                let current = current_owner();
+                state.comm = current.comm;
+                state.tgid = current.tgid;
+            }
+            owner.comm = state.comm;
+            owner.tgid = state.tgid;
+            if new == TCP_CLOSE {
+                if SOCKETS.remove(&skaddr).is_ok() {
+                    bump(counter::SOCK_REMOVED);
+                }
+            } else {
+                state.entered_ns = now;
+            }
+        }
+        None => {
+            let born = old == TCP_CLOSE || (old == TCP_LISTEN && new == TCP_SYN_RECV);
+            if !born {
+                event_flags |= flags::FIRST_SEEN;
+                bump(counter::FIRST_SEEN);
+            }
+            if owner_here {
+                owner = current_owner();
+            } else if old == TCP_LISTEN && new == TCP_SYN_RECV {
+                // SAFETY: read-only copy of the value out of the map.
+                if let Some(listener) = unsafe { LISTENERS.get(&sport) } {
+                    owner = *listener;
+                }
+            }
+            if new != TCP_CLOSE {
+                let state = SockState {
+                    entered_ns: now,
+                    comm: owner.comm,
+                    tgid: owner.tgid,
+                    _pad: 0,
+                };
+                if SOCKETS.insert(&skaddr, &state, 0).is_ok() {
+                    bump(counter::SOCK_INSERTED);
+                } else if bump(counter::SOCK_UPDATE_FAILED) == 0 {
+                    error!(
+                        ctx,
+                        "tcptrace: per-socket map update failed; times will be missing"
+                    );
+                }
+            }
+        }
+    }
+
+    if new == TCP_LISTEN {
+        if LISTENERS.insert(&sport, &owner, 0).is_err()
+            && bump(counter::LISTENER_UPDATE_FAILED) == 0
+        {
+            error!(
+                ctx,
+                "tcptrace: listener map update failed; children lose their owner"
+            );
+        }
+    } else if old == TCP_LISTEN && new == TCP_CLOSE {
+        let _ = LISTENERS.remove(&sport);
+    }
+
+    if owner.tgid == 0 {
+        event_flags |= flags::OWNER_UNKNOWN;
+    }
+
+    if !port_allowed(sport, filter.lport_count, &filter.lports)
+        || !port_allowed(dport, filter.rport_count, &filter.rports)
+    {
+        return Ok(());
+    }
+
+    let (mut saddr, mut daddr) = ([0u8; 16], [0u8; 16]);
+    if family == AF_INET6 {
+        saddr = read(ctx, layout.saddr_v6)?;
+        daddr = read(ctx, layout.daddr_v6)?;
+    } else {
+        let s: [u8; 4] = read(ctx, layout.saddr)?;
+        let d: [u8; 4] = read(ctx, layout.daddr)?;
+        saddr[..4].copy_from_slice(&s);
+        daddr[..4].copy_from_slice(&d);
+    }
+    let event = Event {
+        ts_ns: now,
+        skaddr,
+        time_in_old_ns: time_in_old,
+        saddr,
+        daddr,
+        comm: owner.comm,
+        tgid: owner.tgid,
+        netns: 0,
+        sport,
+        dport,
+        family,
+        kind: kind::TRANSITION,
+        flags: event_flags,
+        oldstate: clamp_state(old),
+        newstate: clamp_state(new),
+        _reserved: 0,
+    };
+    let Some(mut entry) = EVENTS.reserve::<Event>(0) else {
+        bump(counter::RINGBUF_FULL);
+        return Ok(());
+    };
+    entry.write(event);
+    entry.submit(0);
+    Ok(())
+}
+
+const AF_INET6: u16 = 10;
+
+/// Carries any kernel state value to userspace; an impossible one arrives as itself (if it fits)
+/// or as `u16::MAX`, and is rejected there as invalid.
+#[inline(always)]
+fn clamp_state(state: i32) -> u16 {
+    if (0..u16::MAX as i32).contains(&state) {
+        state as u16
+    } else {
+        u16::MAX
+    }
+}
+
+#[cfg(not(test))]
+#[panic_handler]
+fn panic(_info: &core::panic::PanicInfo) -> ! {
+    loop {}
+}
+
+#[unsafe(link_section = "license")]
+#[unsafe(no_mangle)]
+static LICENSE: [u8; 13] = *b"Dual MIT/GPL\0";

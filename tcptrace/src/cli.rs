@@ -1,0 +1,219 @@
+//! Command-line interface: flags, their validation, and the help text.
+
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use tcptrace_ebpf::MAX_FILTER_PORTS;
+
+use crate::{event::Family, filter::EventFilter};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "tcptrace",
+    version,
+    about = "Shows how this machine's TCP connections move through the TCP state diagram, live.",
+    long_about = "Shows how this machine's TCP connections move through the TCP state diagram, live.\n\n\
+        A kernel probe on the sock:inet_sock_set_state tracepoint streams every TCP state \
+        transition; tcptrace decodes, filters and shows them. Needs root (or CAP_BPF and \
+        CAP_PERFMON) and Linux 5.8 or later."
+)]
+pub struct Cli {
+    /// Show more diagnostics (-v: the kernel probe's log and info, -vv: debug).
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Print every TCP state transition as it happens, one line each.
+    #[command(after_help = TRACE_EXAMPLES)]
+    Trace(TraceArgs),
+}
+
+const TRACE_EXAMPLES: &str = "\
+Columns:
+  TIME        local time of the transition
+  PID, COMM   the socket's owner: the process that connected, listened or closed it (an
+              accepted socket inherits its listener's); '-' when the socket predates tracing
+  LOCAL, REMOTE  addresses and ports; IPv4-mapped IPv6 addresses print as IPv4
+  OLD -> NEW  the transition, with netstat's state names
+  MS          milliseconds spent in OLD; '-' when the socket was first seen in it
+
+Linux never reports TIME_WAIT here: a closing socket goes FIN_WAIT2 -> CLOSE (or CLOSING ->
+CLOSE) when the kernel hands it to a timewait socket. Half-open passive connections live as
+request sockets and appear only once the handshake completes (LISTEN -> SYN_RECV).
+
+Examples:
+  tcptrace trace                        every transition on this machine
+  tcptrace trace --lport 80,443         connections to or from local ports 80 and 443
+  tcptrace trace -6 --rport 5432        IPv6 connections to PostgreSQL servers
+  tcptrace trace --comm nginx           sockets owned by nginx
+  tcptrace trace --json --duration 10   ten seconds of JSON lines, one per transition";
+
+/// Filters shared by the tracing commands.
+#[derive(Debug, Clone, Args)]
+pub struct FilterArgs {
+    /// IPv4 only.
+    #[arg(short = '4', long = "ipv4", conflicts_with = "ipv6")]
+    pub ipv4: bool,
+    /// IPv6 only.
+    #[arg(short = '6', long = "ipv6")]
+    pub ipv6: bool,
+    /// Local ports to show, comma separated (at most 16).
+    #[arg(long, value_name = "PORT[,PORT...]", value_parser = parse_ports)]
+    pub lport: Option<Ports>,
+    /// Remote ports to show, comma separated (at most 16).
+    #[arg(long, value_name = "PORT[,PORT...]", value_parser = parse_ports)]
+    pub rport: Option<Ports>,
+    /// Only sockets owned by this process id.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    pub pid: Option<u32>,
+    /// Only sockets owned by processes with this command name (exact, as in /proc/PID/comm).
+    #[arg(long, value_name = "NAME", value_parser = parse_comm)]
+    pub comm: Option<String>,
+}
+
+impl FilterArgs {
+    pub fn to_filter(&self) -> EventFilter {
+        EventFilter {
+            family: if self.ipv4 {
+                Some(Family::Inet)
+            } else if self.ipv6 {
+                Some(Family::Inet6)
+            } else {
+                None
+            },
+            lports: self.lport.clone().map(|p| p.0).unwrap_or_default(),
+            rports: self.rport.clone().map(|p| p.0).unwrap_or_default(),
+            pid: self.pid,
+            comm: self.comm.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct TraceArgs {
+    /// One JSON object per line instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    /// Stop after this many seconds (fractions allowed).
+    #[arg(long, value_name = "SECS", value_parser = parse_duration)]
+    pub duration: Option<Duration>,
+    #[command(flatten)]
+    pub filter: FilterArgs,
+}
+
+/// A validated, de-duplicated list of ports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ports(pub Vec<u16>);
+
+pub fn parse_ports(text: &str) -> Result<Ports, String> {
+    let mut ports = Vec::new();
+    for part in text.split(',') {
+        let part = part.trim();
+        let port: u16 = part
+            .parse()
+            .ok()
+            .filter(|port| *port != 0)
+            .ok_or_else(|| format!("`{part}` is not a port (1-65535)"))?;
+        if !ports.contains(&port) {
+            ports.push(port);
+        }
+    }
+    if ports.len() > MAX_FILTER_PORTS {
+        return Err(format!(
+            "at most {MAX_FILTER_PORTS} ports, got {}",
+            ports.len()
+        ));
+    }
+    Ok(Ports(ports))
+}
+
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let secs: f64 = text
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{text}` is not a number of seconds"))?;
+    if !secs.is_finite() || secs <= 0.0 || secs > 1e9 {
+        return Err(format!("`{text}` must be a positive number of seconds"));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+fn parse_comm(text: &str) -> Result<String, String> {
+    if text.is_empty() || text.len() > 15 {
+        return Err("a command name has 1 to 15 bytes (the kernel truncates longer ones)".into());
+    }
+    Ok(text.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn ports_parse_and_validate() {
+        assert_eq!(parse_ports("80"), Ok(Ports(vec![80])));
+        assert_eq!(parse_ports("80, 443,80"), Ok(Ports(vec![80, 443])));
+        assert!(parse_ports("0").unwrap_err().contains("not a port"));
+        assert!(parse_ports("65536").unwrap_err().contains("not a port"));
+        assert!(parse_ports("http").unwrap_err().contains("not a port"));
+        assert!(parse_ports("80,").unwrap_err().contains("not a port"));
+        let many: Vec<String> = (1..=17).map(|p| p.to_string()).collect();
+        assert!(
+            parse_ports(&many.join(","))
+                .unwrap_err()
+                .contains("at most 16")
+        );
+    }
+
+    #[test]
+    fn durations_parse_and_validate() {
+        assert_eq!(parse_duration("2"), Ok(Duration::from_secs(2)));
+        assert_eq!(parse_duration("0.5"), Ok(Duration::from_millis(500)));
+        for bad in ["0", "-1", "abc", "inf", "NaN", ""] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn flags_reach_the_filter() {
+        let cli = Cli::try_parse_from([
+            "tcptrace", "trace", "-6", "--lport", "80,443", "--rport", "5432", "--pid", "7",
+            "--comm", "nginx",
+        ])
+        .unwrap();
+        let Command::Trace(args) = cli.command;
+        let filter = args.filter.to_filter();
+        assert_eq!(filter.family, Some(Family::Inet6));
+        assert_eq!(filter.lports, [80, 443]);
+        assert_eq!(filter.rports, [5432]);
+        assert_eq!(filter.pid, Some(7));
+        assert_eq!(filter.comm.as_deref(), Some("nginx"));
+    }
+
+    #[test]
+    fn bad_flags_are_rejected() {
+        for args in [
+            &["tcptrace", "trace", "-4", "-6"][..],
+            &["tcptrace", "trace", "--pid", "0"],
+            &["tcptrace", "trace", "--pid", "x"],
+            &["tcptrace", "trace", "--duration", "0"],
+            &["tcptrace", "trace", "--comm", "a-name-longer-than-15"],
+            &["tcptrace", "trace", "--lport", "99999"],
+            &["tcptrace", "nope"],
+        ] {
+            assert!(Cli::try_parse_from(args).is_err(), "{args:?}");
+        }
+    }
+}

@@ -1,0 +1,88 @@
+//! Converting the kernel's monotonic timestamps to wall-clock time. Read once at start and
+//! handed to renderers, so that rendering itself never reads a clock.
+
+/// Offsets from `CLOCK_MONOTONIC` (what `bpf_ktime_get_ns` returns) to local wall-clock time.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct WallClock {
+    /// Unix time minus monotonic time, in nanoseconds.
+    pub mono_to_unix_ns: i128,
+    /// The local time zone's offset from UTC, in seconds.
+    pub utc_offset_s: i64,
+}
+
+fn clock_ns(clock: libc::clockid_t) -> i128 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: valid clock id and pointer.
+    unsafe { libc::clock_gettime(clock, &mut ts) };
+    i128::from(ts.tv_sec) * 1_000_000_000 + i128::from(ts.tv_nsec)
+}
+
+/// Now on the kernel's clock: what `bpf_ktime_get_ns` would return.
+pub fn monotonic_ns() -> u64 {
+    clock_ns(libc::CLOCK_MONOTONIC) as u64
+}
+
+impl WallClock {
+    pub fn read() -> Self {
+        let mono = clock_ns(libc::CLOCK_MONOTONIC);
+        let unix = clock_ns(libc::CLOCK_REALTIME);
+        let now = (unix / 1_000_000_000) as libc::time_t;
+        // SAFETY: `tm` is plain data that localtime_r fills; both pointers are valid.
+        let utc_offset_s = unsafe {
+            let mut tm: libc::tm = std::mem::zeroed();
+            if libc::localtime_r(&now, &mut tm).is_null() {
+                0
+            } else {
+                tm.tm_gmtoff
+            }
+        };
+        Self {
+            mono_to_unix_ns: unix - mono,
+            utc_offset_s,
+        }
+    }
+
+    /// `HH:MM:SS.micros` of a kernel timestamp, in local time.
+    pub fn time_of_day(&self, ts_ns: u64) -> String {
+        let local_ns = i128::from(ts_ns)
+            + self.mono_to_unix_ns
+            + i128::from(self.utc_offset_s) * 1_000_000_000;
+        let day_ns = local_ns.rem_euclid(86_400 * 1_000_000_000);
+        let secs = day_ns / 1_000_000_000;
+        let micros = (day_ns % 1_000_000_000) / 1_000;
+        format!(
+            "{:02}:{:02}:{:02}.{:06}",
+            secs / 3600,
+            (secs / 60) % 60,
+            secs % 60,
+            micros
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats_time_of_day_from_offsets() {
+        let clock = WallClock {
+            mono_to_unix_ns: 1_700_000_000 * 1_000_000_000,
+            utc_offset_s: 3600,
+        };
+        // 1_700_000_000 is 22:13:20 UTC; +1 h; +1.5 s of monotonic time.
+        assert_eq!(clock.time_of_day(1_500_000_000), "23:13:21.500000");
+    }
+
+    #[test]
+    fn wraps_past_midnight() {
+        let clock = WallClock {
+            mono_to_unix_ns: 86_399 * 1_000_000_000,
+            utc_offset_s: 0,
+        };
+        assert_eq!(clock.time_of_day(2_000_000_000), "00:00:01.000000");
+    }
+}

@@ -1,0 +1,3 @@
+//! One module per subcommand: each wires the stream to its renderers.
+
+pub mod trace;

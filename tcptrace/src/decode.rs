@@ -1,0 +1,231 @@
+//! Raw ring-buffer records → typed [`Record`]s. Pure: the kernel side is trusted for nothing,
+//! every field is validated and an invalid record is an error the caller counts.
+
+use std::{
+    mem::size_of,
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
+};
+
+use tcptrace_ebpf::{Event, TIME_UNKNOWN, flags, kind};
+use thiserror::Error;
+
+use crate::{
+    event::{Family, Record, Transition},
+    state::TcpState,
+};
+
+const AF_INET: u16 = 2;
+const AF_INET6: u16 = 10;
+
+/// Why a record was rejected.
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum DecodeError {
+    #[error("record of {0} bytes is shorter than an event ({size} bytes)", size = size_of::<Event>())]
+    Short(usize),
+    #[error("unknown record kind {0}")]
+    UnknownKind(u8),
+    #[error("unknown TCP state {0}")]
+    UnknownState(u16),
+    #[error("unknown address family {0}")]
+    UnknownFamily(u16),
+}
+
+/// Reinterprets the bytes of one record as the ABI struct.
+pub fn raw_event(bytes: &[u8]) -> Result<Event, DecodeError> {
+    if bytes.len() < size_of::<Event>() {
+        return Err(DecodeError::Short(bytes.len()));
+    }
+    // SAFETY: `Event` is `#[repr(C)]` plain old data (every bit pattern is valid) and the slice
+    // holds at least `size_of::<Event>()` bytes; the read is unaligned-safe.
+    Ok(unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast::<Event>()) })
+}
+
+/// Decodes one ring-buffer record.
+pub fn decode(bytes: &[u8]) -> Result<Record, DecodeError> {
+    let event = raw_event(bytes)?;
+    match event.kind {
+        kind::TRANSITION => decode_transition(&event).map(Record::Transition),
+        other => Err(DecodeError::UnknownKind(other)),
+    }
+}
+
+fn state(raw: u16) -> Result<TcpState, DecodeError> {
+    TcpState::from_raw(raw).ok_or(DecodeError::UnknownState(raw))
+}
+
+/// The family and the two addresses of an event. IPv4-mapped IPv6 addresses (an IPv4 peer of a
+/// dual-stack socket) are given as IPv4, as the operator knows them.
+pub fn addresses(event: &Event) -> Result<(Family, IpAddr, IpAddr), DecodeError> {
+    match event.family {
+        AF_INET => {
+            let v4 = |a: &[u8; 16]| IpAddr::V4(Ipv4Addr::new(a[0], a[1], a[2], a[3]));
+            Ok((Family::Inet, v4(&event.saddr), v4(&event.daddr)))
+        }
+        AF_INET6 => {
+            let v6 = |a: &[u8; 16]| {
+                let addr = Ipv6Addr::from(*a);
+                match addr.to_ipv4_mapped() {
+                    Some(v4) => IpAddr::V4(v4),
+                    None => IpAddr::V6(addr),
+                }
+            };
+            Ok((Family::Inet6, v6(&event.saddr), v6(&event.daddr)))
+        }
+        other => Err(DecodeError::UnknownFamily(other)),
+    }
+}
+
+/// A NUL-padded comm as text.
+pub fn comm(raw: &[u8]) -> String {
+    let end = raw.iter().position(|&b| b == 0).unwrap_or(raw.len());
+    String::from_utf8_lossy(&raw[..end]).into_owned()
+}
+
+fn decode_transition(event: &Event) -> Result<Transition, DecodeError> {
+    let from = state(event.oldstate)?;
+    let to = state(event.newstate)?;
+    let (family, laddr, raddr) = addresses(event)?;
+    let owner_known = event.flags & flags::OWNER_UNKNOWN == 0 && event.tgid != 0;
+    Ok(Transition {
+        ts_ns: event.ts_ns,
+        sk: event.skaddr,
+        pid: owner_known.then_some(event.tgid),
+        comm: if owner_known {
+            comm(&event.comm)
+        } else {
+            String::new()
+        },
+        family,
+        laddr,
+        lport: event.sport,
+        raddr,
+        rport: event.dport,
+        from,
+        to,
+        time_in_from_ns: (event.time_in_old_ns != TIME_UNKNOWN).then_some(event.time_in_old_ns),
+        first_seen_midlife: event.flags & flags::FIRST_SEEN != 0,
+    })
+}
+
+/// Encodes an event as the kernel would: for tests, recordings and benchmarks.
+#[cfg_attr(
+    not(test),
+    expect(dead_code, reason = "used by tests and, later, recordings")
+)]
+pub fn encode(event: &Event) -> [u8; size_of::<Event>()] {
+    // SAFETY: `Event` is plain old data without implicit padding: all its bytes are initialized.
+    unsafe { std::mem::transmute_copy(event) }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    /// A client's SYN_SENT→ESTABLISHED on loopback, as the kernel sends it.
+    pub(crate) fn sample() -> Event {
+        let mut comm = [0u8; 16];
+        comm[..4].copy_from_slice(b"curl");
+        let mut saddr = [0u8; 16];
+        saddr[..4].copy_from_slice(&[127, 0, 0, 1]);
+        let mut daddr = [0u8; 16];
+        daddr[..4].copy_from_slice(&[127, 0, 0, 2]);
+        Event {
+            ts_ns: 1_000,
+            skaddr: 0xffff_8880_1234_5678,
+            time_in_old_ns: 52_000,
+            saddr,
+            daddr,
+            comm,
+            tgid: 4242,
+            netns: 4026531840,
+            sport: 40000,
+            dport: 80,
+            family: AF_INET,
+            kind: kind::TRANSITION,
+            flags: 0,
+            oldstate: 2,
+            newstate: 1,
+            _reserved: 0,
+        }
+    }
+
+    #[test]
+    fn decodes_a_valid_transition() {
+        let Record::Transition(t) = decode(&encode(&sample())).unwrap();
+        assert_eq!(t.ts_ns, 1_000);
+        assert_eq!(t.sk, 0xffff_8880_1234_5678);
+        assert_eq!(t.pid, Some(4242));
+        assert_eq!(t.comm, "curl");
+        assert_eq!(t.family, Family::Inet);
+        assert_eq!(t.laddr, "127.0.0.1".parse::<IpAddr>().unwrap());
+        assert_eq!(t.raddr, "127.0.0.2".parse::<IpAddr>().unwrap());
+        assert_eq!((t.lport, t.rport), (40000, 80));
+        assert_eq!((t.from, t.to), (TcpState::SynSent, TcpState::Established));
+        assert_eq!(t.time_in_from_ns, Some(52_000));
+        assert!(!t.first_seen_midlife);
+    }
+
+    #[test]
+    fn longer_records_are_accepted_for_forward_compatibility() {
+        let mut bytes = encode(&sample()).to_vec();
+        bytes.extend_from_slice(&[0; 8]);
+        assert!(decode(&bytes).is_ok());
+    }
+
+    #[test]
+    fn short_records_are_rejected() {
+        let bytes = encode(&sample());
+        assert_eq!(decode(&bytes[..95]), Err(DecodeError::Short(95)));
+        assert_eq!(decode(&[]), Err(DecodeError::Short(0)));
+    }
+
+    #[test]
+    fn unknown_states_kinds_and_families_are_rejected() {
+        let mut e = sample();
+        e.newstate = 13;
+        assert_eq!(decode(&encode(&e)), Err(DecodeError::UnknownState(13)));
+        let mut e = sample();
+        e.oldstate = u16::MAX;
+        assert_eq!(
+            decode(&encode(&e)),
+            Err(DecodeError::UnknownState(u16::MAX))
+        );
+        let mut e = sample();
+        e.kind = 99;
+        assert_eq!(decode(&encode(&e)), Err(DecodeError::UnknownKind(99)));
+        let mut e = sample();
+        e.family = 1;
+        assert_eq!(decode(&encode(&e)), Err(DecodeError::UnknownFamily(1)));
+    }
+
+    #[test]
+    fn unknown_time_owner_and_first_seen_flags() {
+        let mut e = sample();
+        e.time_in_old_ns = TIME_UNKNOWN;
+        e.flags = flags::OWNER_UNKNOWN | flags::FIRST_SEEN;
+        let Record::Transition(t) = decode(&encode(&e)).unwrap();
+        assert_eq!(t.time_in_from_ns, None);
+        assert_eq!(t.pid, None);
+        assert_eq!(t.comm, "");
+        assert!(t.first_seen_midlife);
+    }
+
+    #[test]
+    fn ipv6_and_ipv4_mapped_addresses() {
+        let mut e = sample();
+        e.family = AF_INET6;
+        e.saddr = Ipv6Addr::LOCALHOST.octets();
+        e.daddr = Ipv4Addr::new(10, 1, 2, 3).to_ipv6_mapped().octets();
+        let Record::Transition(t) = decode(&encode(&e)).unwrap();
+        assert_eq!(t.family, Family::Inet6);
+        assert_eq!(t.laddr, IpAddr::V6(Ipv6Addr::LOCALHOST));
+        assert_eq!(t.raddr, IpAddr::V4(Ipv4Addr::new(10, 1, 2, 3)));
+    }
+
+    #[test]
+    fn comm_stops_at_nul_and_survives_invalid_utf8() {
+        assert_eq!(comm(b"nginx\0\0\0garbage"), "nginx");
+        assert_eq!(comm(b"full-sixteen-chr"), "full-sixteen-chr");
+        assert_eq!(comm(&[0xff, b'a', 0]), "\u{fffd}a");
+    }
+}

@@ -1,0 +1,76 @@
+//! tcptrace: how this machine's TCP connections move through the TCP state diagram, live.
+
+mod cli;
+mod clock;
+mod commands;
+mod decode;
+mod event;
+mod filter;
+mod peer_fill;
+mod privileges;
+mod probe;
+mod render;
+mod source;
+mod state;
+mod stream;
+mod tracefs;
+
+use std::{io, process::ExitCode};
+
+use clap::Parser as _;
+
+use crate::cli::{Cli, Command};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.verbose);
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("tcptrace: cannot start the async runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli.command)) {
+        Ok(()) => ExitCode::SUCCESS,
+        // `tcptrace trace | head`: the reader is gone, which is no failure of ours.
+        Err(err) if is_broken_pipe(&err) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("tcptrace: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Trace(args) => commands::trace::run(args).await,
+    }
+}
+
+fn is_broken_pipe(err: &anyhow::Error) -> bool {
+    err.chain().any(|cause| {
+        cause
+            .downcast_ref::<io::Error>()
+            .is_some_and(|io| io.kind() == io::ErrorKind::BrokenPipe)
+    })
+}
+
+/// Warnings by default; `-v` adds info and the kernel probe's own log, `-vv` debug.
+fn init_logging(verbose: u8) {
+    let level = match verbose {
+        0 => log::LevelFilter::Warn,
+        1 => log::LevelFilter::Info,
+        _ => log::LevelFilter::Debug,
+    };
+    let mut builder = env_logger::Builder::new();
+    builder.filter_level(level).format_timestamp(None);
+    if verbose == 0 {
+        // The kernel side logs through aya-log at error level; keep it for -v.
+        builder.filter_module("tcptrace_ebpf", log::LevelFilter::Off);
+    }
+    builder.init();
+}

@@ -1,0 +1,242 @@
+//! Fills in ports and addresses that the kernel reports as zero at a socket's first transition,
+//! from that socket's next transition, while keeping the output in kernel order.
+//!
+//! Two cases: a connecting socket enters SYN_SENT before its local port is chosen
+//! (`tcp_v4_connect` sets the state, then calls `inet_hash_connect`), and before about Linux 6.15
+//! a passively opened child's LISTEN→SYN_RECV carried a zero peer address and port.
+//!
+//! Such a transition is held until the socket's next one arrives (usually within microseconds,
+//! in the same batch) or until it is `hold_ns` old; transitions behind it wait, so order holds.
+
+use std::{
+    collections::{HashMap, VecDeque},
+    net::IpAddr,
+};
+
+use crate::{event::Transition, state::TcpState};
+
+pub struct PeerFill {
+    queue: VecDeque<Slot>,
+    /// Socket → sequence number of its held transition.
+    waiting: HashMap<u64, u64>,
+    /// Sequence number of `queue[0]`.
+    front_seq: u64,
+    hold_ns: u64,
+}
+
+struct Slot {
+    transition: Transition,
+    ready: bool,
+}
+
+/// Whether a transition should know its peer: listeners have none.
+fn expects_peer(t: &Transition) -> bool {
+    !(t.to == TcpState::Listen || (t.from == TcpState::Listen && t.to == TcpState::Close))
+}
+
+fn needs_fill(t: &Transition) -> bool {
+    t.lport == 0 || (expects_peer(t) && t.rport == 0)
+}
+
+fn unspecified(addr: &IpAddr) -> bool {
+    addr.is_unspecified()
+}
+
+impl PeerFill {
+    pub fn new(hold_ns: u64) -> Self {
+        Self {
+            queue: VecDeque::new(),
+            waiting: HashMap::new(),
+            front_seq: 0,
+            hold_ns,
+        }
+    }
+
+    /// Transitions held now.
+    pub fn held(&self) -> usize {
+        self.queue.len()
+    }
+
+    /// Takes one transition; hands every transition that is ready, in order, to `out`.
+    pub fn push(&mut self, t: Transition, out: &mut impl FnMut(Transition)) {
+        if let Some(seq) = self.waiting.remove(&t.sk) {
+            let slot = &mut self.queue[(seq - self.front_seq) as usize];
+            let held = &mut slot.transition;
+            if held.lport == 0 && t.lport != 0 {
+                held.lport = t.lport;
+                if unspecified(&held.laddr) {
+                    held.laddr = t.laddr;
+                }
+            }
+            if held.rport == 0 && t.rport != 0 && expects_peer(held) {
+                held.rport = t.rport;
+                if unspecified(&held.raddr) {
+                    held.raddr = t.raddr;
+                }
+            }
+            slot.ready = true;
+        }
+        // After →CLOSE there is no next transition to learn from.
+        let hold = needs_fill(&t) && t.to != TcpState::Close;
+        if hold {
+            self.waiting
+                .insert(t.sk, self.front_seq + self.queue.len() as u64);
+        }
+        self.queue.push_back(Slot {
+            transition: t,
+            ready: !hold,
+        });
+        self.release(out);
+    }
+
+    /// Gives up on transitions held for `hold_ns` or more at kernel time `now_ns`.
+    pub fn expire(&mut self, now_ns: u64, out: &mut impl FnMut(Transition)) {
+        for slot in self.queue.iter_mut().filter(|slot| !slot.ready) {
+            if now_ns.saturating_sub(slot.transition.ts_ns) >= self.hold_ns {
+                slot.ready = true;
+                self.waiting.remove(&slot.transition.sk);
+            }
+        }
+        self.release(out);
+    }
+
+    /// Hands out everything, filled or not: at the end of tracing.
+    pub fn flush(&mut self, out: &mut impl FnMut(Transition)) {
+        self.waiting.clear();
+        for slot in &mut self.queue {
+            slot.ready = true;
+        }
+        self.release(out);
+    }
+
+    fn release(&mut self, out: &mut impl FnMut(Transition)) {
+        while self.queue.front().is_some_and(|slot| slot.ready) {
+            let slot = self.queue.pop_front().expect("front exists");
+            self.front_seq += 1;
+            out(slot.transition);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::Ipv4Addr;
+
+    use super::*;
+    use crate::event::Family;
+
+    fn t(sk: u64, ts: u64, from: TcpState, to: TcpState, lport: u16, rport: u16) -> Transition {
+        let addr = |port: u16| {
+            if port == 0 {
+                IpAddr::V4(Ipv4Addr::UNSPECIFIED)
+            } else {
+                IpAddr::V4(Ipv4Addr::LOCALHOST)
+            }
+        };
+        Transition {
+            ts_ns: ts,
+            sk,
+            pid: Some(1),
+            comm: "x".into(),
+            family: Family::Inet,
+            laddr: addr(lport),
+            lport,
+            raddr: addr(rport),
+            rport,
+            from,
+            to,
+            time_in_from_ns: None,
+            first_seen_midlife: false,
+        }
+    }
+
+    fn run(fill: &mut PeerFill, items: Vec<Transition>) -> Vec<Transition> {
+        let mut out = Vec::new();
+        for item in items {
+            fill.push(item, &mut |t| out.push(t));
+        }
+        out
+    }
+
+    use TcpState::*;
+
+    #[test]
+    fn connecting_socket_gets_its_local_port_from_the_next_transition_and_order_holds() {
+        let mut fill = PeerFill::new(1_000);
+        let out = run(
+            &mut fill,
+            vec![
+                t(1, 10, Close, SynSent, 0, 80),
+                t(2, 11, Established, FinWait1, 5000, 6000),
+                t(1, 12, SynSent, Established, 40000, 80),
+            ],
+        );
+        let got: Vec<_> = out.iter().map(|t| (t.sk, t.lport, t.ts_ns)).collect();
+        assert_eq!(got, [(1, 40000, 10), (2, 5000, 11), (1, 40000, 12)]);
+        assert_eq!(out[0].laddr, IpAddr::V4(Ipv4Addr::LOCALHOST));
+        assert_eq!(fill.held(), 0);
+    }
+
+    #[test]
+    fn child_with_zero_peer_is_filled() {
+        let mut fill = PeerFill::new(1_000);
+        let out = run(
+            &mut fill,
+            vec![
+                t(7, 1, Listen, SynRecv, 80, 0),
+                t(7, 2, SynRecv, Established, 80, 51000),
+            ],
+        );
+        assert_eq!(
+            (out[0].rport, out[0].raddr),
+            (51000, IpAddr::V4(Ipv4Addr::LOCALHOST))
+        );
+    }
+
+    #[test]
+    fn listeners_are_not_held() {
+        let mut fill = PeerFill::new(1_000);
+        let out = run(
+            &mut fill,
+            vec![t(3, 1, Close, Listen, 80, 0), t(3, 2, Listen, Close, 80, 0)],
+        );
+        assert_eq!(out.len(), 2);
+    }
+
+    #[test]
+    fn held_transitions_expire_after_the_hold_time() {
+        let mut fill = PeerFill::new(100);
+        let mut out = run(&mut fill, vec![t(1, 10, Close, SynSent, 0, 80)]);
+        assert!(out.is_empty());
+        fill.expire(109, &mut |t| out.push(t));
+        assert!(out.is_empty());
+        fill.expire(110, &mut |t| out.push(t));
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].lport, 0);
+        // The socket's next transition is no longer matched to the released one.
+        let out = run(&mut fill, vec![t(1, 200, SynSent, Established, 4, 80)]);
+        assert_eq!(out.len(), 1);
+    }
+
+    #[test]
+    fn flush_releases_everything() {
+        let mut fill = PeerFill::new(1_000_000);
+        let mut out = run(
+            &mut fill,
+            vec![
+                t(1, 1, Close, SynSent, 0, 80),
+                t(2, 2, Close, SynSent, 0, 80),
+            ],
+        );
+        fill.flush(&mut |t| out.push(t));
+        assert_eq!(out.len(), 2);
+        assert_eq!(fill.held(), 0);
+    }
+
+    #[test]
+    fn a_close_with_zero_ports_is_not_held() {
+        let mut fill = PeerFill::new(1_000);
+        let out = run(&mut fill, vec![t(1, 1, SynSent, Close, 0, 80)]);
+        assert_eq!(out.len(), 1);
+    }
+}

@@ -1,0 +1,170 @@
+//! The kernel edge: loads the embedded BPF object with its load-time settings and attaches it.
+//! Every failure becomes a [`ProbeError`] that says what to do about it.
+
+use std::io;
+
+use aya::{Ebpf, EbpfLoader, programs::TracePoint};
+use tcptrace_ebpf::{Filter, names};
+use thiserror::Error;
+
+use crate::{privileges, tracefs};
+
+/// The object built from `tcptrace-ebpf` by `build.rs`.
+static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/tcptrace"));
+
+/// Default size of the event ring buffer: 4 MiB holds ~43,000 events, a few hundred
+/// milliseconds of a storm of tens of thousands of connections per second.
+pub const DEFAULT_RING_BYTES: u32 = 4 << 20;
+
+#[derive(Debug, Error)]
+pub enum ProbeError {
+    #[error("{}", privileges::denied_message())]
+    Permission,
+    #[error(transparent)]
+    Tracefs(#[from] tracefs::TracefsError),
+    #[error("loading the BPF program failed: {0}")]
+    Load(String),
+    #[error("attaching to {tracepoint} failed: {reason}")]
+    Attach { tracepoint: String, reason: String },
+}
+
+/// What the probe is loaded with.
+#[derive(Clone, Debug)]
+pub struct ProbeConfig {
+    pub filter: Filter,
+    pub ring_bytes: u32,
+}
+
+impl Default for ProbeConfig {
+    fn default() -> Self {
+        Self {
+            filter: Filter::default(),
+            ring_bytes: DEFAULT_RING_BYTES,
+        }
+    }
+}
+
+/// The loaded, attached probe. Dropping it detaches everything.
+pub struct Probe {
+    pub ebpf: Ebpf,
+}
+
+/// A full error chain on one line ("a: b: c"), as aya nests its causes.
+fn chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}
+
+/// True when any cause in the chain is EPERM or EACCES.
+fn is_permission(err: &(dyn std::error::Error + 'static)) -> bool {
+    let mut current = Some(err);
+    while let Some(e) = current {
+        if let Some(io) = e.downcast_ref::<io::Error>()
+            && matches!(io.raw_os_error(), Some(libc::EPERM | libc::EACCES))
+        {
+            return true;
+        }
+        current = e.source();
+    }
+    false
+}
+
+/// Raises RLIMIT_MEMLOCK: kernels before 5.11 charge BPF maps against it.
+fn raise_memlock_limit() {
+    let unlimited = libc::rlimit {
+        rlim_cur: libc::RLIM_INFINITY,
+        rlim_max: libc::RLIM_INFINITY,
+    };
+    // SAFETY: plain syscall with a valid pointer; failure only matters on old kernels, where
+    // the load error that follows says so.
+    let rc = unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &unlimited) };
+    if rc != 0 {
+        log::debug!(
+            "setrlimit(RLIMIT_MEMLOCK) failed: {}",
+            io::Error::last_os_error()
+        );
+    }
+}
+
+impl Probe {
+    /// Checks privileges, finds tracefs and the tracepoint layout, loads and attaches.
+    pub fn load(config: &ProbeConfig) -> Result<Self, ProbeError> {
+        privileges::check().map_err(|_| ProbeError::Permission)?;
+        let root = tracefs::ensure_mounted()?;
+        let format = tracefs::read_format(&root, "sock", "inet_sock_set_state")?;
+        let layout = tracefs::inet_sock_set_state_layout(&format)?;
+        raise_memlock_limit();
+
+        let mut ebpf = EbpfLoader::new()
+            .override_global(names::LAYOUT, &layout, true)
+            .override_global(names::FILTER, &config.filter, true)
+            .map_max_entries(names::EVENTS, config.ring_bytes)
+            .load(OBJECT)
+            .map_err(|err| {
+                if is_permission(&err) {
+                    ProbeError::Permission
+                } else {
+                    ProbeError::Load(chain(&err))
+                }
+            })?;
+
+        let attach_error = |err: &(dyn std::error::Error + 'static)| ProbeError::Attach {
+            tracepoint: "sock:inet_sock_set_state".to_owned(),
+            reason: chain(err),
+        };
+        let program: &mut TracePoint = ebpf
+            .program_mut(names::PROGRAM)
+            .ok_or_else(|| ProbeError::Load(format!("program {} missing", names::PROGRAM)))?
+            .try_into()
+            .map_err(|err: aya::programs::ProgramError| attach_error(&err))?;
+        program.load().map_err(|err| {
+            if is_permission(&err) {
+                ProbeError::Permission
+            } else {
+                ProbeError::Load(chain(&err))
+            }
+        })?;
+        program
+            .attach("sock", "inet_sock_set_state")
+            .map_err(|err| attach_error(&err))?;
+        Ok(Self { ebpf })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn permission_errors_are_found_in_the_chain() {
+        #[derive(Debug, Error)]
+        #[error("outer")]
+        struct Outer(#[source] io::Error);
+        assert!(is_permission(&Outer(io::Error::from_raw_os_error(
+            libc::EPERM
+        ))));
+        assert!(!is_permission(&Outer(io::Error::from_raw_os_error(
+            libc::EINVAL
+        ))));
+        assert_eq!(
+            chain(&Outer(io::Error::from_raw_os_error(libc::EINVAL))),
+            "outer: Invalid argument (os error 22)"
+        );
+    }
+
+    #[test]
+    fn the_embedded_object_is_an_elf_bpf_object() {
+        assert_eq!(&OBJECT[..4], b"\x7fELF");
+        // e_machine (offset 18, little endian) is EM_BPF = 247.
+        assert_eq!(u16::from_le_bytes([OBJECT[18], OBJECT[19]]), 247);
+    }
+}

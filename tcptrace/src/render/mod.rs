@@ -1,0 +1,25 @@
+//! Renderers: typed data in, bytes out to any `io::Write`. No clocks, no terminals.
+
+pub mod trace_json;
+pub mod trace_text;
+
+use std::net::IpAddr;
+
+/// `addr:port`, with IPv6 addresses in brackets.
+pub fn endpoint(addr: &IpAddr, port: u16) -> String {
+    match addr {
+        IpAddr::V4(v4) => format!("{v4}:{port}"),
+        IpAddr::V6(v6) => format!("[{v6}]:{port}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endpoints() {
+        assert_eq!(endpoint(&"10.0.0.1".parse().unwrap(), 80), "10.0.0.1:80");
+        assert_eq!(endpoint(&"::1".parse().unwrap(), 443), "[::1]:443");
+    }
+}

@@ -1,0 +1,122 @@
+//! TCP states as the kernel numbers them (include/net/tcp_states.h), named as netstat prints them.
+
+use std::fmt;
+
+/// A kernel TCP state. Values outside the kernel's range are rejected at decode time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[repr(u8)]
+pub enum TcpState {
+    Established = 1,
+    SynSent = 2,
+    SynRecv = 3,
+    FinWait1 = 4,
+    FinWait2 = 5,
+    TimeWait = 6,
+    Close = 7,
+    CloseWait = 8,
+    LastAck = 9,
+    Listen = 10,
+    Closing = 11,
+    NewSynRecv = 12,
+}
+
+impl TcpState {
+    /// Every state, in kernel order.
+    pub const ALL: [TcpState; 12] = [
+        Self::Established,
+        Self::SynSent,
+        Self::SynRecv,
+        Self::FinWait1,
+        Self::FinWait2,
+        Self::TimeWait,
+        Self::Close,
+        Self::CloseWait,
+        Self::LastAck,
+        Self::Listen,
+        Self::Closing,
+        Self::NewSynRecv,
+    ];
+
+    /// The state for a raw kernel value, if it is one.
+    pub fn from_raw(raw: u16) -> Option<Self> {
+        Self::ALL.into_iter().find(|state| *state as u16 == raw)
+    }
+
+    /// The name netstat prints.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Established => "ESTABLISHED",
+            Self::SynSent => "SYN_SENT",
+            Self::SynRecv => "SYN_RECV",
+            Self::FinWait1 => "FIN_WAIT1",
+            Self::FinWait2 => "FIN_WAIT2",
+            Self::TimeWait => "TIME_WAIT",
+            Self::Close => "CLOSE",
+            Self::CloseWait => "CLOSE_WAIT",
+            Self::LastAck => "LAST_ACK",
+            Self::Listen => "LISTEN",
+            Self::Closing => "CLOSING",
+            Self::NewSynRecv => "NEW_SYN_RECV",
+        }
+    }
+
+    /// Parses a netstat name, case-insensitively; `-` and `_` are interchangeable.
+    pub fn from_name(name: &str) -> Option<Self> {
+        let wanted = name.trim().to_ascii_uppercase().replace('-', "_");
+        Self::ALL.into_iter().find(|state| state.name() == wanted)
+    }
+}
+
+impl fmt::Display for TcpState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.pad(self.name())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn raw_values_match_the_kernel() {
+        assert_eq!(TcpState::from_raw(1), Some(TcpState::Established));
+        assert_eq!(TcpState::from_raw(7), Some(TcpState::Close));
+        assert_eq!(TcpState::from_raw(10), Some(TcpState::Listen));
+        assert_eq!(TcpState::from_raw(12), Some(TcpState::NewSynRecv));
+        assert_eq!(TcpState::from_raw(0), None);
+        assert_eq!(TcpState::from_raw(13), None);
+        assert_eq!(TcpState::from_raw(u16::MAX), None);
+    }
+
+    #[test]
+    fn names_are_netstat_names_and_round_trip() {
+        let names: Vec<_> = TcpState::ALL.iter().map(|s| s.name()).collect();
+        assert_eq!(
+            names,
+            [
+                "ESTABLISHED",
+                "SYN_SENT",
+                "SYN_RECV",
+                "FIN_WAIT1",
+                "FIN_WAIT2",
+                "TIME_WAIT",
+                "CLOSE",
+                "CLOSE_WAIT",
+                "LAST_ACK",
+                "LISTEN",
+                "CLOSING",
+                "NEW_SYN_RECV"
+            ]
+        );
+        for state in TcpState::ALL {
+            assert_eq!(TcpState::from_name(state.name()), Some(state));
+        }
+        assert_eq!(TcpState::from_name("close-wait"), Some(TcpState::CloseWait));
+        assert_eq!(TcpState::from_name("nope"), None);
+    }
+
+    #[test]
+    fn display_pads() {
+        assert_eq!(format!("{:<12}|", TcpState::Close), "CLOSE       |");
+    }
+}
