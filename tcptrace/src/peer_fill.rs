@@ -53,6 +53,7 @@ impl PeerFill {
     }
 
     /// Transitions held now.
+    #[cfg(test)]
     pub fn held(&self) -> usize {
         self.queue.len()
     }

@@ -29,8 +29,6 @@ const FILL_TICK: Duration = Duration::from_millis(100);
 pub enum Update<'a> {
     /// A complete transition that passed the filter.
     Transition(&'a Transition),
-    /// The command's interval elapsed: redraw.
-    Tick(&'a Totals),
     /// The probe is attached: events from now on are seen.
     Started,
     /// The transitions of one wake-up were handed out: a good moment to flush output.
@@ -53,8 +51,6 @@ pub struct Totals {
 pub struct StreamConfig {
     pub probe: ProbeConfig,
     pub filter: EventFilter,
-    /// The command's tick (redraw interval); None: only the internal fill tick.
-    pub interval: Option<Duration>,
     pub duration: Option<Duration>,
 }
 
@@ -75,6 +71,18 @@ impl Summary {
         );
         if t.invalid > 0 {
             line.push_str(&format!(", {} invalid records", t.invalid));
+        }
+        // Every socket the kernel inserted leaves its map on →CLOSE or is still there; the rest
+        // were evicted, and their next transitions lack a time in state.
+        let evicted = t
+            .kernel
+            .sock_inserted
+            .saturating_sub(t.kernel.sock_removed)
+            .saturating_sub(self.tracked_sockets as u64);
+        if evicted > 0 {
+            line.push_str(&format!(
+                ", {evicted} sockets evicted from the kernel's map"
+            ));
         }
         if t.kernel.sock_update_failed > 0 {
             line.push_str(&format!(
@@ -102,10 +110,8 @@ pub async fn run(
     let deadline = config.duration.map(|d| Instant::now() + d);
     let mut fill_tick = interval(FILL_TICK);
     fill_tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    let mut user_tick = interval(config.interval.unwrap_or(Duration::from_secs(3600)));
-    user_tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    user_tick.reset();
 
+    log::info!("probe attached to sock:inet_sock_set_state");
     on_update(Update::Started)?;
     let mut ready: Vec<Transition> = Vec::with_capacity(1024);
     let mut decoded: Vec<Transition> = Vec::with_capacity(1024);
@@ -121,7 +127,6 @@ pub async fn run(
     };
 
     loop {
-        let mut user_ticked = false;
         let mut stop = false;
         tokio::select! {
             biased;
@@ -135,7 +140,6 @@ pub async fn run(
                 forwarded.context("reading the kernel log")?;
             }
             _ = fill_tick.tick() => {}
-            _ = user_tick.tick(), if config.interval.is_some() => user_ticked = true,
         }
         if stop {
             session
@@ -161,14 +165,9 @@ pub async fn run(
         if totals.transitions != handed_before {
             on_update(Update::BatchEnd)?;
         }
-        if user_ticked || stop {
+        if stop {
             totals.kernel = session.counters().context("reading the probe's counters")?;
             totals.now_ns = now_ns;
-        }
-        if user_ticked {
-            on_update(Update::Tick(&totals))?;
-        }
-        if stop {
             break;
         }
     }

@@ -1,1 +1,53 @@
-fn main() {}
+//! Developer tasks: set-up, build, run, test. `cargo xtask` alone does the set-up.
+
+mod run;
+mod setup;
+mod test;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "cargo xtask", about = "tcptrace's build, run and test tasks")]
+struct Cli {
+    #[command(subcommand)]
+    task: Option<Task>,
+}
+
+#[derive(Subcommand)]
+enum Task {
+    /// Install what the build needs (rust-src, bpf-linker for this toolchain's LLVM). Idempotent.
+    Setup,
+    /// Set up, then `cargo build --release`.
+    Build,
+    /// Set up, build, then run tcptrace (as root) with the given arguments.
+    Run {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Set up, then check formatting and lints, run the unit tests and the privileged
+    /// end-to-end tests.
+    Test {
+        /// Arguments passed to the end-to-end test binary (e.g. a test name filter).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.task.unwrap_or(Task::Setup) {
+        Task::Setup => setup::run(),
+        Task::Build => setup::run().and_then(|_| run::build()),
+        Task::Run { args } => setup::run().and_then(|_| run::run(&args)),
+        Task::Test { args } => setup::run().and_then(|_| test::run(&args)),
+    };
+    match result {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("xtask: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

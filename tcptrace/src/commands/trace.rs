@@ -18,19 +18,18 @@ pub async fn run(args: TraceArgs) -> anyhow::Result<()> {
             ..ProbeConfig::default()
         },
         filter,
-        interval: None,
         duration: args.duration,
     };
     let text = TraceText::new(WallClock::read(), args.filter.ipv4);
     let stdout = io::stdout();
     let mut out = io::BufWriter::with_capacity(64 * 1024, stdout.lock());
     let summary = stream::run(config, |update| match update {
-        Update::Started if !args.json => text.header(&mut out),
+        Update::Started if !args.json => text.header(&mut out).and_then(|()| out.flush()),
         Update::Transition(t) if args.json => trace_json::line(&mut out, t),
         Update::Transition(t) => text.line(&mut out, t),
         // Lines are flushed once per wake-up, not per line.
         Update::BatchEnd => out.flush(),
-        Update::Started | Update::Tick(_) => Ok(()),
+        Update::Started => Ok(()),
     })
     .await?;
     out.flush()?;

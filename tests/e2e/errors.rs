@@ -1,0 +1,136 @@
+//! Bad input and hostile environments: one clear line, a non-zero exit, never a panic.
+
+use std::{
+    io::{BufRead, BufReader},
+    process::{Command, Stdio},
+};
+
+use crate::support::{Peer, privileged, start_lock, tcptrace_bin, wait_until};
+
+fn run(args: &[&str]) -> (i32, String) {
+    let out = Command::new(tcptrace_bin())
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run tcptrace");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn bad_flags_exit_2_with_a_message() {
+    for (args, expected) in [
+        (&["trace", "--lport", "0"][..], "not a port"),
+        (&["trace", "--lport", "80,http"], "not a port"),
+        (&["trace", "--duration", "-3"], "--duration"),
+        (&["trace", "--pid", "zero"], "--pid"),
+        (&["trace", "-4", "-6"], "cannot be used with"),
+        (&["frobnicate"], "unrecognized subcommand"),
+    ] {
+        let (code, stderr) = run(args);
+        assert_eq!(code, 2, "{args:?}: {stderr}");
+        let first = stderr.lines().next().unwrap_or_default();
+        assert!(
+            first.starts_with("error:") && stderr.contains(expected),
+            "{args:?}: {stderr}"
+        );
+        assert!(!stderr.contains("panicked"), "{stderr}");
+    }
+}
+
+#[test]
+fn without_privileges_it_says_how_to_run() {
+    // Needs root to drop to an unprivileged user; without root we already are one.
+    let out = if unsafe { libc::geteuid() } == 0 {
+        Command::new("setpriv")
+            .args([
+                "--reuid=65534",
+                "--regid=65534",
+                "--clear-groups",
+                "--inh-caps=-all",
+            ])
+            .arg(tcptrace_bin())
+            .args(["trace", "--duration", "1"])
+            .output()
+            .expect("run setpriv (util-linux)")
+    } else {
+        Command::new(tcptrace_bin())
+            .args(["trace", "--duration", "1"])
+            .output()
+            .unwrap()
+    };
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains("needs root") && stderr.contains("sudo"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn broken_pipe_exits_quietly_with_success() {
+    if !privileged("broken_pipe_exits_quietly_with_success") {
+        return;
+    }
+    let mut server = Peer::spawn();
+    let port = server.port("listen 127.0.0.1");
+    let mut child = {
+        let _guard = start_lock();
+        Command::new(tcptrace_bin())
+            .args(["trace", "--lport", &port.to_string()])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    // Like `| head -1`: read the header, then close the pipe.
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut header = String::new();
+    stdout.read_line(&mut header).unwrap();
+    assert!(header.starts_with("TIME"), "{header}");
+    drop(stdout);
+    // Traffic makes tcptrace write into the closed pipe.
+    let status = wait_until("tcptrace to notice the closed pipe", || {
+        let mut client = Peer::spawn();
+        client.cmd(&format!("connect 127.0.0.1 {port}"));
+        server.cmd("accept");
+        child.try_wait().unwrap()
+    });
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert!(status.success(), "{status}: {stderr}");
+    assert!(!stderr.contains("tcptrace:"), "{stderr}");
+}
+
+#[test]
+fn unmounted_tracefs_is_mounted() {
+    if !privileged("unmounted_tracefs_is_mounted") {
+        return;
+    }
+    let _guard = start_lock();
+    let mounted = |path: &str| {
+        std::fs::read_to_string("/proc/self/mounts")
+            .unwrap()
+            .lines()
+            .any(|line| line.split_whitespace().nth(1) == Some(path))
+    };
+    // Unmount every tracefs mount tcptrace could use, as on a fresh machine.
+    for path in ["/sys/kernel/debug/tracing", "/sys/kernel/tracing"] {
+        while mounted(path) {
+            let status = Command::new("umount").arg(path).status().unwrap();
+            if !status.success() {
+                eprintln!("SKIPPED unmounted_tracefs_is_mounted: cannot unmount {path} (busy)");
+                return;
+            }
+        }
+    }
+    let (code, stderr) = run(&["trace", "--duration", "0.2"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        mounted("/sys/kernel/tracing"),
+        "tcptrace did not mount tracefs"
+    );
+}

@@ -1,0 +1,6 @@
+//! End-to-end tests: the real probe in the running kernel, real sockets driven by separate
+//! processes on loopback, every assertion filtered to the test's own ports.
+
+mod errors;
+mod support;
+mod trace;

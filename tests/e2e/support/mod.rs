@@ -1,0 +1,307 @@
+//! Harness of the end-to-end tests: the real tcptrace binary, real sockets in separate
+//! processes, and waits on conditions with deadlines (never sleeps as synchronization).
+
+#![allow(
+    dead_code,
+    reason = "each test module uses a different part of the harness"
+)]
+
+use std::{
+    env,
+    io::{BufRead, BufReader, Read, Write},
+    path::PathBuf,
+    process::{Child, ChildStdin, ChildStdout, Command, ExitStatus, Stdio},
+    sync::{Arc, Mutex, MutexGuard},
+    thread,
+    time::{Duration, Instant},
+};
+
+use serde_json::Value;
+
+/// How long any awaited condition may take before the test fails.
+pub const DEADLINE: Duration = Duration::from_secs(20);
+
+/// Serializes probe start-up against tests that unmount tracefs.
+static START_LOCK: Mutex<()> = Mutex::new(());
+
+pub fn start_lock() -> MutexGuard<'static, ()> {
+    START_LOCK
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// True when privileged tests can run. Without root they skip loudly, except in CI, where
+/// skipping would hide a broken set-up: there they fail.
+pub fn privileged(test: &str) -> bool {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } == 0 {
+        return true;
+    }
+    if env::var("CI").is_ok_and(|ci| ci == "true") {
+        panic!("{test}: end-to-end tests must run as root in CI");
+    }
+    eprintln!("SKIPPED {test}: needs root to load the BPF probe (run `cargo xtask test` as root)");
+    false
+}
+
+/// The tcptrace binary under test: `TCPTRACE_BIN` (set by `cargo xtask test`), else the
+/// workspace's release build.
+pub fn tcptrace_bin() -> PathBuf {
+    if let Some(path) = env::var_os("TCPTRACE_BIN") {
+        return PathBuf::from(path);
+    }
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/release/tcptrace");
+    assert!(
+        path.exists(),
+        "{} is missing: run the tests with `cargo xtask test`",
+        path.display()
+    );
+    path
+}
+
+/// Polls `check` until it returns `Some`, or fails the test after [`DEADLINE`].
+pub fn wait_until<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(value) = check() {
+            return value;
+        }
+        assert!(start.elapsed() < DEADLINE, "timed out waiting for {what}");
+        thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// A running `tcptrace` whose stdout and stderr are collected as they come.
+pub struct Tracer {
+    child: Child,
+    stdout: Arc<Mutex<Vec<String>>>,
+    stderr: Arc<Mutex<String>>,
+}
+
+/// What a stopped tracer left.
+pub struct Finished {
+    pub status: ExitStatus,
+    pub stdout: Vec<String>,
+    pub stderr: String,
+}
+
+fn collect_lines(reader: impl Read + Send + 'static, sink: Arc<Mutex<Vec<String>>>) {
+    thread::spawn(move || {
+        for line in BufReader::new(reader).lines() {
+            let Ok(line) = line else { break };
+            sink.lock().unwrap().push(line);
+        }
+    });
+}
+
+impl Tracer {
+    /// Starts `tcptrace ARGS -v` and waits until its probe is attached.
+    pub fn start(args: &[&str]) -> Self {
+        let _guard = start_lock();
+        let mut child = Command::new(tcptrace_bin())
+            .args(args)
+            .arg("-v")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn tcptrace");
+        let stdout = Arc::new(Mutex::new(Vec::new()));
+        collect_lines(child.stdout.take().unwrap(), stdout.clone());
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let err_sink = stderr.clone();
+        let mut err_pipe = child.stderr.take().unwrap();
+        thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = err_pipe.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                err_sink
+                    .lock()
+                    .unwrap()
+                    .push_str(&String::from_utf8_lossy(&buf[..n]));
+            }
+        });
+        let mut tracer = Self {
+            child,
+            stdout,
+            stderr,
+        };
+        wait_until("the probe to attach", || {
+            if let Ok(Some(status)) = tracer.child.try_wait() {
+                panic!(
+                    "tcptrace exited ({status}) before attaching: {}",
+                    tracer.stderr.lock().unwrap()
+                );
+            }
+            tracer
+                .stderr
+                .lock()
+                .unwrap()
+                .contains("probe attached")
+                .then_some(())
+        });
+        tracer
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Output lines so far.
+    pub fn lines(&self) -> Vec<String> {
+        self.stdout.lock().unwrap().clone()
+    }
+
+    /// Output lines so far, parsed as JSON.
+    pub fn json(&self) -> Vec<Value> {
+        self.lines()
+            .iter()
+            .map(|line| {
+                serde_json::from_str(line).unwrap_or_else(|e| panic!("bad JSON {line}: {e}"))
+            })
+            .collect()
+    }
+
+    /// Waits until `check` accepts the JSON output so far; returns that output.
+    pub fn wait_json(&self, what: &str, check: impl Fn(&[Value]) -> bool) -> Vec<Value> {
+        wait_until(what, || {
+            let json = self.json();
+            check(&json).then_some(json)
+        })
+    }
+
+    pub fn stderr(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+
+    /// Sends SIGINT (Ctrl-C) and waits for the exit.
+    pub fn stop(self) -> Finished {
+        // SAFETY: plain kill(2) of our own child.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGINT) };
+        self.wait()
+    }
+
+    /// Waits for the tracer to exit by itself (e.g. `--duration`).
+    pub fn wait(mut self) -> Finished {
+        let status = wait_until("tcptrace to exit", || self.child.try_wait().unwrap());
+        // The collector threads finish with the pipes; give them the deadline to drain.
+        let stderr = wait_until("stderr to close", || {
+            let text = self.stderr.lock().unwrap().clone();
+            (text.contains(" transitions, ") || text.contains("tcptrace:") || !status.success())
+                .then_some(text)
+        });
+        Finished {
+            status,
+            stdout: self.stdout.lock().unwrap().clone(),
+            stderr,
+        }
+    }
+}
+
+impl Drop for Tracer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A `tcp-peer` process: one side of a connection with its own pid.
+pub struct Peer {
+    child: Child,
+    stdin: ChildStdin,
+    stdout: BufReader<ChildStdout>,
+}
+
+impl Peer {
+    pub fn spawn() -> Self {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_tcp-peer"))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("spawn tcp-peer");
+        let stdin = child.stdin.take().unwrap();
+        let stdout = BufReader::new(child.stdout.take().unwrap());
+        Self {
+            child,
+            stdin,
+            stdout,
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends a command; `Ok(value)` or `Err(reason)`.
+    pub fn try_cmd(&mut self, command: &str) -> Result<String, String> {
+        writeln!(self.stdin, "{command}").expect("write to tcp-peer");
+        self.stdin.flush().unwrap();
+        let mut line = String::new();
+        self.stdout
+            .read_line(&mut line)
+            .expect("read from tcp-peer");
+        let line = line.trim_end();
+        if let Some(value) = line.strip_prefix("ok") {
+            Ok(value.trim().to_owned())
+        } else {
+            Err(line.strip_prefix("error ").unwrap_or(line).to_owned())
+        }
+    }
+
+    /// Sends a command that must succeed.
+    pub fn cmd(&mut self, command: &str) -> String {
+        self.try_cmd(command)
+            .unwrap_or_else(|err| panic!("tcp-peer `{command}` failed: {err}"))
+    }
+
+    pub fn port(&mut self, command: &str) -> u16 {
+        self.cmd(command).parse().expect("a port")
+    }
+}
+
+impl Drop for Peer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The `from->to` transitions of the JSON lines that match `keep`, in order.
+pub fn path_of(lines: &[Value], keep: impl Fn(&Value) -> bool) -> Vec<String> {
+    lines
+        .iter()
+        .filter(|line| line["type"] == "transition" && keep(line))
+        .map(|line| {
+            format!(
+                "{}->{}",
+                line["from"].as_str().unwrap(),
+                line["to"].as_str().unwrap()
+            )
+        })
+        .collect()
+}
+
+/// Lines of one socket, identified by its local and remote ports.
+pub fn socket(lport: u16, rport: u16) -> impl Fn(&Value) -> bool {
+    move |line| line["lport"] == lport && line["rport"] == rport
+}
+
+/// The first line of a socket with this transition.
+pub fn find<'a>(
+    lines: &'a [Value],
+    keep: &dyn Fn(&Value) -> bool,
+    from: &str,
+    to: &str,
+) -> &'a Value {
+    lines
+        .iter()
+        .find(|line| keep(line) && line["from"] == from && line["to"] == to)
+        .unwrap_or_else(|| panic!("no {from}->{to} among {lines:#?}"))
+}
+
+/// Milliseconds in the from-state of a line.
+pub fn ms_in_from(line: &Value) -> f64 {
+    line["time_in_from_ns"].as_u64().expect("a time in state") as f64 / 1e6
+}

@@ -1,0 +1,172 @@
+//! A scripted TCP peer for the end-to-end tests: one process per side of a connection, so that
+//! each side has its own pid. Reads one command per line on stdin, answers one line on stdout
+//! (`ok [value]` or `error <reason>`).
+//!
+//! Commands: `listen ADDR` (port 0, answers the port), `accept` (answers the peer's port),
+//! `connect ADDR PORT` (answers the local port), `linger0`, `keepalive IDLE_S`, `close`,
+//! `shutdown-write`, `wait-eof`, `send N`, `sleep MS`, `close-listener`, `pid`, `exit`.
+
+use std::{
+    io::{self, BufRead, Read, Write},
+    net::{IpAddr, SocketAddr, TcpListener, TcpStream},
+    os::fd::AsRawFd,
+    thread,
+    time::Duration,
+};
+
+fn main() {
+    let mut listener: Option<TcpListener> = None;
+    let mut stream: Option<TcpStream> = None;
+    let stdout = io::stdout();
+    for line in io::stdin().lock().lines() {
+        let Ok(line) = line else { break };
+        let words: Vec<&str> = line.split_whitespace().collect();
+        let answer = match handle(&words, &mut listener, &mut stream) {
+            Ok(Some(value)) => format!("ok {value}"),
+            Ok(None) => "ok".to_owned(),
+            Err(err) => format!("error {err}"),
+        };
+        let mut out = stdout.lock();
+        if writeln!(out, "{answer}")
+            .and_then(|()| out.flush())
+            .is_err()
+        {
+            break;
+        }
+        if words.first() == Some(&"exit") {
+            break;
+        }
+    }
+}
+
+fn handle(
+    words: &[&str],
+    listener: &mut Option<TcpListener>,
+    stream: &mut Option<TcpStream>,
+) -> Result<Option<String>, String> {
+    let err = |e: io::Error| e.kind().to_string().replace(' ', "_");
+    let arg = |i: usize| words.get(i).copied().ok_or("missing argument".to_owned());
+    let conn = |stream: &mut Option<TcpStream>| -> Result<(), String> {
+        stream
+            .as_ref()
+            .map(|_| ())
+            .ok_or("no connection".to_owned())
+    };
+    match words.first().copied().unwrap_or("") {
+        "pid" => Ok(Some(std::process::id().to_string())),
+        "listen" => {
+            let addr: IpAddr = arg(1)?.parse().map_err(|_| "bad address")?;
+            let l = TcpListener::bind(SocketAddr::new(addr, 0)).map_err(err)?;
+            let port = l.local_addr().map_err(err)?.port();
+            *listener = Some(l);
+            Ok(Some(port.to_string()))
+        }
+        "accept" => {
+            let l = listener.as_ref().ok_or("no listener")?;
+            let (s, peer) = l.accept().map_err(err)?;
+            *stream = Some(s);
+            Ok(Some(peer.port().to_string()))
+        }
+        "connect" => {
+            let addr: IpAddr = arg(1)?.parse().map_err(|_| "bad address")?;
+            let port: u16 = arg(2)?.parse().map_err(|_| "bad port")?;
+            let s =
+                TcpStream::connect_timeout(&SocketAddr::new(addr, port), Duration::from_secs(10))
+                    .map_err(err)?;
+            let local = s.local_addr().map_err(err)?.port();
+            *stream = Some(s);
+            Ok(Some(local.to_string()))
+        }
+        "linger0" => {
+            conn(stream)?;
+            let linger = libc::linger {
+                l_onoff: 1,
+                l_linger: 0,
+            };
+            setsockopt(
+                stream.as_ref().unwrap(),
+                libc::SOL_SOCKET,
+                libc::SO_LINGER,
+                &linger,
+            )?;
+            Ok(None)
+        }
+        "keepalive" => {
+            conn(stream)?;
+            let idle: libc::c_int = arg(1)?.parse().map_err(|_| "bad seconds")?;
+            let s = stream.as_ref().unwrap();
+            setsockopt(s, libc::SOL_SOCKET, libc::SO_KEEPALIVE, &1 as &libc::c_int)?;
+            setsockopt(s, libc::IPPROTO_TCP, libc::TCP_KEEPIDLE, &idle)?;
+            Ok(None)
+        }
+        "send" => {
+            conn(stream)?;
+            let n: usize = arg(1)?.parse().map_err(|_| "bad size")?;
+            stream
+                .as_mut()
+                .unwrap()
+                .write_all(&vec![b'x'; n])
+                .map_err(err)?;
+            Ok(None)
+        }
+        "shutdown-write" => {
+            conn(stream)?;
+            stream
+                .as_ref()
+                .unwrap()
+                .shutdown(std::net::Shutdown::Write)
+                .map_err(err)?;
+            Ok(None)
+        }
+        "wait-eof" => {
+            conn(stream)?;
+            let mut buf = [0u8; 4096];
+            loop {
+                match stream.as_mut().unwrap().read(&mut buf) {
+                    Ok(0) => return Ok(None),
+                    Ok(_) => {}
+                    Err(e) => return Err(err(e)),
+                }
+            }
+        }
+        "close" => {
+            conn(stream)?;
+            *stream = None;
+            Ok(None)
+        }
+        "close-listener" => {
+            *listener = None;
+            Ok(None)
+        }
+        "sleep" => {
+            let ms: u64 = arg(1)?.parse().map_err(|_| "bad milliseconds")?;
+            thread::sleep(Duration::from_millis(ms));
+            Ok(None)
+        }
+        "exit" => Ok(None),
+        other => Err(format!("unknown command `{other}`")),
+    }
+}
+
+fn setsockopt<T>(
+    s: &TcpStream,
+    level: libc::c_int,
+    name: libc::c_int,
+    value: &T,
+) -> Result<(), String> {
+    // SAFETY: `value` points to a live `T` of the size passed; the fd is open.
+    let rc = unsafe {
+        libc::setsockopt(
+            s.as_raw_fd(),
+            level,
+            name,
+            (value as *const T).cast(),
+            size_of::<T>() as libc::socklen_t,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error().to_string())
+    }
+}

@@ -1,0 +1,144 @@
+//! Idempotent set-up of the BPF build chain for the active toolchain.
+
+use std::{
+    env, fs,
+    path::{Path, PathBuf},
+    process::{Command, ExitCode},
+};
+
+use anyhow::{Context as _, bail};
+
+/// bpf-linker's version; its LLVM feature must match the toolchain's LLVM major.
+const BPF_LINKER_VERSION: &str = "0.13.0";
+
+pub fn run() -> anyhow::Result<ExitCode> {
+    ensure_rust_src()?;
+    ensure_bpf_linker()?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Runs a command, failing with its name when it does not succeed.
+pub fn status(cmd: &mut Command) -> anyhow::Result<()> {
+    let status = cmd
+        .status()
+        .with_context(|| format!("cannot start {cmd:?}"))?;
+    if !status.success() {
+        bail!("{cmd:?} failed ({status})");
+    }
+    Ok(())
+}
+
+fn output(cmd: &mut Command) -> anyhow::Result<String> {
+    let out = cmd
+        .output()
+        .with_context(|| format!("cannot start {cmd:?}"))?;
+    if !out.status.success() {
+        bail!(
+            "{cmd:?} failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+fn ensure_rust_src() -> anyhow::Result<()> {
+    let sysroot = output(Command::new("rustc").args(["--print", "sysroot"]))?;
+    let src = Path::new(sysroot.trim()).join("lib/rustlib/src/rust/library/core");
+    if src.is_dir() {
+        return Ok(());
+    }
+    eprintln!("xtask: installing rust-src (needed to build `core` for the BPF target)");
+    status(Command::new("rustup").args(["component", "add", "rust-src"]))
+}
+
+/// The LLVM major version rustc was built with ("LLVM version: 22.1.2" → 22).
+fn rustc_llvm_major() -> anyhow::Result<u32> {
+    let version = output(Command::new("rustc").arg("-vV"))?;
+    version
+        .lines()
+        .find_map(|line| line.strip_prefix("LLVM version: "))
+        .and_then(|v| v.split('.').next())
+        .and_then(|major| major.trim().parse().ok())
+        .context("`rustc -vV` does not say its LLVM version")
+}
+
+fn cargo_home() -> PathBuf {
+    env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| home().join(".cargo"))
+}
+
+fn home() -> PathBuf {
+    env::var_os("HOME").map_or_else(|| PathBuf::from("/root"), PathBuf::from)
+}
+
+/// True when bpf-linker runs and links the LLVM major rustc uses.
+fn bpf_linker_fits(llvm_major: u32) -> bool {
+    let path = cargo_home().join("bin/bpf-linker");
+    let runs = Command::new(&path)
+        .arg("--version")
+        .output()
+        .is_ok_and(|out| out.status.success());
+    if !runs {
+        return false;
+    }
+    // The dynamic section names the LLVM it was built against: libLLVM.so.<major>...
+    let needle = format!("libLLVM.so.{llvm_major}.");
+    fs::read(&path).is_ok_and(|bytes| {
+        bytes
+            .windows(needle.len())
+            .any(|window| window == needle.as_bytes())
+    })
+}
+
+/// Builds bpf-linker against the toolchain's own libLLVM (rustc ships it as a shared library),
+/// so no system LLVM of the right version is needed.
+fn ensure_bpf_linker() -> anyhow::Result<()> {
+    let major = rustc_llvm_major()?;
+    if bpf_linker_fits(major) {
+        return Ok(());
+    }
+    eprintln!(
+        "xtask: building bpf-linker {BPF_LINKER_VERSION} against the toolchain's LLVM {major}"
+    );
+    let sysroot = output(Command::new("rustc").args(["--print", "sysroot"]))?;
+    let lib_dir = Path::new(sysroot.trim()).join("lib");
+    let lib = fs::read_dir(&lib_dir)
+        .with_context(|| format!("cannot list {}", lib_dir.display()))?
+        .filter_map(Result::ok)
+        .map(|entry| entry.file_name().to_string_lossy().into_owned())
+        .find(|name| name.starts_with("libLLVM.so.") || name.starts_with("libLLVM-"))
+        .with_context(|| format!("no libLLVM shared library in {}", lib_dir.display()))?;
+    let prefix = home().join(".cache/tcptrace/rust-llvm");
+    let prefix_lib = prefix.join("lib");
+    fs::create_dir_all(&prefix_lib)
+        .with_context(|| format!("cannot create {}", prefix_lib.display()))?;
+    // bpf-linker's build looks for `libLLVM.so`; the binary then loads the soname via its rpath.
+    for link in ["libLLVM.so", lib.as_str()] {
+        let link = prefix_lib.join(link);
+        let _ = fs::remove_file(&link);
+        std::os::unix::fs::symlink(lib_dir.join(&lib), &link)
+            .with_context(|| format!("cannot link {}", link.display()))?;
+    }
+    status(
+        Command::new("cargo")
+            .args([
+                "install",
+                "--force",
+                "bpf-linker",
+                "--version",
+                BPF_LINKER_VERSION,
+            ])
+            .args([
+                "--no-default-features",
+                "--features",
+                &format!("llvm-{major}"),
+            ])
+            .env("LLVM_PREFIX", &prefix),
+    )?;
+    if !bpf_linker_fits(major) {
+        bail!("bpf-linker was installed but does not run against LLVM {major}");
+    }
+    Ok(())
+}
