@@ -119,6 +119,6 @@ mod tests {
         assert!(line.contains("      - - "), "{line}");
         assert!(line.contains("[fd00:1:2:3:4:5:6:7]:40000"), "{line}");
         assert!(line.ends_with(" -"), "{line}");
-        assert_eq!(text.lines().next().unwrap().len(), line.len() + 1);
+        assert_eq!(text.lines().next().unwrap().len(), line.len());
     }
 }
