@@ -10,7 +10,7 @@ use tcptrace_ebpf::{Event, TIME_UNKNOWN, flags, kind};
 use thiserror::Error;
 
 use crate::{
-    event::{Family, Record, Transition},
+    event::{Family, Record, Signal, SignalKind, Transition},
     state::TcpState,
 };
 
@@ -45,6 +45,10 @@ pub fn decode(bytes: &[u8]) -> Result<Record, DecodeError> {
     let event = raw_event(bytes)?;
     match event.kind {
         kind::TRANSITION => decode_transition(&event).map(Record::Transition),
+        kind::RESET_RECEIVED => decode_signal(&event, SignalKind::ResetReceived),
+        kind::RESET_SENT => decode_signal(&event, SignalKind::ResetSent),
+        kind::RETRANSMIT => decode_signal(&event, SignalKind::Retransmit),
+        kind::RETRANSMIT_SYNACK => decode_signal(&event, SignalKind::SynAckRetransmit),
         other => Err(DecodeError::UnknownKind(other)),
     }
 }
@@ -81,6 +85,21 @@ pub fn comm(raw: &[u8]) -> String {
     String::from_utf8_lossy(&raw[..end]).into_owned()
 }
 
+/// Signals carry the socket's state in `oldstate`; 0 when the tracepoint has none.
+fn decode_signal(event: &Event, kind: SignalKind) -> Result<Record, DecodeError> {
+    let state = match event.oldstate {
+        0 => None,
+        raw => Some(state(raw)?),
+    };
+    Ok(Record::Signal(Signal {
+        ts_ns: event.ts_ns,
+        sk: event.skaddr,
+        kind,
+        state,
+        netns: event.netns,
+    }))
+}
+
 fn decode_transition(event: &Event) -> Result<Transition, DecodeError> {
     let from = state(event.oldstate)?;
     let to = state(event.newstate)?;
@@ -103,6 +122,7 @@ fn decode_transition(event: &Event) -> Result<Transition, DecodeError> {
         from,
         to,
         time_in_from_ns: (event.time_in_old_ns != TIME_UNKNOWN).then_some(event.time_in_old_ns),
+        netns: event.netns,
         first_seen_midlife: event.flags & flags::FIRST_SEEN != 0,
     })
 }
@@ -151,8 +171,11 @@ pub(crate) mod tests {
 
     #[test]
     fn decodes_a_valid_transition() {
-        let Record::Transition(t) = decode(&encode(&sample())).unwrap();
+        let Ok(Record::Transition(t)) = decode(&encode(&sample())) else {
+            panic!("not a transition")
+        };
         assert_eq!(t.ts_ns, 1_000);
+        assert_eq!(t.netns, 4026531840);
         assert_eq!(t.sk, 0xffff_8880_1234_5678);
         assert_eq!(t.pid, Some(4242));
         assert_eq!(t.comm, "curl");
@@ -203,7 +226,9 @@ pub(crate) mod tests {
         let mut e = sample();
         e.time_in_old_ns = TIME_UNKNOWN;
         e.flags = flags::OWNER_UNKNOWN | flags::FIRST_SEEN;
-        let Record::Transition(t) = decode(&encode(&e)).unwrap();
+        let Ok(Record::Transition(t)) = decode(&encode(&e)) else {
+            panic!("not a transition")
+        };
         assert_eq!(t.time_in_from_ns, None);
         assert_eq!(t.pid, None);
         assert_eq!(t.comm, "");
@@ -216,10 +241,40 @@ pub(crate) mod tests {
         e.family = AF_INET6;
         e.saddr = Ipv6Addr::LOCALHOST.octets();
         e.daddr = Ipv4Addr::new(10, 1, 2, 3).to_ipv6_mapped().octets();
-        let Record::Transition(t) = decode(&encode(&e)).unwrap();
+        let Ok(Record::Transition(t)) = decode(&encode(&e)) else {
+            panic!("not a transition")
+        };
         assert_eq!(t.family, Family::Inet6);
         assert_eq!(t.laddr, IpAddr::V6(Ipv6Addr::LOCALHOST));
         assert_eq!(t.raddr, IpAddr::V4(Ipv4Addr::new(10, 1, 2, 3)));
+    }
+
+    #[test]
+    fn signals_carry_their_kind_and_optional_state() {
+        let mut e = sample();
+        e.kind = kind::RESET_RECEIVED;
+        e.oldstate = 2;
+        assert_eq!(
+            decode(&encode(&e)),
+            Ok(Record::Signal(Signal {
+                ts_ns: 1_000,
+                sk: 0xffff_8880_1234_5678,
+                kind: SignalKind::ResetReceived,
+                state: Some(TcpState::SynSent),
+                netns: 4026531840,
+            }))
+        );
+        e.kind = kind::RETRANSMIT_SYNACK;
+        e.oldstate = 0;
+        let Ok(Record::Signal(signal)) = decode(&encode(&e)) else {
+            panic!("not a signal")
+        };
+        assert_eq!(
+            (signal.kind, signal.state),
+            (SignalKind::SynAckRetransmit, None)
+        );
+        e.oldstate = 77;
+        assert_eq!(decode(&encode(&e)), Err(DecodeError::UnknownState(77)));
     }
 
     #[test]

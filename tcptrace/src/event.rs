@@ -40,13 +40,41 @@ pub struct Transition {
     pub to: TcpState,
     /// Time the socket spent in `from`; `None` when the socket was first seen in it.
     pub time_in_from_ns: Option<u64>,
+    /// Inode of the socket's network namespace (as in `/proc/PID/ns/net`); 0 when unknown.
+    pub netns: u32,
     /// The socket existed before it was first seen (before tracing, or evicted from the
     /// kernel's per-socket map).
     pub first_seen_midlife: bool,
+}
+
+/// A TCP event that is not a state change but explains one: why a connect failed, why an
+/// established connection closed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum SignalKind {
+    /// `tcp:tcp_receive_reset`: a RST arrived on the socket.
+    ResetReceived,
+    /// `tcp:tcp_send_reset`: the kernel sent a RST on the socket.
+    ResetSent,
+    /// `tcp:tcp_retransmit_skb`: a segment was retransmitted (in SYN_SENT: a SYN).
+    Retransmit,
+    /// `tcp:tcp_retransmit_synack`: a request socket (half-open passive connection)
+    /// retransmitted its SYN-ACK. `sk` is the listener.
+    SynAckRetransmit,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Signal {
+    pub ts_ns: u64,
+    pub sk: u64,
+    pub kind: SignalKind,
+    /// The socket's state when it happened, where the tracepoint says.
+    pub state: Option<TcpState>,
+    pub netns: u32,
 }
 
 /// What the kernel side can send.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Record {
     Transition(Transition),
+    Signal(Signal),
 }

@@ -71,6 +71,7 @@ mod tests {
             from: TcpState::Established,
             to: TcpState::CloseWait,
             time_in_from_ns: None,
+            netns: 0,
             first_seen_midlife: false,
         }
     }

@@ -147,6 +147,7 @@ mod tests {
             from,
             to,
             time_in_from_ns: None,
+            netns: 0,
             first_seen_midlife: false,
         }
     }

@@ -13,7 +13,7 @@ use tokio::{
 use crate::{
     clock,
     decode::decode,
-    event::{Record, Transition},
+    event::{Record, Signal, Transition},
     filter::EventFilter,
     peer_fill::PeerFill,
     probe::{Probe, ProbeConfig},
@@ -29,6 +29,15 @@ const FILL_TICK: Duration = Duration::from_millis(100);
 pub enum Update<'a> {
     /// A complete transition that passed the filter.
     Transition(&'a Transition),
+    /// A reset or retransmission (only when the probe attaches the cause tracepoints). Not
+    /// filtered: the socket it concerns decides, and only the command tracks sockets.
+    #[expect(
+        dead_code,
+        reason = "read by `tcptrace transitions`, which attaches the cause tracepoints"
+    )]
+    Signal(&'a Signal),
+    /// The command's interval elapsed: redraw.
+    Tick(&'a Totals),
     /// The probe is attached: events from now on are seen.
     Started,
     /// The transitions of one wake-up were handed out: a good moment to flush output.
@@ -51,6 +60,8 @@ pub struct Totals {
 pub struct StreamConfig {
     pub probe: ProbeConfig,
     pub filter: EventFilter,
+    /// The command's redraw interval; `None`: no [`Update::Tick`].
+    pub interval: Option<Duration>,
     pub duration: Option<Duration>,
 }
 
@@ -113,38 +124,38 @@ pub async fn run(
 
     log::info!("probe attached to sock:inet_sock_set_state");
     on_update(Update::Started)?;
+    let mut user_tick = interval(config.interval.unwrap_or(Duration::from_secs(3600)));
+    user_tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    user_tick.reset();
+    let mut signals: Vec<Signal> = Vec::new();
     let mut ready: Vec<Transition> = Vec::with_capacity(1024);
     let mut decoded: Vec<Transition> = Vec::with_capacity(1024);
 
-    // Decodes raw records into `decoded`, counting what is invalid.
-    let take = |bytes: &[u8], decoded: &mut Vec<Transition>, invalid: &mut u64| match decode(bytes)
-    {
-        Ok(Record::Transition(t)) => decoded.push(t),
-        Err(err) => {
-            *invalid += 1;
-            log::debug!("invalid record: {err}");
-        }
-    };
-
     loop {
         let mut stop = false;
+        let mut user_ticked = false;
         tokio::select! {
             biased;
             _ = sigint.recv() => stop = true,
             _ = sigterm.recv() => stop = true,
             _ = async { sleep_until(deadline.expect("guarded")).await }, if deadline.is_some() => stop = true,
-            read = session.events.read(|bytes| take(bytes, &mut decoded, &mut totals.invalid)) => {
+            read = session.events.read(|bytes| sort_record(bytes, &mut decoded, &mut signals, &mut totals.invalid)) => {
                 read.context("reading the event ring buffer")?;
             }
             forwarded = async { session.log.as_mut().expect("guarded").forward().await }, if session.log.is_some() => {
                 forwarded.context("reading the kernel log")?;
             }
             _ = fill_tick.tick() => {}
+            _ = user_tick.tick(), if config.interval.is_some() => user_ticked = true,
         }
         if stop {
             session
                 .events
-                .drain(|bytes| take(bytes, &mut decoded, &mut totals.invalid));
+                .drain(|bytes| sort_record(bytes, &mut decoded, &mut signals, &mut totals.invalid));
+        }
+        // Signals go first: a reset is traced before the transition it causes.
+        for signal in signals.drain(..) {
+            on_update(Update::Signal(&signal))?;
         }
         for t in decoded.drain(..) {
             fill.push(t, &mut |t| ready.push(t));
@@ -165,9 +176,14 @@ pub async fn run(
         if totals.transitions != handed_before {
             on_update(Update::BatchEnd)?;
         }
-        if stop {
+        if user_ticked || stop {
             totals.kernel = session.counters().context("reading the probe's counters")?;
             totals.now_ns = now_ns;
+        }
+        if user_ticked {
+            on_update(Update::Tick(&totals))?;
+        }
+        if stop {
             break;
         }
     }
@@ -176,4 +192,21 @@ pub async fn run(
         totals,
         tracked_sockets,
     })
+}
+
+/// Decodes one raw record into `transitions` or `signals`, counting what is invalid.
+fn sort_record(
+    bytes: &[u8],
+    transitions: &mut Vec<Transition>,
+    signals: &mut Vec<Signal>,
+    invalid: &mut u64,
+) {
+    match decode(bytes) {
+        Ok(Record::Transition(t)) => transitions.push(t),
+        Ok(Record::Signal(signal)) => signals.push(signal),
+        Err(err) => {
+            *invalid += 1;
+            log::debug!("invalid record: {err}");
+        }
+    }
 }

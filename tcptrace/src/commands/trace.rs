@@ -1,6 +1,9 @@
 //! `tcptrace trace`: every transition, one line each, as it happens.
 
-use std::io::{self, Write};
+use std::{
+    io::{self, Write},
+    time::Duration,
+};
 
 use crate::{
     cli::TraceArgs,
@@ -18,18 +21,32 @@ pub async fn run(args: TraceArgs) -> anyhow::Result<()> {
             ..ProbeConfig::default()
         },
         filter,
+        // Once a second, to report lost events while they happen, not only at the end.
+        interval: Some(Duration::from_secs(1)),
         duration: args.duration,
     };
     let text = TraceText::new(WallClock::read(), args.filter.ipv4);
     let stdout = io::stdout();
     let mut out = io::BufWriter::with_capacity(64 * 1024, stdout.lock());
+    let mut reported_lost = 0;
     let summary = stream::run(config, |update| match update {
         Update::Started if !args.json => text.header(&mut out).and_then(|()| out.flush()),
         Update::Transition(t) if args.json => trace_json::line(&mut out, t),
         Update::Transition(t) => text.line(&mut out, t),
         // Lines are flushed once per wake-up, not per line.
         Update::BatchEnd => out.flush(),
-        Update::Started => Ok(()),
+        Update::Tick(totals) => {
+            let lost = totals.kernel.ringbuf_full;
+            if lost > reported_lost {
+                eprintln!(
+                    "tcptrace: {} events lost: the ring buffer was full (output too slow?)",
+                    lost - reported_lost
+                );
+                reported_lost = lost;
+            }
+            Ok(())
+        }
+        Update::Started | Update::Signal(_) => Ok(()),
     })
     .await?;
     out.flush()?;

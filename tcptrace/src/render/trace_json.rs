@@ -66,6 +66,7 @@ mod tests {
             from: TcpState::Established,
             to: TcpState::CloseWait,
             time_in_from_ns: None,
+            netns: 0,
             first_seen_midlife: true,
         };
         let mut out = Vec::new();

@@ -81,6 +81,7 @@ mod tests {
             from: TcpState::SynSent,
             to: TcpState::Established,
             time_in_from_ns: Some(41_500),
+            netns: 0,
             first_seen_midlife: false,
         }
     }
