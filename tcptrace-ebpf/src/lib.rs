@@ -118,6 +118,35 @@ pub struct TracepointLayout {
 
 const _: () = assert!(core::mem::size_of::<TracepointLayout>() == 48);
 
+/// Where the socket address and (optionally) the socket state lie in a record of one of the
+/// `tcp:*` tracepoints that explain transitions (resets, retransmissions).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SignalLayout {
+    pub skaddr: u32,
+    /// [`NO_FIELD`] when the record has no `state`.
+    pub state: u32,
+}
+
+/// `SignalLayout::state` of a record without that field.
+pub const NO_FIELD: u32 = u32::MAX;
+
+const _: () = assert!(core::mem::size_of::<SignalLayout>() == 8);
+
+/// How to read a socket's network namespace inode: `sk + sk_net` holds a `struct net *`
+/// (`sk->__sk_common.skc_net.net`), and `net + net_inum` the inode (`net->ns.inum`). Resolved
+/// from the kernel's BTF at load time, since struct layouts differ between kernels and builds.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct NetnsOffsets {
+    pub sk_net: u32,
+    pub net_inum: u32,
+    /// 0: unknown (no BTF): events carry netns 0.
+    pub valid: u32,
+}
+
+const _: () = assert!(core::mem::size_of::<NetnsOffsets>() == 12);
+
 /// Maximum number of ports in each of the load-time port filters.
 pub const MAX_FILTER_PORTS: usize = 16;
 
@@ -170,6 +199,33 @@ pub mod names {
     pub const SOCKETS: &str = "SOCKETS";
     pub const LISTENERS: &str = "LISTENERS";
     pub const PROGRAM: &str = "inet_sock_set_state";
+    pub const NETNS: &str = "NETNS";
+    pub const LAYOUT_RESET_RECEIVED: &str = "LAYOUT_RESET_RECEIVED";
+    pub const LAYOUT_RESET_SENT: &str = "LAYOUT_RESET_SENT";
+    pub const LAYOUT_RETRANSMIT: &str = "LAYOUT_RETRANSMIT";
+    pub const LAYOUT_RETRANSMIT_SYNACK: &str = "LAYOUT_RETRANSMIT_SYNACK";
+    /// The programs that explain transitions: (program, tracepoint category, name, layout).
+    pub const SIGNAL_PROGRAMS: [(&str, &str, &str, &str); 4] = [
+        (
+            "tcp_receive_reset",
+            "tcp",
+            "tcp_receive_reset",
+            LAYOUT_RESET_RECEIVED,
+        ),
+        ("tcp_send_reset", "tcp", "tcp_send_reset", LAYOUT_RESET_SENT),
+        (
+            "tcp_retransmit_skb",
+            "tcp",
+            "tcp_retransmit_skb",
+            LAYOUT_RETRANSMIT,
+        ),
+        (
+            "tcp_retransmit_synack",
+            "tcp",
+            "tcp_retransmit_synack",
+            LAYOUT_RETRANSMIT_SYNACK,
+        ),
+    ];
 }
 
 #[cfg(feature = "user")]
@@ -183,4 +239,8 @@ mod pod {
     unsafe impl aya::Pod for super::Filter {}
     // SAFETY: as above.
     unsafe impl aya::Pod for super::SockState {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::SignalLayout {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::NetnsOffsets {}
 }

@@ -1,13 +1,15 @@
 use aya_ebpf::{
-    helpers::{bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_ktime_get_ns},
+    helpers::{
+        bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_ktime_get_ns, bpf_probe_read_kernel,
+    },
     macros::{map, tracepoint},
     maps::{HashMap, LruHashMap, PerCpuArray, RingBuf},
     programs::TracePointContext,
 };
 use aya_log_ebpf::error;
 use tcptrace_ebpf::{
-    COMM_LEN, Event, Filter, MAX_FILTER_PORTS, Owner, SockState, TIME_UNKNOWN, TracepointLayout,
-    counter, flags, kind,
+    COMM_LEN, Event, Filter, MAX_FILTER_PORTS, NO_FIELD, NetnsOffsets, Owner, SignalLayout,
+    SockState, TIME_UNKNOWN, TracepointLayout, counter, flags, kind,
 };
 
 /// Field offsets of the tracepoint record, set by userspace from the `format` file.
@@ -25,6 +27,36 @@ static LAYOUT: TracepointLayout = TracepointLayout {
     daddr: 0,
     saddr_v6: 0,
     daddr_v6: 0,
+};
+
+/// How to read a socket's network namespace, set by userspace from the kernel's BTF.
+#[unsafe(no_mangle)]
+static NETNS: NetnsOffsets = NetnsOffsets {
+    sk_net: 0,
+    net_inum: 0,
+    valid: 0,
+};
+
+/// Record layouts of the `tcp:*` tracepoints that explain transitions.
+#[unsafe(no_mangle)]
+static LAYOUT_RESET_RECEIVED: SignalLayout = SignalLayout {
+    skaddr: 0,
+    state: NO_FIELD,
+};
+#[unsafe(no_mangle)]
+static LAYOUT_RESET_SENT: SignalLayout = SignalLayout {
+    skaddr: 0,
+    state: NO_FIELD,
+};
+#[unsafe(no_mangle)]
+static LAYOUT_RETRANSMIT: SignalLayout = SignalLayout {
+    skaddr: 0,
+    state: NO_FIELD,
+};
+#[unsafe(no_mangle)]
+static LAYOUT_RETRANSMIT_SYNACK: SignalLayout = SignalLayout {
+    skaddr: 0,
+    state: NO_FIELD,
 };
 
 /// Load-time filters, set by userspace.
@@ -271,7 +303,7 @@ fn try_inet_sock_set_state(ctx: &TracePointContext) -> Result<(), i32> {
         daddr,
         comm: owner.comm,
         tgid: owner.tgid,
-        netns: 0,
+        netns: netns_of(skaddr),
         sport,
         dport,
         family,
@@ -291,6 +323,98 @@ fn try_inet_sock_set_state(ctx: &TracePointContext) -> Result<(), i32> {
 }
 
 const AF_INET6: u16 = 10;
+
+/// The inode of the socket's network namespace, or 0 when it cannot be read.
+#[inline(always)]
+fn netns_of(skaddr: u64) -> u32 {
+    let offsets = global(&NETNS);
+    if offsets.valid == 0 || skaddr == 0 {
+        return 0;
+    }
+    // SAFETY: bpf_probe_read_kernel checks the addresses; offsets come from the kernel's BTF.
+    unsafe {
+        let net: u64 = match bpf_probe_read_kernel((skaddr + offsets.sk_net as u64) as *const u64) {
+            Ok(net) => net,
+            Err(_) => return 0,
+        };
+        if net == 0 {
+            return 0;
+        }
+        bpf_probe_read_kernel((net + offsets.net_inum as u64) as *const u32).unwrap_or(0)
+    }
+}
+
+/// Emits a record that explains transitions: a reset, a retransmission.
+#[inline(always)]
+fn emit_signal(ctx: &TracePointContext, layout: SignalLayout, signal: u8) -> Result<(), i32> {
+    let skaddr: u64 = read(ctx, layout.skaddr)?;
+    if skaddr == 0 {
+        // A reset sent for no socket (e.g. a SYN to a closed port): nothing to explain.
+        return Ok(());
+    }
+    let state = if layout.state == NO_FIELD {
+        0
+    } else {
+        clamp_state(read::<i32>(ctx, layout.state)?)
+    };
+    let event = Event {
+        // SAFETY: helper without preconditions.
+        ts_ns: unsafe { bpf_ktime_get_ns() },
+        skaddr,
+        time_in_old_ns: TIME_UNKNOWN,
+        saddr: [0; 16],
+        daddr: [0; 16],
+        comm: [0; COMM_LEN],
+        tgid: 0,
+        netns: netns_of(skaddr),
+        sport: 0,
+        dport: 0,
+        family: 0,
+        kind: signal,
+        flags: flags::OWNER_UNKNOWN,
+        oldstate: state,
+        newstate: 0,
+        _reserved: 0,
+    };
+    match EVENTS.reserve::<Event>(0) {
+        Some(mut entry) => {
+            entry.write(event);
+            entry.submit(0);
+        }
+        None => {
+            bump(counter::RINGBUF_FULL);
+        }
+    }
+    Ok(())
+}
+
+#[tracepoint(category = "tcp", name = "tcp_receive_reset")]
+pub fn tcp_receive_reset(ctx: TracePointContext) -> u32 {
+    let _ = emit_signal(&ctx, global(&LAYOUT_RESET_RECEIVED), kind::RESET_RECEIVED);
+    0
+}
+
+#[tracepoint(category = "tcp", name = "tcp_send_reset")]
+pub fn tcp_send_reset(ctx: TracePointContext) -> u32 {
+    let _ = emit_signal(&ctx, global(&LAYOUT_RESET_SENT), kind::RESET_SENT);
+    0
+}
+
+#[tracepoint(category = "tcp", name = "tcp_retransmit_skb")]
+pub fn tcp_retransmit_skb(ctx: TracePointContext) -> u32 {
+    let _ = emit_signal(&ctx, global(&LAYOUT_RETRANSMIT), kind::RETRANSMIT);
+    0
+}
+
+#[tracepoint(category = "tcp", name = "tcp_retransmit_synack")]
+pub fn tcp_retransmit_synack(ctx: TracePointContext) -> u32 {
+    let _ = emit_signal(
+        &ctx,
+        global(&LAYOUT_RETRANSMIT_SYNACK),
+        kind::RETRANSMIT_SYNACK,
+    );
+    0
+}
 
 /// Carries any kernel state value to userspace; an impossible one arrives as itself (if it fits)
 /// or as `u16::MAX`, and is rejected there as invalid.

@@ -6,14 +6,19 @@
 //! a passively opened child's LISTEN→SYN_RECV carried a zero peer address and port.
 //!
 //! Such a transition is held until the socket's next one arrives (usually within microseconds,
-//! in the same batch) or until it is `hold_ns` old; transitions behind it wait, so order holds.
+//! in the same batch) or until it is `hold_ns` old; records behind it wait, so kernel order
+//! holds. Order matters beyond output: a reset must reach the aggregator after the transitions
+//! before it and before the close it causes, even when the socket's address is reused.
 
 use std::{
     collections::{HashMap, VecDeque},
     net::IpAddr,
 };
 
-use crate::{event::Transition, state::TcpState};
+use crate::{
+    event::{Record, Transition},
+    state::TcpState,
+};
 
 pub struct PeerFill {
     queue: VecDeque<Slot>,
@@ -25,8 +30,17 @@ pub struct PeerFill {
 }
 
 struct Slot {
-    transition: Transition,
+    record: Record,
     ready: bool,
+}
+
+impl Slot {
+    fn ts_ns(&self) -> u64 {
+        match &self.record {
+            Record::Transition(t) => t.ts_ns,
+            Record::Signal(s) => s.ts_ns,
+        }
+    }
 }
 
 /// Whether a transition should know its peer: listeners have none.
@@ -58,11 +72,24 @@ impl PeerFill {
         self.queue.len()
     }
 
-    /// Takes one transition; hands every transition that is ready, in order, to `out`.
-    pub fn push(&mut self, t: Transition, out: &mut impl FnMut(Transition)) {
+    /// Takes one record; hands every record that is ready, in order, to `out`.
+    pub fn push(&mut self, record: Record, out: &mut impl FnMut(Record)) {
+        let t = match record {
+            Record::Transition(t) => t,
+            signal @ Record::Signal(_) => {
+                self.queue.push_back(Slot {
+                    record: signal,
+                    ready: true,
+                });
+                self.release(out);
+                return;
+            }
+        };
         if let Some(seq) = self.waiting.remove(&t.sk) {
             let slot = &mut self.queue[(seq - self.front_seq) as usize];
-            let held = &mut slot.transition;
+            let Record::Transition(held) = &mut slot.record else {
+                unreachable!("only transitions wait")
+            };
             if held.lport == 0 && t.lport != 0 {
                 held.lport = t.lport;
                 if unspecified(&held.laddr) {
@@ -84,25 +111,27 @@ impl PeerFill {
                 .insert(t.sk, self.front_seq + self.queue.len() as u64);
         }
         self.queue.push_back(Slot {
-            transition: t,
+            record: Record::Transition(t),
             ready: !hold,
         });
         self.release(out);
     }
 
     /// Gives up on transitions held for `hold_ns` or more at kernel time `now_ns`.
-    pub fn expire(&mut self, now_ns: u64, out: &mut impl FnMut(Transition)) {
+    pub fn expire(&mut self, now_ns: u64, out: &mut impl FnMut(Record)) {
         for slot in self.queue.iter_mut().filter(|slot| !slot.ready) {
-            if now_ns.saturating_sub(slot.transition.ts_ns) >= self.hold_ns {
+            if now_ns.saturating_sub(slot.ts_ns()) >= self.hold_ns {
                 slot.ready = true;
-                self.waiting.remove(&slot.transition.sk);
+                if let Record::Transition(t) = &slot.record {
+                    self.waiting.remove(&t.sk);
+                }
             }
         }
         self.release(out);
     }
 
     /// Hands out everything, filled or not: at the end of tracing.
-    pub fn flush(&mut self, out: &mut impl FnMut(Transition)) {
+    pub fn flush(&mut self, out: &mut impl FnMut(Record)) {
         self.waiting.clear();
         for slot in &mut self.queue {
             slot.ready = true;
@@ -110,11 +139,11 @@ impl PeerFill {
         self.release(out);
     }
 
-    fn release(&mut self, out: &mut impl FnMut(Transition)) {
+    fn release(&mut self, out: &mut impl FnMut(Record)) {
         while self.queue.front().is_some_and(|slot| slot.ready) {
             let slot = self.queue.pop_front().expect("front exists");
             self.front_seq += 1;
-            out(slot.transition);
+            out(slot.record);
         }
     }
 }
@@ -152,12 +181,22 @@ mod tests {
         }
     }
 
+    fn transitions(records: Vec<Record>) -> Vec<Transition> {
+        records
+            .into_iter()
+            .filter_map(|r| match r {
+                Record::Transition(t) => Some(t),
+                Record::Signal(_) => None,
+            })
+            .collect()
+    }
+
     fn run(fill: &mut PeerFill, items: Vec<Transition>) -> Vec<Transition> {
         let mut out = Vec::new();
         for item in items {
-            fill.push(item, &mut |t| out.push(t));
+            fill.push(Record::Transition(item), &mut |r| out.push(r));
         }
-        out
+        transitions(out)
     }
 
     use TcpState::*;
@@ -210,9 +249,11 @@ mod tests {
         let mut fill = PeerFill::new(100);
         let mut out = run(&mut fill, vec![t(1, 10, Close, SynSent, 0, 80)]);
         assert!(out.is_empty());
-        fill.expire(109, &mut |t| out.push(t));
+        let mut push = |r| out.extend(transitions(vec![r]));
+        fill.expire(109, &mut push);
         assert!(out.is_empty());
-        fill.expire(110, &mut |t| out.push(t));
+        let mut push = |r| out.extend(transitions(vec![r]));
+        fill.expire(110, &mut push);
         assert_eq!(out.len(), 1);
         assert_eq!(out[0].lport, 0);
         // The socket's next transition is no longer matched to the released one.
@@ -230,9 +271,40 @@ mod tests {
                 t(2, 2, Close, SynSent, 0, 80),
             ],
         );
-        fill.flush(&mut |t| out.push(t));
+        fill.flush(&mut |r| out.extend(transitions(vec![r])));
         assert_eq!(out.len(), 2);
         assert_eq!(fill.held(), 0);
+    }
+
+    #[test]
+    fn signals_keep_their_place_behind_held_transitions() {
+        use crate::event::{Signal, SignalKind};
+        let mut fill = PeerFill::new(1_000);
+        let mut out = Vec::new();
+        let signal = Record::Signal(Signal {
+            ts_ns: 11,
+            sk: 1,
+            kind: SignalKind::ResetReceived,
+            state: None,
+            netns: 0,
+        });
+        fill.push(
+            Record::Transition(t(1, 10, Close, SynSent, 0, 80)),
+            &mut |r| out.push(r),
+        );
+        fill.push(signal.clone(), &mut |r| out.push(r));
+        assert!(
+            out.is_empty(),
+            "the signal waits behind the held transition"
+        );
+        fill.push(
+            Record::Transition(t(1, 12, SynSent, Close, 4000, 80)),
+            &mut |r| out.push(r),
+        );
+        assert_eq!(out.len(), 3);
+        assert!(matches!(&out[0], Record::Transition(t) if t.lport == 4000 && t.to == SynSent));
+        assert_eq!(out[1], signal);
+        assert!(matches!(&out[2], Record::Transition(t) if t.to == Close));
     }
 
     #[test]

@@ -4,10 +4,10 @@
 use std::io;
 
 use aya::{Ebpf, EbpfLoader, programs::TracePoint};
-use tcptrace_ebpf::{Filter, names};
+use tcptrace_ebpf::{Filter, NetnsOffsets, names};
 use thiserror::Error;
 
-use crate::{privileges, tracefs};
+use crate::{btf, privileges, tracefs};
 
 /// The object built from `tcptrace-ebpf` by `build.rs`.
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/tcptrace"));
@@ -33,6 +33,8 @@ pub enum ProbeError {
 pub struct ProbeConfig {
     pub filter: Filter,
     pub ring_bytes: u32,
+    /// Also attach the `tcp:*` tracepoints that explain transitions (resets, retransmissions).
+    pub causes: bool,
 }
 
 impl Default for ProbeConfig {
@@ -40,6 +42,7 @@ impl Default for ProbeConfig {
         Self {
             filter: Filter::default(),
             ring_bytes: DEFAULT_RING_BYTES,
+            causes: false,
         }
     }
 }
@@ -95,6 +98,37 @@ fn raise_memlock_limit() {
     }
 }
 
+fn load_error(err: &(dyn std::error::Error + 'static)) -> ProbeError {
+    if is_permission(err) {
+        ProbeError::Permission
+    } else {
+        ProbeError::Load(chain(err))
+    }
+}
+
+/// Loads and attaches one more tracepoint program of the object.
+fn attach_tracepoint(
+    ebpf: &mut Ebpf,
+    program: &str,
+    category: &str,
+    name: &str,
+) -> Result<(), ProbeError> {
+    let attach_error = |err: &(dyn std::error::Error + 'static)| ProbeError::Attach {
+        tracepoint: format!("{category}:{name}"),
+        reason: chain(err),
+    };
+    let program: &mut TracePoint = ebpf
+        .program_mut(program)
+        .ok_or_else(|| ProbeError::Load(format!("program {program} missing")))?
+        .try_into()
+        .map_err(|err: aya::programs::ProgramError| attach_error(&err))?;
+    program.load().map_err(|err| load_error(&err))?;
+    program
+        .attach(category, name)
+        .map_err(|err| attach_error(&err))?;
+    Ok(())
+}
+
 impl Probe {
     /// Checks privileges, finds tracefs and the tracepoint layout, loads and attaches.
     pub fn load(config: &ProbeConfig) -> Result<Self, ProbeError> {
@@ -102,40 +136,46 @@ impl Probe {
         let root = tracefs::ensure_mounted()?;
         let format = tracefs::read_format(&root, "sock", "inet_sock_set_state")?;
         let layout = tracefs::inet_sock_set_state_layout(&format)?;
+        let mut signal_layouts = Vec::new();
+        if config.causes {
+            for (_, category, name, global) in names::SIGNAL_PROGRAMS {
+                let format = tracefs::read_format(&root, category, name)?;
+                let tracepoint = format!("{category}:{name}");
+                signal_layouts.push((global, tracefs::signal_layout(&tracepoint, &format)?));
+            }
+        }
+        // Without BTF the namespace stays unknown (0): tracing works, per-namespace views do not.
+        let netns = match btf::read_kernel_btf().map(|btf| btf.netns_offsets()) {
+            Ok(Some(offsets)) => offsets,
+            Ok(None) => {
+                log::warn!("kernel BTF lacks sock/net fields: network namespaces unknown");
+                NetnsOffsets::default()
+            }
+            Err(err) => {
+                log::info!("no kernel BTF ({err}): network namespaces unknown");
+                NetnsOffsets::default()
+            }
+        };
         raise_memlock_limit();
 
-        let mut ebpf = EbpfLoader::new()
+        let mut loader = EbpfLoader::new();
+        for (global, signal_layout) in &signal_layouts {
+            loader.override_global(global, signal_layout, true);
+        }
+        let mut ebpf = loader
             .override_global(names::LAYOUT, &layout, true)
+            .override_global(names::NETNS, &netns, true)
             .override_global(names::FILTER, &config.filter, true)
             .map_max_entries(names::EVENTS, config.ring_bytes)
             .load(OBJECT)
-            .map_err(|err| {
-                if is_permission(&err) {
-                    ProbeError::Permission
-                } else {
-                    ProbeError::Load(chain(&err))
-                }
-            })?;
+            .map_err(|err| load_error(&err))?;
 
-        let attach_error = |err: &(dyn std::error::Error + 'static)| ProbeError::Attach {
-            tracepoint: "sock:inet_sock_set_state".to_owned(),
-            reason: chain(err),
-        };
-        let program: &mut TracePoint = ebpf
-            .program_mut(names::PROGRAM)
-            .ok_or_else(|| ProbeError::Load(format!("program {} missing", names::PROGRAM)))?
-            .try_into()
-            .map_err(|err: aya::programs::ProgramError| attach_error(&err))?;
-        program.load().map_err(|err| {
-            if is_permission(&err) {
-                ProbeError::Permission
-            } else {
-                ProbeError::Load(chain(&err))
+        attach_tracepoint(&mut ebpf, names::PROGRAM, "sock", "inet_sock_set_state")?;
+        if config.causes {
+            for (program_name, category, name, _) in names::SIGNAL_PROGRAMS {
+                attach_tracepoint(&mut ebpf, program_name, category, name)?;
             }
-        })?;
-        program
-            .attach("sock", "inet_sock_set_state")
-            .map_err(|err| attach_error(&err))?;
+        }
         Ok(Self { ebpf })
     }
 }

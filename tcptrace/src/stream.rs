@@ -127,9 +127,8 @@ pub async fn run(
     let mut user_tick = interval(config.interval.unwrap_or(Duration::from_secs(3600)));
     user_tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
     user_tick.reset();
-    let mut signals: Vec<Signal> = Vec::new();
-    let mut ready: Vec<Transition> = Vec::with_capacity(1024);
-    let mut decoded: Vec<Transition> = Vec::with_capacity(1024);
+    let mut ready: Vec<Record> = Vec::with_capacity(1024);
+    let mut decoded: Vec<Record> = Vec::with_capacity(1024);
 
     loop {
         let mut stop = false;
@@ -139,7 +138,7 @@ pub async fn run(
             _ = sigint.recv() => stop = true,
             _ = sigterm.recv() => stop = true,
             _ = async { sleep_until(deadline.expect("guarded")).await }, if deadline.is_some() => stop = true,
-            read = session.events.read(|bytes| sort_record(bytes, &mut decoded, &mut signals, &mut totals.invalid)) => {
+            read = session.events.read(|bytes| decode_into(bytes, &mut decoded, &mut totals.invalid)) => {
                 read.context("reading the event ring buffer")?;
             }
             forwarded = async { session.log.as_mut().expect("guarded").forward().await }, if session.log.is_some() => {
@@ -151,14 +150,10 @@ pub async fn run(
         if stop {
             session
                 .events
-                .drain(|bytes| sort_record(bytes, &mut decoded, &mut signals, &mut totals.invalid));
+                .drain(|bytes| decode_into(bytes, &mut decoded, &mut totals.invalid));
         }
-        // Signals go first: a reset is traced before the transition it causes.
-        for signal in signals.drain(..) {
-            on_update(Update::Signal(&signal))?;
-        }
-        for t in decoded.drain(..) {
-            fill.push(t, &mut |t| ready.push(t));
+        for record in decoded.drain(..) {
+            fill.push(record, &mut |r| ready.push(r));
         }
         let now_ns = clock::monotonic_ns();
         if stop {
@@ -167,10 +162,14 @@ pub async fn run(
             fill.expire(now_ns, &mut |t| ready.push(t));
         }
         let handed_before = totals.transitions;
-        for t in ready.drain(..) {
-            if filter.matches(&t) {
-                totals.transitions += 1;
-                on_update(Update::Transition(&t))?;
+        for record in ready.drain(..) {
+            match record {
+                Record::Transition(t) if filter.matches(&t) => {
+                    totals.transitions += 1;
+                    on_update(Update::Transition(&t))?;
+                }
+                Record::Transition(_) => {}
+                Record::Signal(signal) => on_update(Update::Signal(&signal))?,
             }
         }
         if totals.transitions != handed_before {
@@ -194,16 +193,10 @@ pub async fn run(
     })
 }
 
-/// Decodes one raw record into `transitions` or `signals`, counting what is invalid.
-fn sort_record(
-    bytes: &[u8],
-    transitions: &mut Vec<Transition>,
-    signals: &mut Vec<Signal>,
-    invalid: &mut u64,
-) {
+/// Decodes one raw record into `records`, counting what is invalid.
+fn decode_into(bytes: &[u8], records: &mut Vec<Record>, invalid: &mut u64) {
     match decode(bytes) {
-        Ok(Record::Transition(t)) => transitions.push(t),
-        Ok(Record::Signal(signal)) => signals.push(signal),
+        Ok(record) => records.push(record),
         Err(err) => {
             *invalid += 1;
             log::debug!("invalid record: {err}");

@@ -8,7 +8,7 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use tcptrace_ebpf::TracepointLayout;
+use tcptrace_ebpf::{NO_FIELD, SignalLayout, TracepointLayout};
 use thiserror::Error;
 
 /// Where tracefs lives on current kernels, and where older ones expose it through debugfs.
@@ -167,6 +167,19 @@ pub fn inet_sock_set_state_layout(format: &str) -> Result<TracepointLayout, Trac
     })
 }
 
+/// The layout of a `tcp:*` record that explains transitions: the socket address, and the
+/// socket's state where the record has one.
+pub fn signal_layout(tracepoint: &str, format: &str) -> Result<SignalLayout, TracefsError> {
+    let fields = parse_fields(format);
+    Ok(SignalLayout {
+        skaddr: field(&fields, tracepoint, "skaddr", &[8])?.offset,
+        state: match fields.get("state") {
+            Some(_) => field(&fields, tracepoint, "state", &[4])?.offset,
+            None => NO_FIELD,
+        },
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -217,6 +230,51 @@ mod tests {
         );
         let err = inet_sock_set_state_layout(&resized).unwrap_err();
         assert!(err.to_string().contains("size 8"), "{err}");
+    }
+
+    #[test]
+    fn signal_layouts_of_this_kernel_generation() {
+        let layout = |name, text| signal_layout(name, text).unwrap();
+        assert_eq!(
+            layout(
+                "tcp_receive_reset",
+                include_str!("testdata/tcp_receive_reset.6.18.format")
+            ),
+            SignalLayout {
+                skaddr: 8,
+                state: NO_FIELD
+            }
+        );
+        assert_eq!(
+            layout(
+                "tcp_send_reset",
+                include_str!("testdata/tcp_send_reset.6.18.format")
+            ),
+            SignalLayout {
+                skaddr: 16,
+                state: 24
+            }
+        );
+        assert_eq!(
+            layout(
+                "tcp_retransmit_skb",
+                include_str!("testdata/tcp_retransmit_skb.6.18.format")
+            ),
+            SignalLayout {
+                skaddr: 16,
+                state: 24
+            }
+        );
+        assert_eq!(
+            layout(
+                "tcp_retransmit_synack",
+                include_str!("testdata/tcp_retransmit_synack.6.18.format")
+            ),
+            SignalLayout {
+                skaddr: 8,
+                state: NO_FIELD
+            }
+        );
     }
 
     #[test]

@@ -22,6 +22,7 @@ struct Line<'a> {
     from: &'static str,
     to: &'static str,
     time_in_from_ns: Option<u64>,
+    netns: u32,
     first_seen: bool,
 }
 
@@ -40,6 +41,7 @@ pub fn line(out: &mut impl Write, t: &Transition) -> io::Result<()> {
         from: t.from.name(),
         to: t.to.name(),
         time_in_from_ns: t.time_in_from_ns,
+        netns: t.netns,
         first_seen: t.first_seen_midlife,
     };
     serde_json::to_writer(&mut *out, &line)?;
@@ -76,7 +78,7 @@ mod tests {
             "{\"type\":\"transition\",\"ts_ns\":5,\"sk\":\"0xffff8880000000ff\",\"pid\":null,\
              \"comm\":\"\",\"family\":\"inet6\",\"laddr\":\"::1\",\"lport\":8080,\
              \"raddr\":\"127.0.0.1\",\"rport\":40000,\"from\":\"ESTABLISHED\",\
-             \"to\":\"CLOSE_WAIT\",\"time_in_from_ns\":null,\"first_seen\":true}\n"
+             \"to\":\"CLOSE_WAIT\",\"time_in_from_ns\":null,\"netns\":0,\"first_seen\":true}\n"
         );
     }
 }

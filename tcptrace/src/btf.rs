@@ -1,0 +1,341 @@
+//! Struct member offsets from the kernel's BTF (`/sys/kernel/btf/vmlinux`), so that the probe
+//! can follow `sk->__sk_common.skc_net.net->ns.inum` on any kernel build.
+//!
+//! A deliberately small reader of the stable BTF format (include/uapi/linux/btf.h): it walks the
+//! type section once and answers "byte offset of member M in struct S", looking through
+//! anonymous struct and union members as C does. aya-obj's BTF parser keeps its type table
+//! private, and the one BTF crate that exposes it is LGPL, hence this.
+
+use std::{collections::HashMap, fs, io};
+
+use tcptrace_ebpf::NetnsOffsets;
+
+const BTF_MAGIC: u16 = 0xeb9f;
+
+const KIND_INT: u32 = 1;
+const KIND_ARRAY: u32 = 3;
+const KIND_STRUCT: u32 = 4;
+const KIND_UNION: u32 = 5;
+const KIND_ENUM: u32 = 6;
+const KIND_FUNC_PROTO: u32 = 13;
+const KIND_VAR: u32 = 14;
+const KIND_DATASEC: u32 = 15;
+const KIND_DECL_TAG: u32 = 17;
+const KIND_ENUM64: u32 = 19;
+
+/// A member of a struct or union.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Member {
+    name: String,
+    type_id: u32,
+    bit_offset: u32,
+}
+
+#[derive(Clone, Debug, Default)]
+struct Composite {
+    members: Vec<Member>,
+}
+
+/// The structs and unions of a BTF blob, by type id and by name.
+#[derive(Debug, Default)]
+pub struct Btf {
+    composites: HashMap<u32, Composite>,
+    by_name: HashMap<String, u32>,
+    /// Typedefs and qualifiers: id → the id they refer to.
+    aliases: HashMap<u32, u32>,
+}
+
+fn u32_at(data: &[u8], at: usize) -> Option<u32> {
+    data.get(at..at + 4)
+        .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+}
+
+fn string_at(strings: &[u8], offset: u32) -> String {
+    let start = offset as usize;
+    let Some(rest) = strings.get(start..) else {
+        return String::new();
+    };
+    let end = rest.iter().position(|&b| b == 0).unwrap_or(rest.len());
+    String::from_utf8_lossy(&rest[..end]).into_owned()
+}
+
+impl Btf {
+    /// Parses a little-endian BTF blob. `None` when it is not one.
+    pub fn parse(data: &[u8]) -> Option<Self> {
+        if u16::from_le_bytes([*data.first()?, *data.get(1)?]) != BTF_MAGIC {
+            return None;
+        }
+        let hdr_len = u32_at(data, 4)? as usize;
+        let type_off = u32_at(data, 8)? as usize;
+        let type_len = u32_at(data, 12)? as usize;
+        let str_off = u32_at(data, 16)? as usize;
+        let str_len = u32_at(data, 20)? as usize;
+        let types = data.get(hdr_len + type_off..hdr_len + type_off + type_len)?;
+        let strings = data.get(hdr_len + str_off..hdr_len + str_off + str_len)?;
+
+        let mut btf = Self::default();
+        let mut at = 0;
+        // Type ids start at 1 (0 is void).
+        let mut id = 1u32;
+        while at + 12 <= types.len() {
+            let name_off = u32_at(types, at)?;
+            let info = u32_at(types, at + 4)?;
+            let size_or_type = u32_at(types, at + 8)?;
+            let vlen = (info & 0xffff) as usize;
+            let kind = (info >> 24) & 0x1f;
+            let kind_flag = info >> 31 == 1;
+            at += 12;
+            let trailer = match kind {
+                KIND_INT | KIND_VAR | KIND_DECL_TAG => 4,
+                KIND_ARRAY => 12,
+                KIND_STRUCT | KIND_UNION | KIND_DATASEC | KIND_ENUM64 => vlen * 12,
+                KIND_ENUM | KIND_FUNC_PROTO => vlen * 8,
+                _ => 0,
+            };
+            match kind {
+                KIND_STRUCT | KIND_UNION => {
+                    let mut members = Vec::with_capacity(vlen);
+                    for i in 0..vlen {
+                        let m = at + i * 12;
+                        let offset = u32_at(types, m + 8)?;
+                        members.push(Member {
+                            name: string_at(strings, u32_at(types, m)?),
+                            type_id: u32_at(types, m + 4)?,
+                            // With kind_flag, the top 8 bits are a bitfield size.
+                            bit_offset: if kind_flag {
+                                offset & 0x00ff_ffff
+                            } else {
+                                offset
+                            },
+                        });
+                    }
+                    let name = string_at(strings, name_off);
+                    if !name.is_empty() {
+                        btf.by_name.entry(name).or_insert(id);
+                    }
+                    btf.composites.insert(id, Composite { members });
+                }
+                // typedef, volatile, const, restrict, type tag: follow to the referred type.
+                8..=11 | 18 => {
+                    btf.aliases.insert(id, size_or_type);
+                }
+                _ => {}
+            }
+            at += trailer;
+            id += 1;
+        }
+        Some(btf)
+    }
+
+    fn resolve(&self, mut id: u32) -> u32 {
+        // Bounded: a malformed blob could loop.
+        for _ in 0..32 {
+            match self.aliases.get(&id) {
+                Some(next) => id = *next,
+                None => break,
+            }
+        }
+        id
+    }
+
+    /// Bit offset of `member` in composite `id`, searching anonymous members too.
+    fn member_bits(&self, id: u32, member: &str, depth: u32) -> Option<(u32, u32)> {
+        let composite = self.composites.get(&self.resolve(id))?;
+        if let Some(m) = composite.members.iter().find(|m| m.name == member) {
+            return Some((m.bit_offset, m.type_id));
+        }
+        if depth > 8 {
+            return None;
+        }
+        composite
+            .members
+            .iter()
+            .filter(|m| m.name.is_empty())
+            .find_map(|m| {
+                self.member_bits(m.type_id, member, depth + 1)
+                    .map(|(bits, type_id)| (m.bit_offset + bits, type_id))
+            })
+    }
+
+    /// Byte offset of a member path (`["__sk_common", "skc_net", "net"]`) in struct `name`.
+    pub fn offset_of(&self, name: &str, path: &[&str]) -> Option<u32> {
+        let mut id = *self.by_name.get(name)?;
+        let mut bits = 0;
+        for member in path {
+            let (member_bits, type_id) = self.member_bits(id, member, 0)?;
+            bits += member_bits;
+            id = type_id;
+        }
+        (bits % 8 == 0).then_some(bits / 8)
+    }
+
+    /// Where a socket's network namespace inode is, if this kernel has the usual fields.
+    pub fn netns_offsets(&self) -> Option<NetnsOffsets> {
+        Some(NetnsOffsets {
+            sk_net: self.offset_of("sock", &["__sk_common", "skc_net", "net"])?,
+            net_inum: self.offset_of("net", &["ns", "inum"])?,
+            valid: 1,
+        })
+    }
+}
+
+/// Reads the running kernel's BTF.
+pub fn read_kernel_btf() -> io::Result<Btf> {
+    let data = fs::read("/sys/kernel/btf/vmlinux")?;
+    Btf::parse(&data).ok_or_else(|| io::Error::other("/sys/kernel/btf/vmlinux is not BTF"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A tiny BTF blob builder: enough to describe structs with members.
+    struct Builder {
+        types: Vec<u8>,
+        strings: Vec<u8>,
+        next_id: u32,
+    }
+
+    impl Builder {
+        fn new() -> Self {
+            Self {
+                types: Vec::new(),
+                strings: vec![0],
+                next_id: 1,
+            }
+        }
+        fn string(&mut self, s: &str) -> u32 {
+            if s.is_empty() {
+                return 0;
+            }
+            let at = self.strings.len() as u32;
+            self.strings.extend_from_slice(s.as_bytes());
+            self.strings.push(0);
+            at
+        }
+        fn push(&mut self, words: &[u32]) -> u32 {
+            for w in words {
+                self.types.extend_from_slice(&w.to_le_bytes());
+            }
+            let id = self.next_id;
+            self.next_id += 1;
+            id
+        }
+        fn int(&mut self, name: &str, size: u32) -> u32 {
+            let n = self.string(name);
+            self.push(&[n, KIND_INT << 24, size, size * 8])
+        }
+        fn ptr(&mut self, to: u32) -> u32 {
+            self.push(&[0, 2 << 24, to])
+        }
+        fn composite(
+            &mut self,
+            kind: u32,
+            name: &str,
+            size: u32,
+            members: &[(&str, u32, u32)],
+        ) -> u32 {
+            let n = self.string(name);
+            let mut words = vec![n, (kind << 24) | members.len() as u32, size];
+            for (name, type_id, bits) in members {
+                let mn = self.string(name);
+                words.extend_from_slice(&[mn, *type_id, *bits]);
+            }
+            self.push(&words)
+        }
+        fn build(self) -> Vec<u8> {
+            let mut out = Vec::new();
+            out.extend_from_slice(&BTF_MAGIC.to_le_bytes());
+            out.extend_from_slice(&[1, 0]);
+            out.extend_from_slice(&24u32.to_le_bytes());
+            out.extend_from_slice(&0u32.to_le_bytes());
+            out.extend_from_slice(&(self.types.len() as u32).to_le_bytes());
+            out.extend_from_slice(&(self.types.len() as u32).to_le_bytes());
+            out.extend_from_slice(&(self.strings.len() as u32).to_le_bytes());
+            out.extend_from_slice(&self.types);
+            out.extend_from_slice(&self.strings);
+            out
+        }
+    }
+
+    fn synthetic() -> Vec<u8> {
+        let mut b = Builder::new();
+        let uint = b.int("unsigned int", 4);
+        let ns_common = b.composite(
+            KIND_STRUCT,
+            "ns_common",
+            16,
+            &[("stashed", uint, 0), ("inum", uint, 64)],
+        );
+        let net = b.composite(
+            KIND_STRUCT,
+            "net",
+            256,
+            &[("passive", uint, 0), ("ns", ns_common, 128)],
+        );
+        let net_ptr = b.ptr(net);
+        let possible_net = b.composite(KIND_STRUCT, "", 8, &[("net", net_ptr, 0)]);
+        // skc_net hidden in an anonymous union, as members sometimes are.
+        let anon = b.composite(
+            KIND_UNION,
+            "",
+            8,
+            &[("skc_net", possible_net, 0), ("other", uint, 0)],
+        );
+        let sock_common = b.composite(
+            KIND_STRUCT,
+            "sock_common",
+            136,
+            &[("skc_daddr", uint, 0), ("", anon, 384)],
+        );
+        b.composite(
+            KIND_STRUCT,
+            "sock",
+            1024,
+            &[("__sk_common", sock_common, 0), ("sk_rx", uint, 1088)],
+        );
+        b.build()
+    }
+
+    #[test]
+    fn resolves_member_paths_through_anonymous_members() {
+        let btf = Btf::parse(&synthetic()).unwrap();
+        assert_eq!(
+            btf.offset_of("sock", &["__sk_common", "skc_net", "net"]),
+            Some(48)
+        );
+        assert_eq!(btf.offset_of("net", &["ns", "inum"]), Some(24));
+        assert_eq!(btf.offset_of("sock", &["sk_rx"]), Some(136));
+        assert_eq!(btf.offset_of("sock", &["nope"]), None);
+        assert_eq!(btf.offset_of("nostruct", &["x"]), None);
+        assert_eq!(
+            btf.netns_offsets(),
+            Some(NetnsOffsets {
+                sk_net: 48,
+                net_inum: 24,
+                valid: 1
+            })
+        );
+    }
+
+    #[test]
+    fn rejects_what_is_not_btf() {
+        assert!(Btf::parse(b"").is_none());
+        assert!(Btf::parse(&[0u8; 32]).is_none());
+        let mut truncated = synthetic();
+        truncated.truncate(40);
+        assert!(Btf::parse(&truncated).is_none());
+    }
+
+    #[test]
+    fn the_running_kernel_has_the_netns_fields() {
+        // Skipped (with a reason) on kernels without BTF.
+        match read_kernel_btf() {
+            Ok(btf) => {
+                let offsets = btf.netns_offsets().expect("sock/net fields in vmlinux BTF");
+                assert!(offsets.sk_net > 0 && offsets.net_inum > 0, "{offsets:?}");
+            }
+            Err(err) => eprintln!("skipped: no kernel BTF: {err}"),
+        }
+    }
+}
