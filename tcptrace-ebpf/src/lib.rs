@@ -200,6 +200,7 @@ pub mod names {
     pub const LISTENERS: &str = "LISTENERS";
     pub const PROGRAM: &str = "inet_sock_set_state";
     pub const NETNS: &str = "NETNS";
+    pub const WAKEUP_BYTES: &str = "WAKEUP_BYTES";
     pub const LAYOUT_RESET_RECEIVED: &str = "LAYOUT_RESET_RECEIVED";
     pub const LAYOUT_RESET_SENT: &str = "LAYOUT_RESET_SENT";
     pub const LAYOUT_RETRANSMIT: &str = "LAYOUT_RETRANSMIT";

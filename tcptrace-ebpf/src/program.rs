@@ -1,4 +1,5 @@
 use aya_ebpf::{
+    bindings::{BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP},
     helpers::{
         bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_ktime_get_ns, bpf_probe_read_kernel,
     },
@@ -58,6 +59,12 @@ static LAYOUT_RETRANSMIT_SYNACK: SignalLayout = SignalLayout {
     skaddr: 0,
     state: NO_FIELD,
 };
+
+/// Wake userspace only once this many bytes wait in the ring buffer (0: after every event).
+/// Userspace also drains the ring on a short timer, so a quiet host's events are never stale;
+/// a busy one saves a wake-up per event.
+#[unsafe(no_mangle)]
+static WAKEUP_BYTES: u64 = 0;
 
 /// Load-time filters, set by userspace.
 #[unsafe(no_mangle)]
@@ -318,7 +325,7 @@ fn try_inet_sock_set_state(ctx: &TracePointContext) -> Result<(), i32> {
         return Ok(());
     };
     entry.write(event);
-    entry.submit(0);
+    entry.submit(wakeup_flags());
     Ok(())
 }
 
@@ -341,6 +348,20 @@ fn netns_of(skaddr: u64) -> u32 {
             return 0;
         }
         bpf_probe_read_kernel((net + offsets.net_inum as u64) as *const u32).unwrap_or(0)
+    }
+}
+
+/// Whether this submit wakes the reader: always without batching, else only when enough
+/// data waits.
+#[inline(always)]
+fn wakeup_flags() -> u64 {
+    let threshold = global(&WAKEUP_BYTES);
+    if threshold == 0 {
+        0
+    } else if EVENTS.query(BPF_RB_AVAIL_DATA as u64) >= threshold {
+        BPF_RB_FORCE_WAKEUP as u64
+    } else {
+        BPF_RB_NO_WAKEUP as u64
     }
 }
 
@@ -379,7 +400,7 @@ fn emit_signal(ctx: &TracePointContext, layout: SignalLayout, signal: u8) -> Res
     match EVENTS.reserve::<Event>(0) {
         Some(mut entry) => {
             entry.write(event);
-            entry.submit(0);
+            entry.submit(wakeup_flags());
         }
         None => {
             bump(counter::RINGBUF_FULL);

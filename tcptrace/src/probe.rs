@@ -16,6 +16,10 @@ static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/tc
 /// milliseconds of a storm of tens of thousands of connections per second.
 pub const DEFAULT_RING_BYTES: u32 = 4 << 20;
 
+/// Default wake-up threshold: 64 KiB, about 680 events; the stream drains the ring every
+/// [`crate::stream::DRAIN_EVERY`] as well, which bounds how stale a quiet host's events get.
+pub const DEFAULT_WAKEUP_BYTES: u64 = 64 << 10;
+
 #[derive(Debug, Error)]
 pub enum ProbeError {
     #[error("{}", privileges::denied_message())]
@@ -33,6 +37,9 @@ pub enum ProbeError {
 pub struct ProbeConfig {
     pub filter: Filter,
     pub ring_bytes: u32,
+    /// Wake the reader once this many bytes wait (0: after every event). The reader must then
+    /// also drain the ring on a timer.
+    pub wakeup_bytes: u64,
     /// Also attach the `tcp:*` tracepoints that explain transitions (resets, retransmissions).
     pub causes: bool,
 }
@@ -42,6 +49,7 @@ impl Default for ProbeConfig {
         Self {
             filter: Filter::default(),
             ring_bytes: DEFAULT_RING_BYTES,
+            wakeup_bytes: DEFAULT_WAKEUP_BYTES,
             causes: false,
         }
     }
@@ -165,6 +173,7 @@ impl Probe {
         let mut ebpf = loader
             .override_global(names::LAYOUT, &layout, true)
             .override_global(names::NETNS, &netns, true)
+            .override_global(names::WAKEUP_BYTES, &config.wakeup_bytes, true)
             .override_global(names::FILTER, &config.filter, true)
             .map_max_entries(names::EVENTS, config.ring_bytes)
             .load(OBJECT)

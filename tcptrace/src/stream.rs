@@ -22,8 +22,9 @@ use crate::{
 
 /// How long a transition waits for its socket's next one to fill in a zero port.
 const FILL_HOLD_NS: u64 = 250_000_000;
-/// How often held transitions are checked, at the least.
-const FILL_TICK: Duration = Duration::from_millis(100);
+/// How often the ring buffer is drained and held transitions are checked, at the least: the
+/// kernel side wakes us only once enough data waits, so this bounds the delay on a quiet host.
+pub const DRAIN_EVERY: Duration = Duration::from_millis(50);
 
 /// What the loop hands to the command.
 pub enum Update<'a> {
@@ -119,7 +120,7 @@ pub async fn run(
     let mut sigint = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
     let mut sigterm = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
     let deadline = config.duration.map(|d| Instant::now() + d);
-    let mut fill_tick = interval(FILL_TICK);
+    let mut fill_tick = interval(DRAIN_EVERY);
     fill_tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
 
     log::info!("probe attached to sock:inet_sock_set_state");
@@ -133,6 +134,7 @@ pub async fn run(
     loop {
         let mut stop = false;
         let mut user_ticked = false;
+        let mut drain_ticked = false;
         tokio::select! {
             biased;
             _ = sigint.recv() => stop = true,
@@ -144,10 +146,10 @@ pub async fn run(
             forwarded = async { session.log.as_mut().expect("guarded").forward().await }, if session.log.is_some() => {
                 forwarded.context("reading the kernel log")?;
             }
-            _ = fill_tick.tick() => {}
+            _ = fill_tick.tick() => drain_ticked = true,
             _ = user_tick.tick(), if config.interval.is_some() => user_ticked = true,
         }
-        if stop {
+        if stop || drain_ticked {
             session
                 .events
                 .drain(|bytes| decode_into(bytes, &mut decoded, &mut totals.invalid));
