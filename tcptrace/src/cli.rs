@@ -74,6 +74,10 @@ pub struct FilterArgs {
     /// Only sockets owned by processes with this command name (exact, as in /proc/PID/comm).
     #[arg(long, value_name = "NAME", value_parser = parse_comm)]
     pub comm: Option<String>,
+    /// Only sockets of this network namespace: its inode, as in `readlink /proc/PID/ns/net`
+    /// (`net:[4026531840]`; either form is accepted).
+    #[arg(long, value_name = "INODE", value_parser = parse_netns)]
+    pub netns: Option<u32>,
 }
 
 impl FilterArgs {
@@ -90,6 +94,7 @@ impl FilterArgs {
             rports: self.rport.clone().map(|p| p.0).unwrap_or_default(),
             pid: self.pid,
             comm: self.comm.clone(),
+            netns: self.netns,
         }
     }
 }
@@ -143,6 +148,19 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs_f64(secs))
 }
 
+pub fn parse_netns(text: &str) -> Result<u32, String> {
+    let inode = text
+        .trim()
+        .strip_prefix("net:[")
+        .and_then(|rest| rest.strip_suffix(']'))
+        .unwrap_or(text.trim());
+    inode
+        .parse()
+        .ok()
+        .filter(|inode| *inode != 0)
+        .ok_or_else(|| format!("`{text}` is not a network namespace inode (e.g. 4026531840)"))
+}
+
 fn parse_comm(text: &str) -> Result<String, String> {
     if text.is_empty() || text.len() > 15 {
         return Err("a command name has 1 to 15 bytes (the kernel truncates longer ones)".into());
@@ -184,6 +202,14 @@ mod tests {
         for bad in ["0", "-1", "abc", "inf", "NaN", ""] {
             assert!(parse_duration(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn netns_accepts_inode_or_readlink_form() {
+        assert_eq!(parse_netns("4026531840"), Ok(4026531840));
+        assert_eq!(parse_netns("net:[4026531840]"), Ok(4026531840));
+        assert!(parse_netns("0").is_err());
+        assert!(parse_netns("net:[x]").is_err());
     }
 
     #[test]

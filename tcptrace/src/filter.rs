@@ -16,6 +16,7 @@ pub struct EventFilter {
     pub rports: Vec<u16>,
     pub pid: Option<u32>,
     pub comm: Option<String>,
+    pub netns: Option<u32>,
 }
 
 impl EventFilter {
@@ -47,6 +48,7 @@ impl EventFilter {
             && (self.rports.is_empty() || self.rports.contains(&t.rport))
             && (self.pid.is_none() || self.pid == t.pid)
             && self.comm.as_ref().is_none_or(|comm| *comm == t.comm)
+            && self.netns.is_none_or(|netns| netns == t.netns)
     }
 }
 
@@ -120,6 +122,14 @@ mod tests {
         }));
         assert!(!f(EventFilter {
             family: Some(Family::Inet6),
+            ..Default::default()
+        }));
+        assert!(f(EventFilter {
+            netns: Some(0),
+            ..Default::default()
+        }));
+        assert!(!f(EventFilter {
+            netns: Some(4026531840),
             ..Default::default()
         }));
     }
