@@ -95,6 +95,13 @@ pub mod counter {
     pub const COUNT: u32 = 6;
 }
 
+/// Bytes of a `sock:inet_sock_set_state` record the program copies at once (72 on current
+/// kernels). Every field offset must be below [`RECORD_OFFSET_LIMIT`].
+pub const RECORD_BYTES: usize = 80;
+/// Exclusive bound of a field offset in the copied record; a 16-byte field at the largest
+/// offset still ends inside [`RECORD_BYTES`].
+pub const RECORD_OFFSET_LIMIT: u32 = 64;
+
 /// Where each field of the `sock:inet_sock_set_state` record lies, read from the tracepoint's
 /// `format` file at load time: the layout changed across kernels (`protocol` widened from u8 to
 /// u16 in 5.6, shifting everything after it), so offsets are never compiled in.
@@ -175,7 +182,8 @@ pub struct SockState {
     pub comm: [u8; COMM_LEN],
     /// 0 = owner unknown.
     pub tgid: u32,
-    pub _pad: u32,
+    /// Network namespace inode, read once when the socket is first seen.
+    pub netns: u32,
 }
 
 const _: () = assert!(core::mem::size_of::<SockState>() == 32);

@@ -1,7 +1,11 @@
+use core::ptr::addr_of_mut;
+
 use aya_ebpf::{
+    EbpfContext as _,
     bindings::{BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP},
     helpers::{
         bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_ktime_get_ns, bpf_probe_read_kernel,
+        bpf_probe_read_kernel_buf,
     },
     macros::{map, tracepoint},
     maps::{HashMap, LruHashMap, PerCpuArray, RingBuf},
@@ -9,8 +13,9 @@ use aya_ebpf::{
 };
 use aya_log_ebpf::error;
 use tcptrace_ebpf::{
-    COMM_LEN, Event, Filter, MAX_FILTER_PORTS, NO_FIELD, NetnsOffsets, Owner, SignalLayout,
-    SockState, TIME_UNKNOWN, TracepointLayout, counter, flags, kind,
+    COMM_LEN, Event, Filter, MAX_FILTER_PORTS, NO_FIELD, NetnsOffsets, Owner, RECORD_BYTES,
+    RECORD_OFFSET_LIMIT, SignalLayout, SockState, TIME_UNKNOWN, TracepointLayout, counter, flags,
+    kind,
 };
 
 /// Field offsets of the tracepoint record, set by userspace from the `format` file.
@@ -122,6 +127,17 @@ fn global<T: Copy>(value: &'static T) -> T {
     unsafe { core::ptr::read_volatile(value) }
 }
 
+/// Reads one field of a global rewritten at load time, without copying the whole struct onto
+/// the 512-byte BPF stack.
+macro_rules! global_field {
+    ($place:expr) => {{
+        // SAFETY: a field of a valid, aligned static; volatile only forbids constant folding.
+        #[allow(unused_unsafe, reason = "the macro is also used inside unsafe blocks")]
+        let value = unsafe { core::ptr::read_volatile(core::ptr::addr_of!($place)) };
+        value
+    }};
+}
+
 #[inline(always)]
 fn read<T>(ctx: &TracePointContext, offset: u32) -> Result<T, i32> {
     // SAFETY: the offsets come from the tracepoint's own format file; the helper checks bounds.
@@ -167,7 +183,7 @@ fn current_owner() -> Owner {
 }
 
 #[inline(always)]
-fn port_allowed(port: u16, count: u16, ports: &[u16; MAX_FILTER_PORTS]) -> bool {
+fn port_allowed(port: u16, count: u16, ports: &'static [u16; MAX_FILTER_PORTS]) -> bool {
     // Port 0 is "not known yet" (a connecting socket before its port is bound, a child on
     // older kernels): let it through, userspace fills it in and filters again.
     if count == 0 || port == 0 {
@@ -175,7 +191,7 @@ fn port_allowed(port: u16, count: u16, ports: &[u16; MAX_FILTER_PORTS]) -> bool 
     }
     let mut i = 0;
     while i < MAX_FILTER_PORTS {
-        if i < count as usize && ports[i] == port {
+        if i < count as usize && global_field!(ports[i]) == port {
             return true;
         }
         i += 1;
@@ -183,26 +199,39 @@ fn port_allowed(port: u16, count: u16, ports: &[u16; MAX_FILTER_PORTS]) -> bool 
     false
 }
 
+/// A field of the copied record. The mask keeps the access provably inside the buffer for
+/// the verifier; userspace checked that every offset is below the limit.
+#[inline(always)]
+fn field<T: Copy>(record: &[u8; RECORD_BYTES], offset: u32) -> T {
+    let offset = (offset & (RECORD_OFFSET_LIMIT - 1)) as usize;
+    // SAFETY: offset < 64 and size_of::<T>() <= 16, so the read stays within the 80 bytes.
+    unsafe { core::ptr::read_unaligned(record.as_ptr().add(offset).cast::<T>()) }
+}
+
 fn try_inet_sock_set_state(ctx: &TracePointContext) -> Result<(), i32> {
-    let layout = global(&LAYOUT);
-    let protocol: u16 = if layout.protocol_size == 1 {
-        read::<u8>(ctx, layout.protocol)? as u16
+    // One copy of the record instead of a helper call per field: the program's run time is
+    // what decides how often a softirq interrupts it and the kernel skips a nested run.
+    let mut record = [0u8; RECORD_BYTES];
+    // SAFETY: the tracepoint record lives in a per-CPU buffer larger than RECORD_BYTES.
+    unsafe { bpf_probe_read_kernel_buf(ctx.as_ptr().cast::<u8>(), &mut record) }?;
+    let protocol: u16 = if global_field!(LAYOUT.protocol_size) == 1 {
+        field::<u8>(&record, global_field!(LAYOUT.protocol)) as u16
     } else {
-        read::<u16>(ctx, layout.protocol)?
+        field::<u16>(&record, global_field!(LAYOUT.protocol))
     };
     if protocol != IPPROTO_TCP {
         return Ok(());
     }
-    let filter = global(&FILTER);
-    let family: u16 = read(ctx, layout.family)?;
-    if filter.family != 0 && family != filter.family {
+    let family: u16 = field(&record, global_field!(LAYOUT.family));
+    let wanted_family: u16 = global_field!(FILTER.family);
+    if wanted_family != 0 && family != wanted_family {
         return Ok(());
     }
-    let skaddr: u64 = read(ctx, layout.skaddr)?;
-    let old: i32 = read(ctx, layout.oldstate)?;
-    let new: i32 = read(ctx, layout.newstate)?;
-    let sport: u16 = read(ctx, layout.sport)?;
-    let dport: u16 = read(ctx, layout.dport)?;
+    let skaddr: u64 = field(&record, global_field!(LAYOUT.skaddr));
+    let old: i32 = field(&record, global_field!(LAYOUT.oldstate));
+    let new: i32 = field(&record, global_field!(LAYOUT.newstate));
+    let sport: u16 = field(&record, global_field!(LAYOUT.sport));
+    let dport: u16 = field(&record, global_field!(LAYOUT.dport));
     // SAFETY: helper without preconditions.
     let now = unsafe { bpf_ktime_get_ns() };
 
@@ -213,6 +242,7 @@ fn try_inet_sock_set_state(ctx: &TracePointContext) -> Result<(), i32> {
         comm: [0; COMM_LEN],
         tgid: 0,
     };
+    let netns: u32;
 
     // The per-socket map is kept for every TCP socket of the family, before the port filters:
     // a connecting socket only learns its local port after CLOSE→SYN_SENT.
@@ -228,6 +258,7 @@ fn try_inet_sock_set_state(ctx: &TracePointContext) -> Result<(), i32> {
             }
             owner.comm = state.comm;
             owner.tgid = state.tgid;
+            netns = state.netns;
             if new == TCP_CLOSE {
                 if SOCKETS.remove(&skaddr).is_ok() {
                     bump(counter::SOCK_REMOVED);
@@ -250,12 +281,13 @@ fn try_inet_sock_set_state(ctx: &TracePointContext) -> Result<(), i32> {
                     owner = *listener;
                 }
             }
+            netns = netns_of(skaddr);
             if new != TCP_CLOSE {
                 let state = SockState {
                     entered_ns: now,
                     comm: owner.comm,
                     tgid: owner.tgid,
-                    _pad: 0,
+                    netns,
                 };
                 if SOCKETS.insert(&skaddr, &state, 0).is_ok() {
                     bump(counter::SOCK_INSERTED);
@@ -286,45 +318,47 @@ fn try_inet_sock_set_state(ctx: &TracePointContext) -> Result<(), i32> {
         event_flags |= flags::OWNER_UNKNOWN;
     }
 
-    if !port_allowed(sport, filter.lport_count, &filter.lports)
-        || !port_allowed(dport, filter.rport_count, &filter.rports)
+    if !port_allowed(sport, global_field!(FILTER.lport_count), &FILTER.lports)
+        || !port_allowed(dport, global_field!(FILTER.rport_count), &FILTER.rports)
     {
         return Ok(());
     }
 
-    let (mut saddr, mut daddr) = ([0u8; 16], [0u8; 16]);
-    if family == AF_INET6 {
-        saddr = read(ctx, layout.saddr_v6)?;
-        daddr = read(ctx, layout.daddr_v6)?;
-    } else {
-        let s: [u8; 4] = read(ctx, layout.saddr)?;
-        let d: [u8; 4] = read(ctx, layout.daddr)?;
-        saddr[..4].copy_from_slice(&s);
-        daddr[..4].copy_from_slice(&d);
-    }
-    let event = Event {
-        ts_ns: now,
-        skaddr,
-        time_in_old_ns: time_in_old,
-        saddr,
-        daddr,
-        comm: owner.comm,
-        tgid: owner.tgid,
-        netns: netns_of(skaddr),
-        sport,
-        dport,
-        family,
-        kind: kind::TRANSITION,
-        flags: event_flags,
-        oldstate: clamp_state(old),
-        newstate: clamp_state(new),
-        _reserved: 0,
-    };
     let Some(mut entry) = EVENTS.reserve::<Event>(0) else {
         bump(counter::RINGBUF_FULL);
         return Ok(());
     };
-    entry.write(event);
+    let event = entry.as_mut_ptr();
+    // Fields are written in place: an `Event` built on the stack as well would not fit the
+    // 512-byte BPF stack next to the record copy.
+    // SAFETY: `event` points to a reserved, exclusively owned, 8-byte aligned slot of
+    // `size_of::<Event>()` bytes; every field is written before submit.
+    unsafe {
+        addr_of_mut!((*event).ts_ns).write(now);
+        addr_of_mut!((*event).skaddr).write(skaddr);
+        addr_of_mut!((*event).time_in_old_ns).write(time_in_old);
+        if family == AF_INET6 {
+            addr_of_mut!((*event).saddr).write(field(&record, global_field!(LAYOUT.saddr_v6)));
+            addr_of_mut!((*event).daddr).write(field(&record, global_field!(LAYOUT.daddr_v6)));
+        } else {
+            let mut v4 = [0u8; 16];
+            v4[..4].copy_from_slice(&field::<[u8; 4]>(&record, global_field!(LAYOUT.saddr)));
+            addr_of_mut!((*event).saddr).write(v4);
+            v4[..4].copy_from_slice(&field::<[u8; 4]>(&record, global_field!(LAYOUT.daddr)));
+            addr_of_mut!((*event).daddr).write(v4);
+        }
+        addr_of_mut!((*event).comm).write(owner.comm);
+        addr_of_mut!((*event).tgid).write(owner.tgid);
+        addr_of_mut!((*event).netns).write(netns);
+        addr_of_mut!((*event).sport).write(sport);
+        addr_of_mut!((*event).dport).write(dport);
+        addr_of_mut!((*event).family).write(family);
+        addr_of_mut!((*event).kind).write(kind::TRANSITION);
+        addr_of_mut!((*event).flags).write(event_flags);
+        addr_of_mut!((*event).oldstate).write(clamp_state(old));
+        addr_of_mut!((*event).newstate).write(clamp_state(new));
+        addr_of_mut!((*event)._reserved).write(0);
+    }
     entry.submit(wakeup_flags());
     Ok(())
 }
@@ -334,20 +368,22 @@ const AF_INET6: u16 = 10;
 /// The inode of the socket's network namespace, or 0 when it cannot be read.
 #[inline(always)]
 fn netns_of(skaddr: u64) -> u32 {
-    let offsets = global(&NETNS);
-    if offsets.valid == 0 || skaddr == 0 {
+    if global_field!(NETNS.valid) == 0 || skaddr == 0 {
         return 0;
     }
     // SAFETY: bpf_probe_read_kernel checks the addresses; offsets come from the kernel's BTF.
     unsafe {
-        let net: u64 = match bpf_probe_read_kernel((skaddr + offsets.sk_net as u64) as *const u64) {
+        let net: u64 = match bpf_probe_read_kernel(
+            (skaddr + global_field!(NETNS.sk_net) as u64) as *const u64,
+        ) {
             Ok(net) => net,
             Err(_) => return 0,
         };
         if net == 0 {
             return 0;
         }
-        bpf_probe_read_kernel((net + offsets.net_inum as u64) as *const u32).unwrap_or(0)
+        bpf_probe_read_kernel((net + global_field!(NETNS.net_inum) as u64) as *const u32)
+            .unwrap_or(0)
     }
 }
 
@@ -368,7 +404,7 @@ fn wakeup_flags() -> u64 {
 /// Emits a record that explains transitions: a reset, a retransmission.
 #[inline(always)]
 fn emit_signal(ctx: &TracePointContext, layout: SignalLayout, signal: u8) -> Result<(), i32> {
-    let skaddr: u64 = read(ctx, layout.skaddr)?;
+    let skaddr: u64 = read(ctx, global_field!(LAYOUT.skaddr))?;
     if skaddr == 0 {
         // A reset sent for no socket (e.g. a SYN to a closed port): nothing to explain.
         return Ok(());

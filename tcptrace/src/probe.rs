@@ -1,7 +1,7 @@
 //! The kernel edge: loads the embedded BPF object with its load-time settings and attaches it.
 //! Every failure becomes a [`ProbeError`] that says what to do about it.
 
-use std::io;
+use std::{io, os::fd::AsFd as _};
 
 use aya::{Ebpf, EbpfLoader, programs::TracePoint};
 use tcptrace_ebpf::{Filter, NetnsOffsets, names};
@@ -58,6 +58,52 @@ impl Default for ProbeConfig {
 /// The loaded, attached probe. Dropping it detaches everything.
 pub struct Probe {
     pub ebpf: Ebpf,
+    /// Names of the attached programs.
+    attached: Vec<&'static str>,
+}
+
+/// `struct bpf_prog_info` (include/uapi/linux/bpf.h) up to `recursion_misses` (Linux 5.12).
+const PROG_INFO_LEN: usize = 232;
+const PROG_INFO_RECURSION_MISSES: usize = 208;
+const BPF_OBJ_GET_INFO_BY_FD: libc::c_long = 15;
+
+/// How often the kernel skipped a program because another BPF program was running on the
+/// same CPU (`bpf_prog_info.recursion_misses`). It happens when a softirq interrupts a
+/// running program and fires the same tracepoint: those transitions are lost, and the kernel
+/// counts them only here.
+fn recursion_misses(fd: std::os::fd::BorrowedFd<'_>) -> io::Result<u64> {
+    use std::os::fd::AsRawFd as _;
+
+    #[repr(C)]
+    struct InfoAttr {
+        bpf_fd: u32,
+        info_len: u32,
+        info: u64,
+    }
+    #[repr(C, align(8))]
+    struct Info([u8; PROG_INFO_LEN]);
+    let mut info = Info([0; PROG_INFO_LEN]);
+    let mut attr = InfoAttr {
+        bpf_fd: fd.as_raw_fd() as u32,
+        info_len: PROG_INFO_LEN as u32,
+        info: info.0.as_mut_ptr() as u64,
+    };
+    // SAFETY: BPF_OBJ_GET_INFO_BY_FD writes at most `info_len` bytes to `info`, which lives
+    // for the call; `attr` is a valid, fully initialized `bpf_attr` prefix for this command.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            BPF_OBJ_GET_INFO_BY_FD,
+            &mut attr as *mut InfoAttr,
+            size_of::<InfoAttr>(),
+        )
+    };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // Older kernels fill less: the field reads as zero, which is what they can tell.
+    let field = &info.0[PROG_INFO_RECURSION_MISSES..PROG_INFO_RECURSION_MISSES + 8];
+    Ok(u64::from_ne_bytes(field.try_into().expect("8 bytes")))
 }
 
 /// A full error chain on one line ("a: b: c"), as aya nests its causes.
@@ -180,12 +226,30 @@ impl Probe {
             .map_err(|err| load_error(&err))?;
 
         attach_tracepoint(&mut ebpf, names::PROGRAM, "sock", "inet_sock_set_state")?;
+        let mut attached = vec![names::PROGRAM];
         if config.causes {
             for (program_name, category, name, _) in names::SIGNAL_PROGRAMS {
                 attach_tracepoint(&mut ebpf, program_name, category, name)?;
+                attached.push(program_name);
             }
         }
-        Ok(Self { ebpf })
+        Ok(Self { ebpf, attached })
+    }
+
+    /// Runs of the attached programs the kernel skipped (see [`recursion_misses`]).
+    pub fn recursion_misses(&self) -> io::Result<u64> {
+        let mut total = 0;
+        for name in &self.attached {
+            let program: &TracePoint = self
+                .ebpf
+                .program(name)
+                .ok_or_else(|| io::Error::other(format!("program {name} missing")))?
+                .try_into()
+                .map_err(io::Error::other)?;
+            let fd = program.fd().map_err(io::Error::other)?;
+            total += recursion_misses(fd.as_fd())?;
+        }
+        Ok(total)
     }
 }
 

@@ -15,11 +15,21 @@ use crate::probe::Probe;
 pub struct KernelCounters {
     /// Events lost because the ring buffer was full.
     pub ringbuf_full: u64,
+    /// Events lost because the kernel skipped the program: it fired while a BPF program was
+    /// already running on that CPU (a softirq interrupting it).
+    pub recursion_misses: u64,
     pub sock_update_failed: u64,
     pub sock_inserted: u64,
     pub sock_removed: u64,
     pub listener_update_failed: u64,
     pub first_seen: u64,
+}
+
+impl KernelCounters {
+    /// Every event the kernel side could not deliver.
+    pub fn lost(&self) -> u64 {
+        self.ringbuf_full + self.recursion_misses
+    }
 }
 
 /// Everything read from a running probe. Fields are separate so that one event loop can wait on
@@ -30,7 +40,7 @@ pub struct Session {
     counters: PerCpuArray<MapData, u64>,
     sockets: BpfHashMap<MapData, u64, SockState>,
     // Last: dropping it detaches the program after the readers are gone.
-    _probe: Probe,
+    probe: Probe,
 }
 
 pub struct EventReader {
@@ -88,7 +98,7 @@ impl Session {
             log,
             counters,
             sockets,
-            _probe: probe,
+            probe,
         })
     }
 
@@ -100,6 +110,7 @@ impl Session {
         };
         Ok(KernelCounters {
             ringbuf_full: get(counter::RINGBUF_FULL)?,
+            recursion_misses: self.probe.recursion_misses()?,
             sock_update_failed: get(counter::SOCK_UPDATE_FAILED)?,
             sock_inserted: get(counter::SOCK_INSERTED)?,
             sock_removed: get(counter::SOCK_REMOVED)?,

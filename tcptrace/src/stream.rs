@@ -77,10 +77,13 @@ impl Summary {
     /// `N transitions, M lost` and any other loss, for stderr.
     pub fn line(&self) -> String {
         let t = &self.totals;
-        let mut line = format!(
-            "{} transitions, {} lost",
-            t.transitions, t.kernel.ringbuf_full
-        );
+        let mut line = format!("{} transitions, {} lost", t.transitions, t.kernel.lost());
+        if t.kernel.lost() > 0 {
+            line.push_str(&format!(
+                " ({} ring buffer full, {} skipped by the kernel while another BPF program ran)",
+                t.kernel.ringbuf_full, t.kernel.recursion_misses
+            ));
+        }
         if t.invalid > 0 {
             line.push_str(&format!(", {} invalid records", t.invalid));
         }

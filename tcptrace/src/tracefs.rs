@@ -8,7 +8,7 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use tcptrace_ebpf::{NO_FIELD, SignalLayout, TracepointLayout};
+use tcptrace_ebpf::{NO_FIELD, RECORD_BYTES, RECORD_OFFSET_LIMIT, SignalLayout, TracepointLayout};
 use thiserror::Error;
 
 /// Where tracefs lives on current kernels, and where older ones expose it through debugfs.
@@ -151,6 +151,23 @@ pub fn inet_sock_set_state_layout(format: &str) -> Result<TracepointLayout, Trac
     let fields = parse_fields(format);
     let get = |name, sizes: &[u32]| field(&fields, TP, name, sizes);
     let protocol = get("protocol", &[1, 2])?;
+    // The program copies the first RECORD_BYTES of the record and reads fields at offsets it
+    // masks below RECORD_OFFSET_LIMIT: a layout beyond that would be read wrong, so refuse it.
+    for name in [
+        "skaddr", "oldstate", "newstate", "sport", "dport", "family", "protocol", "saddr", "daddr",
+        "saddr_v6", "daddr_v6",
+    ] {
+        let f = get(name, &[1, 2, 4, 8, 16])?;
+        if f.offset >= RECORD_OFFSET_LIMIT || (f.offset + f.size) as usize > RECORD_BYTES {
+            return Err(TracefsError::Format {
+                tracepoint: TP.to_owned(),
+                reason: format!(
+                    "field `{name}` at offset {} lies beyond the {RECORD_BYTES} bytes the probe reads",
+                    f.offset
+                ),
+            });
+        }
+    }
     Ok(TracepointLayout {
         skaddr: get("skaddr", &[8])?.offset,
         oldstate: get("oldstate", &[4])?.offset,
@@ -275,6 +292,13 @@ mod tests {
                 state: NO_FIELD
             }
         );
+    }
+
+    #[test]
+    fn fields_beyond_the_copied_record_are_refused() {
+        let moved = FORMAT_6_18.replace("daddr_v6[16];\toffset:56", "daddr_v6[16];\toffset:72");
+        let err = inet_sock_set_state_layout(&moved).unwrap_err();
+        assert!(err.to_string().contains("beyond the 80 bytes"), "{err}");
     }
 
     #[test]

@@ -36,11 +36,11 @@ pub async fn run(args: TraceArgs) -> anyhow::Result<()> {
         // Lines are flushed once per wake-up, not per line.
         Update::BatchEnd => out.flush(),
         Update::Tick(totals) => {
-            let lost = totals.kernel.ringbuf_full;
+            let lost = totals.kernel.lost();
             if lost > reported_lost {
                 eprintln!(
-                    "tcptrace: {} events lost: the ring buffer was full (output too slow?)",
-                    lost - reported_lost
+                    "tcptrace: {} events lost so far ({} ring buffer full, {} skipped by the kernel)",
+                    lost, totals.kernel.ringbuf_full, totals.kernel.recursion_misses
                 );
                 reported_lost = lost;
             }
