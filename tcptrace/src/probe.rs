@@ -64,14 +64,34 @@ pub struct Probe {
 
 /// `struct bpf_prog_info` (include/uapi/linux/bpf.h) up to `recursion_misses` (Linux 5.12).
 const PROG_INFO_LEN: usize = 232;
+const PROG_INFO_RUN_TIME_NS: usize = 192;
+const PROG_INFO_RUN_CNT: usize = 200;
 const PROG_INFO_RECURSION_MISSES: usize = 208;
+
+/// What the kernel tells about a loaded program.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ProgramStats {
+    /// Runs skipped because another BPF program was running on the CPU.
+    pub recursion_misses: u64,
+    /// Total run time and runs; counted only while `kernel.bpf_stats_enabled` is 1.
+    pub run_time_ns: u64,
+    pub run_count: u64,
+}
+
+impl std::ops::AddAssign for ProgramStats {
+    fn add_assign(&mut self, other: Self) {
+        self.recursion_misses += other.recursion_misses;
+        self.run_time_ns += other.run_time_ns;
+        self.run_count += other.run_count;
+    }
+}
 const BPF_OBJ_GET_INFO_BY_FD: libc::c_long = 15;
 
-/// How often the kernel skipped a program because another BPF program was running on the
-/// same CPU (`bpf_prog_info.recursion_misses`). It happens when a softirq interrupts a
-/// running program and fires the same tracepoint: those transitions are lost, and the kernel
-/// counts them only here.
-fn recursion_misses(fd: std::os::fd::BorrowedFd<'_>) -> io::Result<u64> {
+/// A program's statistics from `bpf_prog_info`. `recursion_misses` counts the runs the kernel
+/// skipped because another BPF program was running on the same CPU: it happens when a softirq
+/// interrupts a running program and fires the same tracepoint. Those transitions are lost, and
+/// the kernel counts them only here.
+fn program_stats(fd: std::os::fd::BorrowedFd<'_>) -> io::Result<ProgramStats> {
     use std::os::fd::AsRawFd as _;
 
     #[repr(C)]
@@ -101,9 +121,13 @@ fn recursion_misses(fd: std::os::fd::BorrowedFd<'_>) -> io::Result<u64> {
     if rc < 0 {
         return Err(io::Error::last_os_error());
     }
-    // Older kernels fill less: the field reads as zero, which is what they can tell.
-    let field = &info.0[PROG_INFO_RECURSION_MISSES..PROG_INFO_RECURSION_MISSES + 8];
-    Ok(u64::from_ne_bytes(field.try_into().expect("8 bytes")))
+    // Older kernels fill less: missing fields read as zero, which is what they can tell.
+    let field = |at: usize| u64::from_ne_bytes(info.0[at..at + 8].try_into().expect("8 bytes"));
+    Ok(ProgramStats {
+        recursion_misses: field(PROG_INFO_RECURSION_MISSES),
+        run_time_ns: field(PROG_INFO_RUN_TIME_NS),
+        run_count: field(PROG_INFO_RUN_CNT),
+    })
 }
 
 /// A full error chain on one line ("a: b: c"), as aya nests its causes.
@@ -236,9 +260,9 @@ impl Probe {
         Ok(Self { ebpf, attached })
     }
 
-    /// Runs of the attached programs the kernel skipped (see [`recursion_misses`]).
-    pub fn recursion_misses(&self) -> io::Result<u64> {
-        let mut total = 0;
+    /// Statistics of the attached programs, summed (see [`program_stats`]).
+    pub fn stats(&self) -> io::Result<ProgramStats> {
+        let mut total = ProgramStats::default();
         for name in &self.attached {
             let program: &TracePoint = self
                 .ebpf
@@ -247,7 +271,7 @@ impl Probe {
                 .try_into()
                 .map_err(io::Error::other)?;
             let fd = program.fd().map_err(io::Error::other)?;
-            total += recursion_misses(fd.as_fd())?;
+            total += program_stats(fd.as_fd())?;
         }
         Ok(total)
     }

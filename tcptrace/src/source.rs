@@ -110,13 +110,18 @@ impl Session {
         };
         Ok(KernelCounters {
             ringbuf_full: get(counter::RINGBUF_FULL)?,
-            recursion_misses: self.probe.recursion_misses()?,
+            recursion_misses: self.probe.stats()?.recursion_misses,
             sock_update_failed: get(counter::SOCK_UPDATE_FAILED)?,
             sock_inserted: get(counter::SOCK_INSERTED)?,
             sock_removed: get(counter::SOCK_REMOVED)?,
             listener_update_failed: get(counter::LISTENER_UPDATE_FAILED)?,
             first_seen: get(counter::FIRST_SEEN)?,
         })
+    }
+
+    /// The kernel's statistics of the attached programs.
+    pub fn program_stats(&self) -> io::Result<crate::probe::ProgramStats> {
+        self.probe.stats()
     }
 
     /// Sockets the kernel is tracking now. Walks the map: for summaries, not for every tick.

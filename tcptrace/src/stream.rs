@@ -192,6 +192,16 @@ pub async fn run(
         }
     }
     let tracked_sockets = session.tracked_sockets();
+    // With `sysctl kernel.bpf_stats_enabled=1` the kernel times every run: the probe's own cost.
+    if let Ok(stats) = session.program_stats()
+        && stats.run_count > 0
+    {
+        log::info!(
+            "kernel probe: {} runs, {} ns per run on average",
+            stats.run_count,
+            stats.run_time_ns / stats.run_count
+        );
+    }
     Ok(Summary {
         totals,
         tracked_sockets,
