@@ -44,6 +44,19 @@ fn send_q(socket: &SocketEntry) -> u32 {
     }
 }
 
+/// The foreign address as netstat writes it: a listener's unspecified peer is `0.0.0.0:*`.
+fn foreign(socket: &SocketEntry) -> String {
+    let (ip, port) = (socket.remote.ip(), socket.remote.port());
+    if port == 0 && ip.is_unspecified() {
+        match ip {
+            std::net::IpAddr::V4(v4) => format!("{v4}:*"),
+            std::net::IpAddr::V6(v6) => format!("[{v6}]:*"),
+        }
+    } else {
+        endpoint(&ip, port)
+    }
+}
+
 /// The netstat-style table.
 pub struct SocketsText {
     pub timers: bool,
@@ -74,7 +87,7 @@ impl SocketsText {
             socket.recv_q,
             send_q(socket),
             endpoint(&socket.local.ip(), socket.local.port()),
-            endpoint(&socket.remote.ip(), socket.remote.port()),
+            foreign(socket),
             socket.shown_state().name(),
             program,
         );
@@ -214,7 +227,7 @@ mod tests {
             String::from_utf8(out).unwrap(),
             "\
 Proto Recv-Q Send-Q Local Address           Foreign Address         State       PID/Program name     Timer
-tcp        0      0 0.0.0.0:22              0.0.0.0:0               LISTEN      812/sshd             off (0.00/0/0)
+tcp        0      0 0.0.0.0:22              0.0.0.0:*               LISTEN      812/sshd             off (0.00/0/0)
 tcp6       0     36 [::1]:22                [::1]:51234             ESTABLISHED -                    keepalive (7199.99/0/0)
 "
         );
@@ -224,8 +237,20 @@ tcp6       0     36 [::1]:22                [::1]:51234             ESTABLISHED 
             .unwrap();
         assert_eq!(
             String::from_utf8(out).unwrap(),
-            "tcp        0      0 0.0.0.0:22              0.0.0.0:0               LISTEN      812/sshd\n"
+            "tcp        0      0 0.0.0.0:22              0.0.0.0:*               LISTEN      812/sshd\n"
         );
+    }
+
+    #[test]
+    fn unspecified_peers_are_stars() {
+        let v4 = sock(TcpState::Listen, "0.0.0.0:22", "0.0.0.0:0", 7);
+        assert_eq!(foreign(&v4), "0.0.0.0:*");
+        let mut v6 = v4.clone();
+        v6.remote = "[::]:0".parse().unwrap();
+        assert_eq!(foreign(&v6), "[::]:*");
+        let mut connected = v4;
+        connected.remote = "10.0.0.1:0".parse().unwrap();
+        assert_eq!(foreign(&connected), "10.0.0.1:0");
     }
 
     #[test]
