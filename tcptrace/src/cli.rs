@@ -31,7 +31,52 @@ pub enum Command {
     /// Print every TCP state transition as it happens, one line each.
     #[command(after_help = TRACE_EXAMPLES)]
     Trace(TraceArgs),
+    /// Count TCP sockets per state (a snapshot through inet_diag), with findings.
+    #[command(after_help = STATES_EXAMPLES)]
+    States(StatesArgs),
+    /// List TCP sockets like `netstat -tanpo`, with netstat's timer column.
+    #[command(after_help = SOCKETS_EXAMPLES)]
+    Sockets(SocketsArgs),
+    /// Explain a TCP state or a transition: what it means, who passes through it, what to check.
+    #[command(after_help = EXPLAIN_EXAMPLES)]
+    Explain(ExplainArgs),
 }
+
+const STATES_EXAMPLES: &str = "\
+Every TCP socket of this network namespace, IPv4 and IPv6, is read from the kernel through
+NETLINK_SOCK_DIAG (as `ss` does), including TIME_WAIT and half-open request sockets, which are
+counted as SYN_RECV as netstat shows them.
+
+Findings under the table: processes holding CLOSE_WAIT sockets (the peer closed, the application
+never did: they never time out), TIME_WAIT sockets against the ephemeral port range
+(net.ipv4.ip_local_port_range), half-open connections per listening port and their growth.
+
+Examples:
+  tcptrace states                       counts per state
+  tcptrace states --by process          per process (needs root to see every process)
+  tcptrace states --by port --watch 5   per service port, redrawn every 5 s with changes
+  tcptrace states --json                one JSON object";
+
+const SOCKETS_EXAMPLES: &str = "\
+Timer column (-o), as netstat prints it: KIND (SECONDS/RETRANSMITS/PROBES)
+  off        no timer pending
+  on         retransmission timer (data, FIN or SYN-ACK not acknowledged yet)
+  keepalive  keepalive timer (SO_KEEPALIVE), or an orphan's FIN_WAIT2 timer
+  timewait   TIME_WAIT expiry (60 s on Linux)
+  probe      zero-window probe timer (the peer advertises no receive room)
+SECONDS until the timer fires; RETRANSMITS so far; PROBES keepalive or zero-window probes sent.
+
+Examples:
+  tcptrace sockets -o                         every socket with its timer
+  tcptrace sockets --state CLOSE_WAIT         who holds CLOSE_WAIT sockets
+  tcptrace sockets --state SYN_RECV --lport 443
+  tcptrace sockets --pid 1234 --json";
+
+const EXPLAIN_EXAMPLES: &str = "\
+Examples:
+  tcptrace explain                        every state in one line
+  tcptrace explain CLOSE_WAIT
+  tcptrace explain 'FIN_WAIT2->CLOSE'";
 
 const TRACE_EXAMPLES: &str = "\
 Columns:
@@ -111,6 +156,67 @@ pub struct TraceArgs {
     pub filter: FilterArgs,
 }
 
+#[derive(Debug, Clone, Args)]
+pub struct StatesArgs {
+    /// Group the counts: by service port (the local port of a listener, else the remote port),
+    /// by owning process, or by remote address.
+    #[arg(long, value_enum)]
+    pub by: Option<crate::census::GroupBy>,
+    /// Redraw every SECS seconds (2 when omitted) with the change since the last snapshot.
+    #[arg(long, value_name = "SECS", num_args = 0..=1, default_missing_value = "2",
+          value_parser = parse_duration, allow_negative_numbers = true)]
+    pub watch: Option<Duration>,
+    /// With --watch: stop after this many snapshots.
+    #[arg(long, value_name = "N", requires = "watch",
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub count: Option<u64>,
+    /// One JSON object per snapshot instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    /// Only sockets in these states (netstat names, comma separated).
+    #[arg(long, value_name = "STATE[,STATE...]", value_parser = parse_states)]
+    pub state: Option<StateList>,
+    #[command(flatten)]
+    pub filter: FilterArgs,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct SocketsArgs {
+    /// Show netstat's Timer column: kind (seconds left/retransmissions/probes).
+    #[arg(short = 'o', long)]
+    pub timers: bool,
+    /// One JSON object per socket (always with the timer).
+    #[arg(long)]
+    pub json: bool,
+    /// Only sockets in these states (netstat names, comma separated).
+    #[arg(long, value_name = "STATE[,STATE...]", value_parser = parse_states)]
+    pub state: Option<StateList>,
+    #[command(flatten)]
+    pub filter: FilterArgs,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ExplainArgs {
+    /// A state (CLOSE_WAIT) or a transition (FIN_WAIT2->CLOSE); nothing: all states.
+    #[arg(value_name = "STATE | FROM->TO")]
+    pub query: Vec<String>,
+}
+
+/// A validated list of states, netstat names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StateList(pub Vec<crate::state::TcpState>);
+
+pub fn parse_states(text: &str) -> Result<StateList, String> {
+    let mut states = Vec::new();
+    for part in text.split(',') {
+        let state = crate::explain::parse_state(part).map_err(|e| e.to_string())?;
+        if !states.contains(&state) {
+            states.push(state);
+        }
+    }
+    Ok(StateList(states))
+}
+
 /// A validated, de-duplicated list of ports.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Ports(pub Vec<u16>);
@@ -180,6 +286,41 @@ mod tests {
     }
 
     #[test]
+    fn states_and_sockets_flags() {
+        let cli = Cli::try_parse_from([
+            "tcptrace",
+            "states",
+            "--by",
+            "process",
+            "--watch",
+            "--count",
+            "2",
+            "--state",
+            "time_wait,ESTAB",
+        ])
+        .unwrap();
+        let Command::States(args) = cli.command else {
+            panic!("not states")
+        };
+        assert_eq!(args.by, Some(crate::census::GroupBy::Process));
+        assert_eq!(args.watch, Some(Duration::from_secs(2)));
+        assert_eq!(args.count, Some(2));
+        assert_eq!(
+            args.state,
+            Some(StateList(vec![
+                crate::state::TcpState::TimeWait,
+                crate::state::TcpState::Established
+            ]))
+        );
+        let cli = Cli::try_parse_from(["tcptrace", "sockets", "-o6", "--rport", "443"]).unwrap();
+        let Command::Sockets(args) = cli.command else {
+            panic!("not sockets")
+        };
+        assert!(args.timers && args.filter.ipv6);
+        assert_eq!(args.filter.rport, Some(Ports(vec![443])));
+    }
+
+    #[test]
     fn ports_parse_and_validate() {
         assert_eq!(parse_ports("80"), Ok(Ports(vec![80])));
         assert_eq!(parse_ports("80, 443,80"), Ok(Ports(vec![80, 443])));
@@ -219,7 +360,9 @@ mod tests {
             "--comm", "nginx",
         ])
         .unwrap();
-        let Command::Trace(args) = cli.command;
+        let Command::Trace(args) = cli.command else {
+            panic!("not trace")
+        };
         let filter = args.filter.to_filter();
         assert_eq!(filter.family, Some(Family::Inet6));
         assert_eq!(filter.lports, [80, 443]);
@@ -238,6 +381,11 @@ mod tests {
             &["tcptrace", "trace", "--comm", "a-name-longer-than-15"],
             &["tcptrace", "trace", "--lport", "99999"],
             &["tcptrace", "nope"],
+            &["tcptrace", "states", "--by", "color"],
+            &["tcptrace", "states", "--watch", "0"],
+            &["tcptrace", "states", "--count", "3"],
+            &["tcptrace", "sockets", "--state", "SYN_WAIT"],
+            &["tcptrace", "sockets", "--lport", "0"],
         ] {
             assert!(Cli::try_parse_from(args).is_err(), "{args:?}");
         }

@@ -1,16 +1,20 @@
 //! tcptrace: how this machine's TCP connections move through the TCP state diagram, live.
 
 mod btf;
+mod census;
 mod cli;
 mod clock;
 mod commands;
 mod decode;
+mod diag;
 mod event;
+mod explain;
 mod filter;
 mod peer_fill;
 mod privileges;
 mod probe;
 mod render;
+mod select;
 mod source;
 mod state;
 mod stream;
@@ -49,6 +53,9 @@ fn main() -> ExitCode {
 async fn run(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Trace(args) => commands::trace::run(args).await,
+        Command::States(args) => commands::states::run(args).await,
+        Command::Sockets(args) => commands::sockets::run(args),
+        Command::Explain(args) => commands::explain::run(args),
     }
 }
 

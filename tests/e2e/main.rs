@@ -2,5 +2,6 @@
 //! processes on loopback, every assertion filtered to the test's own ports.
 
 mod errors;
+mod states;
 mod support;
 mod trace;

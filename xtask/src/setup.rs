@@ -14,6 +14,7 @@ const BPF_LINKER_VERSION: &str = "0.13.0";
 pub fn run() -> anyhow::Result<ExitCode> {
     ensure_rust_src()?;
     ensure_bpf_linker()?;
+    ensure_test_tools()?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -141,4 +142,56 @@ fn ensure_bpf_linker() -> anyhow::Result<()> {
         bail!("bpf-linker was installed but does not run against LLVM {major}");
     }
     Ok(())
+}
+
+/// Programs the end-to-end tests run, and the Debian packages that provide them: `ip` and `ss`
+/// build network namespaces and cross-check counts, `nft` drops packets inside them.
+const TEST_TOOLS: &[(&str, &str)] = &[("ip", "iproute2"), ("ss", "iproute2"), ("nft", "nftables")];
+
+fn on_path(program: &str) -> bool {
+    env::var_os("PATH").is_some_and(|path| {
+        env::split_paths(&path).any(|dir| dir.join(program).is_file())
+            || ["/usr/sbin", "/sbin"]
+                .iter()
+                .any(|dir| Path::new(dir).join(program).is_file())
+    })
+}
+
+/// Installs the missing test tools with apt-get, when we are root on a Debian-like system;
+/// elsewhere says what is missing and goes on (the tests that need them fail with the reason).
+fn ensure_test_tools() -> anyhow::Result<()> {
+    let mut missing: Vec<&str> = TEST_TOOLS
+        .iter()
+        .filter(|(program, _)| !on_path(program))
+        .map(|(_, package)| *package)
+        .collect();
+    missing.dedup();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let root = output(Command::new("id").arg("-u")).is_ok_and(|uid| uid.trim() == "0");
+    if !root || !on_path("apt-get") {
+        eprintln!(
+            "xtask: the end-to-end tests need these packages: {} (install them as root)",
+            missing.join(", ")
+        );
+        return Ok(());
+    }
+    eprintln!("xtask: installing {}", missing.join(", "));
+    status(
+        Command::new("apt-get")
+            .args(["install", "-y", "--no-install-recommends"])
+            .args(&missing)
+            .env("DEBIAN_FRONTEND", "noninteractive"),
+    )
+    .or_else(|_| {
+        // A fresh machine may have no package lists yet.
+        status(Command::new("apt-get").arg("update"))?;
+        status(
+            Command::new("apt-get")
+                .args(["install", "-y", "--no-install-recommends"])
+                .args(&missing)
+                .env("DEBIAN_FRONTEND", "noninteractive"),
+        )
+    })
 }

@@ -1,3 +1,6 @@
 //! One module per subcommand: each wires the stream to its renderers.
 
+pub mod explain;
+pub mod sockets;
+pub mod states;
 pub mod trace;

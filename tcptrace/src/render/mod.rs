@@ -1,5 +1,7 @@
 //! Renderers: typed data in, bytes out to any `io::Write`. No clocks, no terminals.
 
+pub mod sockets;
+pub mod states;
 pub mod trace_json;
 pub mod trace_text;
 

@@ -216,7 +216,20 @@ pub struct Peer {
 
 impl Peer {
     pub fn spawn() -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_tcp-peer"))
+        Self::start(Command::new(env!("CARGO_BIN_EXE_tcp-peer")))
+    }
+
+    /// A peer inside a network namespace (`ip netns exec` execs it: the pid is the peer's).
+    pub fn spawn_in(netns: &Netns) -> Self {
+        let mut command = Command::new("ip");
+        command
+            .args(["netns", "exec", &netns.name])
+            .arg(env!("CARGO_BIN_EXE_tcp-peer"));
+        Self::start(command)
+    }
+
+    fn start(mut command: Command) -> Self {
+        let mut child = command
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .spawn()
@@ -304,4 +317,89 @@ pub fn find<'a>(
 /// Milliseconds in the from-state of a line.
 pub fn ms_in_from(line: &Value) -> f64 {
     line["time_in_from_ns"].as_u64().expect("a time in state") as f64 / 1e6
+}
+
+/// A network namespace of one test, with loopback up; deleted on drop, even when the test fails.
+pub struct Netns {
+    pub name: String,
+}
+
+impl Netns {
+    pub fn new(test: &str) -> Self {
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let name = format!("tcptrace-test-{}-{n}", std::process::id());
+        run_ok(Command::new("ip").args(["netns", "add", &name]), test);
+        // From here on the guard exists, so a failure below still deletes the namespace.
+        let netns = Self { name };
+        run_ok(
+            Command::new("ip").args(["-n", &netns.name, "link", "set", "lo", "up"]),
+            test,
+        );
+        netns
+    }
+
+    /// A command run inside the namespace.
+    pub fn command(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
+        let mut command = Command::new("ip");
+        command.args(["netns", "exec", &self.name]).arg(program);
+        command
+    }
+
+    /// Runs a command inside the namespace; its stdout, or a failed test.
+    pub fn output(&self, program: impl AsRef<std::ffi::OsStr>, args: &[&str]) -> String {
+        let mut command = self.command(program);
+        command.args(args);
+        run_ok(&mut command, &self.name)
+    }
+
+    /// Loads an nftables ruleset into the namespace (nft reads it from stdin).
+    pub fn nft(&self, ruleset: &str) {
+        assert!(
+            Command::new("nft").arg("--version").output().is_ok(),
+            "`nft` is missing: install nftables (`cargo xtask setup` does as root)"
+        );
+        let mut child = self
+            .command("nft")
+            .args(["-f", "-"])
+            .stdin(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn nft");
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(ruleset.as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "nft -f failed: {}\n{ruleset}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
+fn run_ok(command: &mut Command, what: &str) -> String {
+    let out = command
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("{what}: cannot run {command:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{what}: {command:?} failed ({}): {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }

@@ -1,0 +1,392 @@
+//! `tcptrace states` and `tcptrace sockets` against a known population of sockets, crafted in a
+//! network namespace of the test: exact counts, equality with `ss`, owners and timers.
+
+use std::{collections::BTreeMap, process::Command};
+
+use serde_json::Value;
+
+use crate::support::{Netns, Peer, privileged, tcptrace_bin, wait_until};
+
+const LO: &str = "127.0.0.1";
+
+fn tcptrace_in(netns: &Netns, args: &[&str]) -> String {
+    netns.output(tcptrace_bin(), args)
+}
+
+fn json_lines(text: &str) -> Vec<Value> {
+    text.lines()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("bad JSON {line}: {e}")))
+        .collect()
+}
+
+/// Non-zero counts per state of `tcptrace states --json`.
+fn state_counts(value: &Value) -> BTreeMap<String, u64> {
+    value["states"]
+        .as_object()
+        .expect("states")
+        .iter()
+        .map(|(state, n)| (state.clone(), n.as_u64().unwrap()))
+        .filter(|(_, n)| *n > 0)
+        .collect()
+}
+
+/// Counts per state of `ss -tan` in the namespace, with netstat's names.
+fn ss_counts(netns: &Netns) -> BTreeMap<String, u64> {
+    let mut counts = BTreeMap::new();
+    for line in netns.output("ss", &["-tan"]).lines().skip(1) {
+        let Some(state) = line.split_whitespace().next() else {
+            continue;
+        };
+        let name = match state {
+            "ESTAB" => "ESTABLISHED".to_owned(),
+            "UNCONN" => "CLOSE".to_owned(),
+            other => other.replace('-', "_"),
+        };
+        // ss writes FIN-WAIT-1/2; netstat FIN_WAIT1/2.
+        let name = name.replace("FIN_WAIT_", "FIN_WAIT");
+        *counts.entry(name).or_default() += 1;
+    }
+    counts
+}
+
+/// Drops the final ACK of handshakes to `port`, so its connections stay request sockets.
+fn hold_in_syn_recv(netns: &Netns, port: u16) {
+    netns.nft(&format!(
+        "table inet tcptrace_syn {{
+            chain input {{
+                type filter hook input priority 0; policy accept;
+                tcp dport {port} tcp flags & (syn | ack) == ack drop
+            }}
+        }}"
+    ));
+}
+
+/// A population with known counts: every kind of socket operators ask about.
+#[test]
+fn exact_counts_per_state_equal_ss_and_owners_are_the_right_pids() {
+    if !privileged("states: exact counts") {
+        return;
+    }
+    const IDLE_LISTENERS: usize = 2;
+    const ESTABLISHED_PAIRS: usize = 3;
+    const CLOSE_WAIT: usize = 2;
+    const TIME_WAIT: usize = 3;
+    const SYN_RECV: usize = 2;
+    let netns = Netns::new("states");
+    let mut peers: Vec<Peer> = Vec::new();
+    let spawn = |peers: &mut Vec<Peer>| {
+        peers.push(Peer::spawn_in(&netns));
+        peers.len() - 1
+    };
+
+    for _ in 0..IDLE_LISTENERS {
+        let i = spawn(&mut peers);
+        peers[i].cmd(&format!("listen {LO}"));
+    }
+    // (server pid, client pid) of each established pair.
+    let mut established = Vec::new();
+    for _ in 0..ESTABLISHED_PAIRS {
+        let (s, c) = (spawn(&mut peers), spawn(&mut peers));
+        let port = peers[s].port(&format!("listen {LO}"));
+        peers[c].cmd(&format!("connect {LO} {port}"));
+        peers[s].cmd("accept");
+        established.push((peers[s].cmd("pid"), peers[c].cmd("pid")));
+    }
+    // The client closes, the server never does: CLOSE_WAIT on the server, an orphaned
+    // FIN_WAIT2 on the client.
+    let mut close_wait_pids = Vec::new();
+    for _ in 0..CLOSE_WAIT {
+        let (s, c) = (spawn(&mut peers), spawn(&mut peers));
+        let port = peers[s].port(&format!("listen {LO}"));
+        peers[c].cmd(&format!("connect {LO} {port}"));
+        peers[s].cmd("accept");
+        peers[c].cmd("close");
+        peers[s].cmd("wait-eof");
+        close_wait_pids.push(peers[s].cmd("pid"));
+    }
+    // The client closes first, then the server: TIME_WAIT on the client.
+    for _ in 0..TIME_WAIT {
+        let (s, c) = (spawn(&mut peers), spawn(&mut peers));
+        let port = peers[s].port(&format!("listen {LO}"));
+        peers[c].cmd(&format!("connect {LO} {port}"));
+        peers[s].cmd("accept");
+        peers[c].cmd("close");
+        peers[s].cmd("wait-eof");
+        peers[s].cmd("close");
+    }
+    // Handshakes whose final ACK is dropped: request sockets on the server; the clients,
+    // which sent that ACK, are ESTABLISHED.
+    let s = spawn(&mut peers);
+    let syn_port = peers[s].port(&format!("listen {LO}"));
+    hold_in_syn_recv(&netns, syn_port);
+    for _ in 0..SYN_RECV {
+        let c = spawn(&mut peers);
+        peers[c].cmd(&format!("connect {LO} {syn_port}"));
+    }
+
+    let listeners = IDLE_LISTENERS + ESTABLISHED_PAIRS + CLOSE_WAIT + TIME_WAIT + 1;
+    let expected: BTreeMap<String, u64> = [
+        ("LISTEN", listeners),
+        ("ESTABLISHED", 2 * ESTABLISHED_PAIRS + SYN_RECV),
+        ("CLOSE_WAIT", CLOSE_WAIT),
+        ("FIN_WAIT2", CLOSE_WAIT),
+        ("TIME_WAIT", TIME_WAIT),
+        ("SYN_RECV", SYN_RECV),
+    ]
+    .into_iter()
+    .map(|(state, n)| (state.to_owned(), n as u64))
+    .collect();
+    let snapshot = wait_until("the population to settle", || {
+        let value = json_lines(&tcptrace_in(&netns, &["states", "--json"])).remove(0);
+        (state_counts(&value) == expected).then_some(value)
+    });
+    assert_eq!(ss_counts(&netns), expected, "ss -tan disagrees");
+    let total: u64 = expected.values().sum();
+    assert_eq!(snapshot["total"], total);
+
+    // The text table says the same.
+    let text = tcptrace_in(&netns, &["states"]);
+    for (state, n) in &expected {
+        assert!(
+            text.lines().any(|line| {
+                let words: Vec<_> = line.split_whitespace().collect();
+                words == [state.as_str(), &n.to_string()]
+            }),
+            "no `{state} {n}` row in\n{text}"
+        );
+    }
+
+    // Findings: each CLOSE_WAIT holder by pid, and the half-open connections of the port.
+    let close_wait: Vec<(String, u64)> = snapshot["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["kind"] == "close_wait")
+        .map(|f| (f["pid"].to_string(), f["count"].as_u64().unwrap()))
+        .collect();
+    let mut expected_holders: Vec<(String, u64)> =
+        close_wait_pids.iter().map(|pid| (pid.clone(), 1)).collect();
+    expected_holders.sort();
+    let mut holders = close_wait.clone();
+    holders.sort();
+    assert_eq!(holders, expected_holders);
+    assert!(
+        snapshot["findings"].as_array().unwrap().iter().any(|f| {
+            f["kind"] == "syn_recv" && f["lport"] == syn_port && f["count"] == SYN_RECV as u64
+        }),
+        "{snapshot:#}"
+    );
+    assert!(text.contains(&format!(
+        "SYN_RECV: {SYN_RECV} half-open connections on port {syn_port}"
+    )));
+
+    // --by process: every socket with a file is attributed to the peer that holds it.
+    let by_process = json_lines(&tcptrace_in(
+        &netns,
+        &["states", "--by", "process", "--json"],
+    ))
+    .remove(0);
+    let groups: BTreeMap<String, BTreeMap<String, u64>> = by_process["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| {
+            let states = g["states"]
+                .as_object()
+                .unwrap()
+                .iter()
+                .map(|(s, n)| (s.clone(), n.as_u64().unwrap()))
+                .collect();
+            (g["key"].as_str().unwrap().to_owned(), states)
+        })
+        .collect();
+    let states = |pairs: &[(&str, u64)]| -> BTreeMap<String, u64> {
+        pairs.iter().map(|(s, n)| (s.to_string(), *n)).collect()
+    };
+    for (server, client) in &established {
+        assert_eq!(
+            groups[&format!("{server}/tcp-peer")],
+            states(&[("LISTEN", 1), ("ESTABLISHED", 1)])
+        );
+        assert_eq!(
+            groups[&format!("{client}/tcp-peer")],
+            states(&[("ESTABLISHED", 1)])
+        );
+    }
+    for server in &close_wait_pids {
+        assert_eq!(
+            groups[&format!("{server}/tcp-peer")],
+            states(&[("LISTEN", 1), ("CLOSE_WAIT", 1)])
+        );
+    }
+    // Sockets without a file (timewait and request sockets) have no owner.
+    assert_eq!(
+        groups["-"],
+        states(&[
+            ("SYN_RECV", SYN_RECV as u64),
+            ("FIN_WAIT2", CLOSE_WAIT as u64),
+            ("TIME_WAIT", TIME_WAIT as u64)
+        ])
+    );
+
+    // `sockets --state` lists the same CLOSE_WAIT sockets with their pids.
+    let listed = json_lines(&tcptrace_in(
+        &netns,
+        &["sockets", "--state", "CLOSE_WAIT", "--json"],
+    ));
+    let mut pids: Vec<String> = listed.iter().map(|s| s["pid"].to_string()).collect();
+    pids.sort();
+    let mut want = close_wait_pids.clone();
+    want.sort();
+    assert_eq!(pids, want);
+
+    // --watch: one snapshot per interval, the later ones with the change since the last.
+    let frames = json_lines(&tcptrace_in(
+        &netns,
+        &["states", "--watch", "0.2", "--count", "2", "--json"],
+    ));
+    assert_eq!(frames.len(), 2);
+    assert_eq!(frames[0]["changes"], Value::Null);
+    assert_eq!(state_counts(&frames[1]), expected);
+    assert!(
+        frames[1]["changes"]
+            .as_object()
+            .unwrap()
+            .values()
+            .all(|change| change == 0),
+        "{:#}",
+        frames[1]
+    );
+}
+
+/// `KIND (SECONDS/RETRANSMITS/PROBES)` of a netstat timer column, parsed back.
+fn parse_timer(line: &str) -> (String, f64, u64, u64) {
+    let open = line
+        .rfind(" (")
+        .unwrap_or_else(|| panic!("no timer in {line}"));
+    let kind = line[..open].rsplit(' ').next().unwrap().to_owned();
+    let inner = line[open + 2..]
+        .strip_suffix(')')
+        .expect("closing parenthesis");
+    let parts: Vec<&str> = inner.split('/').collect();
+    assert_eq!(parts.len(), 3, "{line}");
+    let (secs, frac) = parts[0].split_once('.').expect("seconds with a fraction");
+    assert!(
+        frac.len() == 2 && secs.chars().chain(frac.chars()).all(|c| c.is_ascii_digit()),
+        "seconds with two decimals, as netstat prints them: {line}"
+    );
+    (
+        kind,
+        parts[0].parse().unwrap(),
+        parts[1].parse().unwrap(),
+        parts[2].parse().unwrap(),
+    )
+}
+
+/// The line of `sockets -o` for one local port.
+fn timer_line(netns: &Netns, lport: u16) -> String {
+    let text = tcptrace_in(netns, &["sockets", "-o", "--lport", &lport.to_string()]);
+    let lines: Vec<&str> = text.lines().skip(1).collect();
+    assert_eq!(lines.len(), 1, "{text}");
+    lines[0].to_owned()
+}
+
+#[test]
+fn timers_read_like_netstat() {
+    if !privileged("sockets: timers") {
+        return;
+    }
+    let netns = Netns::new("timers");
+
+    // Keepalive after 600 s of idleness.
+    let mut server = Peer::spawn_in(&netns);
+    let mut client = Peer::spawn_in(&netns);
+    let port = server.port(&format!("listen {LO}"));
+    let cport = client.port(&format!("connect {LO} {port}"));
+    server.cmd("accept");
+    client.cmd("keepalive 600");
+    let (kind, secs, retransmits, probes) = parse_timer(&timer_line(&netns, cport));
+    assert_eq!(kind, "keepalive");
+    assert!((590.0..=600.0).contains(&secs), "{secs}");
+    assert_eq!((retransmits, probes), (0, 0));
+
+    // Unacknowledged data to a peer whose packets are dropped: the retransmission timer with
+    // a growing count.
+    let mut server2 = Peer::spawn_in(&netns);
+    let mut client2 = Peer::spawn_in(&netns);
+    let port2 = server2.port(&format!("listen {LO}"));
+    let cport2 = client2.port(&format!("connect {LO} {port2}"));
+    server2.cmd("accept");
+    netns.nft(&format!(
+        "table inet tcptrace_drop {{
+            chain input {{
+                type filter hook input priority 0; policy accept;
+                tcp dport {port2} drop
+            }}
+        }}"
+    ));
+    client2.cmd("send 1000");
+    let (secs, retransmits, probes) = wait_until("a retransmission", || {
+        let (kind, secs, retransmits, probes) = parse_timer(&timer_line(&netns, cport2));
+        (kind == "on" && retransmits > 0).then_some((secs, retransmits, probes))
+    });
+    assert!(secs <= 120.0, "{secs}");
+    assert!(retransmits > 0);
+    assert_eq!(probes, 0);
+    let json = json_lines(&tcptrace_in(
+        &netns,
+        &["sockets", "--json", "--lport", &cport2.to_string()],
+    ));
+    assert_eq!(json[0]["timer"]["kind"], "on");
+    assert!(json[0]["timer"]["retransmits"].as_u64().unwrap() > 0);
+    assert!(json[0]["send_q"].as_u64().unwrap() > 0, "{:#}", json[0]);
+
+    // TIME_WAIT: at most 60 s left.
+    let mut server3 = Peer::spawn_in(&netns);
+    let mut client3 = Peer::spawn_in(&netns);
+    let port3 = server3.port(&format!("listen {LO}"));
+    let cport3 = client3.port(&format!("connect {LO} {port3}"));
+    server3.cmd("accept");
+    client3.cmd("close");
+    server3.cmd("wait-eof");
+    server3.cmd("close");
+    let line = wait_until("TIME_WAIT", || {
+        let line = timer_line(&netns, cport3);
+        line.contains("TIME_WAIT").then_some(line)
+    });
+    let (kind, secs, retransmits, probes) = parse_timer(&line);
+    assert_eq!(kind, "timewait");
+    assert!(secs > 0.0 && secs <= 60.0, "{secs}");
+    assert_eq!((retransmits, probes), (0, 0));
+}
+
+#[test]
+fn explain_and_bad_states_fail_with_one_line() {
+    let run = |args: &[&str]| {
+        let out = Command::new(tcptrace_bin()).args(args).output().unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, stdout, _) = run(&["explain", "CLOSE_WAIT"]);
+    assert_eq!(code, Some(0));
+    assert!(
+        stdout.contains("The application does not close"),
+        "{stdout}"
+    );
+    let (code, _, stderr) = run(&["explain", "SYN_WAIT"]);
+    assert_eq!(code, Some(1));
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.starts_with("tcptrace: unknown TCP state `SYN_WAIT`"),
+        "{stderr}"
+    );
+    let (code, _, stderr) = run(&["explain", "LISTEN->TIME_WAIT"]);
+    assert_eq!(code, Some(1));
+    assert!(stderr.contains("is not a transition"), "{stderr}");
+    let (code, _, stderr) = run(&["sockets", "--state", "BOGUS"]);
+    assert_eq!(code, Some(2));
+    assert!(stderr.contains("unknown TCP state `BOGUS`"), "{stderr}");
+}
