@@ -14,8 +14,9 @@ use crate::{event::Family, filter::EventFilter};
     about = "Shows how this machine's TCP connections move through the TCP state diagram, live.",
     long_about = "Shows how this machine's TCP connections move through the TCP state diagram, live.\n\n\
         A kernel probe on the sock:inet_sock_set_state tracepoint streams every TCP state \
-        transition; tcptrace decodes, filters and shows them. Needs root (or CAP_BPF and \
-        CAP_PERFMON) and Linux 5.8 or later."
+        transition; tcptrace decodes, filters and shows them. The tracing commands need root \
+        (or CAP_BPF and CAP_PERFMON) and Linux 5.8 or later; `states`, `sockets` and `explain` \
+        read socket snapshots (inet_diag) or print text, and need neither."
 )]
 pub struct Cli {
     /// Show more diagnostics (-v: the kernel probe's log and info, -vv: debug).
