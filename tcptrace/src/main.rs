@@ -1,5 +1,6 @@
 //! tcptrace: how this machine's TCP connections move through the TCP state diagram, live.
 
+mod aggregate;
 mod cli;
 mod clock;
 mod commands;
