@@ -401,19 +401,19 @@ impl Aggregator {
                 rows: vec![
                     WitnessRow {
                         counter: "TcpActiveOpens",
-                        stream: "CLOSE→SYN_SENT",
+                        stream: "CLOSE->SYN_SENT",
                         kernel: k.active_opens,
                         seen: w.active_opens,
                     },
                     WitnessRow {
                         counter: "TcpPassiveOpens",
-                        stream: "LISTEN→SYN_RECV",
+                        stream: "LISTEN->SYN_RECV",
                         kernel: k.passive_opens,
                         seen: w.passive_opens,
                     },
                     WitnessRow {
                         counter: "TcpEstabResets",
-                        stream: "ESTABLISHED→CLOSE + CLOSE_WAIT→CLOSE",
+                        stream: "ESTABLISHED->CLOSE + CLOSE_WAIT->CLOSE",
                         kernel: k.estab_resets,
                         seen: w.estab_resets,
                     },

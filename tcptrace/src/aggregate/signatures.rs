@@ -64,13 +64,13 @@ impl PathKey {
         (0..self.len()).all(|i| (self.0 >> (4 * i)) & 0xf != u64::from(GAP))
     }
 
-    /// `SYN_SENT→ESTABLISHED→…`
+    /// `SYN_SENT->ESTABLISHED->…`
     pub fn render(self) -> String {
         let mut text = String::new();
         for i in 0..self.len() {
             let item = ((self.0 >> (4 * i)) & 0xf) as u16;
             if i > 0 {
-                text.push('→');
+                text.push_str("->");
             }
             match TcpState::from_raw(item) {
                 Some(state) if item != u16::from(GAP) => text.push_str(state.name()),
@@ -166,7 +166,7 @@ mod tests {
         for s in [Established, FinWait1, FinWait2, TimeWait] {
             key.push(s);
         }
-        assert_eq!(key.render(), "SYN_SENT→ESTABLISHED→FIN_WAIT1→FIN_WAIT2→TIME_WAIT");
+        assert_eq!(key.render(), "SYN_SENT->ESTABLISHED->FIN_WAIT1->FIN_WAIT2->TIME_WAIT");
         assert!(key.complete());
     }
 
@@ -174,11 +174,11 @@ mod tests {
     fn midlife_and_gaps_are_marked() {
         let mut key = PathKey::midlife(Established);
         key.push(CloseWait);
-        assert_eq!(key.render(), "…→ESTABLISHED→CLOSE_WAIT");
+        assert_eq!(key.render(), "…->ESTABLISHED->CLOSE_WAIT");
         assert!(!key.complete());
         let mut key = PathKey::born(SynSent);
         key.push_gap(FinWait2);
-        assert_eq!(key.render(), "SYN_SENT→…→FIN_WAIT2");
+        assert_eq!(key.render(), "SYN_SENT->…->FIN_WAIT2");
     }
 
     #[test]
@@ -188,8 +188,8 @@ mod tests {
             key.push(Established);
         }
         let text = key.render();
-        assert_eq!(text.matches('→').count(), 15);
-        assert!(text.ends_with("→…"), "{text}");
+        assert_eq!(text.matches("->").count(), 15);
+        assert!(text.ends_with("->…"), "{text}");
     }
 
     #[test]

@@ -140,7 +140,7 @@ fn client_path_with_time_wait_inferred() {
     assert_eq!(snap.signatures.len(), 1);
     assert_eq!(
         snap.signatures[0].path,
-        "SYN_SENT→ESTABLISHED→FIN_WAIT1→FIN_WAIT2→TIME_WAIT"
+        "SYN_SENT->ESTABLISHED->FIN_WAIT1->FIN_WAIT2->TIME_WAIT"
     );
     assert_eq!(snap.signatures[0].count, 10);
     assert!(snap.signatures[0].complete);
@@ -164,7 +164,7 @@ fn simultaneous_close_through_closing() {
     assert!(tw.inferred);
     assert_eq!(
         snap.signatures[0].path,
-        "SYN_SENT→ESTABLISHED→FIN_WAIT1→CLOSING→TIME_WAIT"
+        "SYN_SENT->ESTABLISHED->FIN_WAIT1->CLOSING->TIME_WAIT"
     );
 }
 
@@ -200,8 +200,8 @@ fn server_path_passive_close_and_listener() {
     assert_eq!(
         paths,
         [
-            ("SYN_RECV→ESTABLISHED→CLOSE_WAIT→LAST_ACK→CLOSE", 3),
-            ("LISTEN→CLOSE", 1)
+            ("SYN_RECV->ESTABLISHED->CLOSE_WAIT->LAST_ACK->CLOSE", 3),
+            ("LISTEN->CLOSE", 1)
         ]
     );
 }
@@ -234,7 +234,7 @@ fn refused_connect_is_abnormal_with_cause() {
     assert_eq!(r.count, 1);
     assert_eq!(r.causes, [(Cause::Refused, 1)]);
     assert!(r.retransmits.is_empty());
-    assert_eq!(snap.signatures[0].path, "SYN_SENT→CLOSE");
+    assert_eq!(snap.signatures[0].path, "SYN_SENT->CLOSE");
 }
 
 #[test]
@@ -310,7 +310,7 @@ fn reset_in_fin_wait2_is_no_time_wait() {
     assert!(!snap.rows.iter().any(|r| r.to == TimeWait));
     assert_eq!(
         snap.signatures[0].path,
-        "SYN_SENT→ESTABLISHED→FIN_WAIT1→FIN_WAIT2→CLOSE"
+        "SYN_SENT->ESTABLISHED->FIN_WAIT1->FIN_WAIT2->CLOSE"
     );
 }
 
@@ -431,7 +431,7 @@ fn sockets_first_seen_midlife_are_counted_not_guessed() {
     assert!(snap.rows.iter().all(|r| r.side == Side::Unknown));
     let first = row(&snap, Side::Unknown, Established, CloseWait, false);
     assert_eq!((first.untimed, first.time.samples), (1, 0));
-    assert_eq!(snap.signatures[0].path, "…→ESTABLISHED→CLOSE_WAIT→LAST_ACK→CLOSE");
+    assert_eq!(snap.signatures[0].path, "…->ESTABLISHED->CLOSE_WAIT->LAST_ACK->CLOSE");
     assert!(!snap.signatures[0].complete);
     assert_eq!(snap.signatures[0].lifetime.samples, 0, "its lifetime is unknown");
 }
@@ -449,7 +449,7 @@ fn lost_transitions_leave_a_gap() {
     assert_eq!(snap.sockets.gaps, 1);
     assert_eq!(
         snap.signatures[0].path,
-        "SYN_SENT→ESTABLISHED→…→FIN_WAIT1→FIN_WAIT2→TIME_WAIT"
+        "SYN_SENT->ESTABLISHED->…->FIN_WAIT1->FIN_WAIT2->TIME_WAIT"
     );
 }
 

@@ -2,6 +2,11 @@
 
 pub mod trace_json;
 pub mod trace_text;
+#[cfg(test)]
+mod transitions_golden;
+pub mod transitions_json;
+pub mod transitions_text;
+pub mod units;
 
 use std::net::IpAddr;
 
