@@ -49,6 +49,7 @@ fn main() -> ExitCode {
 async fn run(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Trace(args) => commands::trace::run(args).await,
+        Command::Transitions(args) => commands::transitions::run(args).await,
     }
 }
 

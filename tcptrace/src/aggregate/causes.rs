@@ -169,7 +169,10 @@ mod tests {
     #[test]
     fn refused_is_a_reset_in_syn_sent() {
         let mut m = SignalMemo::default();
-        m.record(&signal(5, SignalKind::ResetReceived, Some(TcpState::SynSent)), None);
+        m.record(
+            &signal(5, SignalKind::ResetReceived, Some(TcpState::SynSent)),
+            None,
+        );
         assert_eq!(m.cause(TcpState::SynSent), (Cause::Refused, 0));
         assert_eq!(m.cause(TcpState::Established), (Cause::ResetReceived, 0));
     }
@@ -189,16 +192,28 @@ mod tests {
     #[test]
     fn retransmits_restart_in_a_new_state() {
         let mut m = SignalMemo::default();
-        m.record(&signal(1, SignalKind::Retransmit, Some(TcpState::SynSent)), None);
-        m.record(&signal(9, SignalKind::Retransmit, None), Some(TcpState::Established));
-        m.record(&signal(10, SignalKind::Retransmit, Some(TcpState::Established)), None);
+        m.record(
+            &signal(1, SignalKind::Retransmit, Some(TcpState::SynSent)),
+            None,
+        );
+        m.record(
+            &signal(9, SignalKind::Retransmit, None),
+            Some(TcpState::Established),
+        );
+        m.record(
+            &signal(10, SignalKind::Retransmit, Some(TcpState::Established)),
+            None,
+        );
         assert_eq!(m.cause(TcpState::Established), (Cause::Timeout, 2));
     }
 
     #[test]
     fn reset_sent_after_the_close_still_counts() {
         let mut m = SignalMemo::default();
-        m.record(&signal(5, SignalKind::ResetSent, Some(TcpState::Close)), None);
+        m.record(
+            &signal(5, SignalKind::ResetSent, Some(TcpState::Close)),
+            None,
+        );
         assert!(m.reset_seen());
         assert_eq!(m.cause(TcpState::Established), (Cause::ResetSent, 0));
     }
@@ -213,7 +228,10 @@ mod tests {
 
     #[test]
     fn nothing_seen_is_other() {
-        assert_eq!(SignalMemo::default().cause(TcpState::SynSent), (Cause::Other, 0));
+        assert_eq!(
+            SignalMemo::default().cause(TcpState::SynSent),
+            (Cause::Other, 0)
+        );
         assert!(!SignalMemo::default().reset_seen());
     }
 
@@ -221,7 +239,10 @@ mod tests {
     fn older_signals_are_forgotten_on_reuse() {
         let mut m = SignalMemo::default();
         m.record(&signal(5, SignalKind::ResetReceived, None), None);
-        m.record(&signal(6, SignalKind::Retransmit, Some(TcpState::SynSent)), None);
+        m.record(
+            &signal(6, SignalKind::Retransmit, Some(TcpState::SynSent)),
+            None,
+        );
         m.forget_before(10);
         assert_eq!(m, SignalMemo::default());
         m.record(&signal(12, SignalKind::ResetSent, None), None);
@@ -232,10 +253,16 @@ mod tests {
     #[test]
     fn merge_adds_pending_signals() {
         let mut pending = SignalMemo::default();
-        pending.record(&signal(3, SignalKind::Retransmit, Some(TcpState::SynSent)), None);
+        pending.record(
+            &signal(3, SignalKind::Retransmit, Some(TcpState::SynSent)),
+            None,
+        );
         pending.record(&signal(4, SignalKind::ResetReceived, None), None);
         let mut m = SignalMemo::default();
-        m.record(&signal(2, SignalKind::Retransmit, Some(TcpState::SynSent)), None);
+        m.record(
+            &signal(2, SignalKind::Retransmit, Some(TcpState::SynSent)),
+            None,
+        );
         m.merge(&pending);
         assert_eq!(m.cause(TcpState::SynSent), (Cause::Refused, 2));
     }

@@ -62,6 +62,7 @@ impl TimeHistogram {
         let _ = self.inner.record(ns.min(HIGHEST_NS));
     }
 
+    #[cfg(test)]
     pub fn len(&self) -> u64 {
         self.inner.len()
     }
@@ -193,9 +194,30 @@ mod tests {
         h.record(3_500);
         h.record(100_000); // 100 us: [64, 127]
         let s = h.summary();
-        assert_eq!(s.log2.first().unwrap(), &Log2Bucket { lo_us: 0, hi_us: 1, count: 1 });
-        assert_eq!(s.log2[1], Log2Bucket { lo_us: 2, hi_us: 3, count: 2 });
-        assert_eq!(s.log2.last().unwrap(), &Log2Bucket { lo_us: 64, hi_us: 127, count: 1 });
+        assert_eq!(
+            s.log2.first().unwrap(),
+            &Log2Bucket {
+                lo_us: 0,
+                hi_us: 1,
+                count: 1
+            }
+        );
+        assert_eq!(
+            s.log2[1],
+            Log2Bucket {
+                lo_us: 2,
+                hi_us: 3,
+                count: 2
+            }
+        );
+        assert_eq!(
+            s.log2.last().unwrap(),
+            &Log2Bucket {
+                lo_us: 64,
+                hi_us: 127,
+                count: 1
+            }
+        );
         assert_eq!(s.log2.iter().map(|b| b.count).sum::<u64>(), 4);
     }
 

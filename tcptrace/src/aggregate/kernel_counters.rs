@@ -122,7 +122,9 @@ impl TcpCounters {
             passive_opens: self.passive_opens.saturating_sub(earlier.passive_opens),
             estab_resets: self.estab_resets.saturating_sub(earlier.estab_resets),
             embryonic_rsts: self.embryonic_rsts.saturating_sub(earlier.embryonic_rsts),
-            listen_overflows: self.listen_overflows.saturating_sub(earlier.listen_overflows),
+            listen_overflows: self
+                .listen_overflows
+                .saturating_sub(earlier.listen_overflows),
             listen_drops: self.listen_drops.saturating_sub(earlier.listen_drops),
             req_q_full_drop: self.req_q_full_drop.saturating_sub(earlier.req_q_full_drop),
             req_q_full_do_cookies: self
@@ -207,21 +209,30 @@ IpExt: 0 0
     #[test]
     fn bad_input_is_an_error_not_a_panic() {
         assert_eq!(parse("", NETSTAT), Err(ParseError::MissingSection("Tcp")));
-        assert_eq!(parse(SNMP, "TcpExt: A\n"), Err(ParseError::MissingSection("TcpExt")));
+        assert_eq!(
+            parse(SNMP, "TcpExt: A\n"),
+            Err(ParseError::MissingSection("TcpExt"))
+        );
         assert!(matches!(
             parse("Tcp: ActiveOpens PassiveOpens\nTcp: 1\n", NETSTAT),
             Err(ParseError::Mismatch { .. })
         ));
         assert!(matches!(
             parse("Tcp: ActiveOpens\nTcp: 1\n", NETSTAT),
-            Err(ParseError::MissingCounter { name: "PassiveOpens", .. })
+            Err(ParseError::MissingCounter {
+                name: "PassiveOpens",
+                ..
+            })
         ));
         assert!(matches!(
             parse(
                 "Tcp: ActiveOpens PassiveOpens EstabResets\nTcp: 1 x 3\n",
                 NETSTAT
             ),
-            Err(ParseError::BadValue { name: "PassiveOpens", .. })
+            Err(ParseError::BadValue {
+                name: "PassiveOpens",
+                ..
+            })
         ));
     }
 

@@ -79,9 +79,10 @@ pub fn place(from: TcpState, to: TcpState, reset_seen: bool) -> Placement {
         },
         // The final ACK arrived; with a reset it did not.
         (LastAck, Close) if !reset_seen => normal(Close),
-        (SynSent | SynRecv | Established | FinWait1 | FinWait2 | Closing | CloseWait | LastAck, Close) => {
-            abnormal
-        }
+        (
+            SynSent | SynRecv | Established | FinWait1 | FinWait2 | Closing | CloseWait | LastAck,
+            Close,
+        ) => abnormal,
         _ => normal(to),
     }
 }
@@ -147,7 +148,15 @@ mod tests {
             (Listen, Close),
         ] {
             let p = place(from, to, false);
-            assert_eq!(p, Placement { to, abnormal: false, inferred: false }, "{from}->{to}");
+            assert_eq!(
+                p,
+                Placement {
+                    to,
+                    abnormal: false,
+                    inferred: false
+                },
+                "{from}->{to}"
+            );
             assert!(is_diagram_edge(from, to), "{from}->{to}");
         }
     }
@@ -157,11 +166,19 @@ mod tests {
         for from in [FinWait2, Closing] {
             assert_eq!(
                 place(from, Close, false),
-                Placement { to: TimeWait, abnormal: false, inferred: true }
+                Placement {
+                    to: TimeWait,
+                    abnormal: false,
+                    inferred: true
+                }
             );
             assert_eq!(
                 place(from, Close, true),
-                Placement { to: Close, abnormal: true, inferred: false }
+                Placement {
+                    to: Close,
+                    abnormal: true,
+                    inferred: false
+                }
             );
         }
     }

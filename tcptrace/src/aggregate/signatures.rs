@@ -166,7 +166,10 @@ mod tests {
         for s in [Established, FinWait1, FinWait2, TimeWait] {
             key.push(s);
         }
-        assert_eq!(key.render(), "SYN_SENT->ESTABLISHED->FIN_WAIT1->FIN_WAIT2->TIME_WAIT");
+        assert_eq!(
+            key.render(),
+            "SYN_SENT->ESTABLISHED->FIN_WAIT1->FIN_WAIT2->TIME_WAIT"
+        );
         assert!(key.complete());
     }
 

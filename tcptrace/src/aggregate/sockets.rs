@@ -142,7 +142,12 @@ mod tests {
     use super::*;
 
     fn socket() -> Socket {
-        Socket::new(Some(1), TcpState::SynSent, Side::Client, PathKey::born(TcpState::SynSent))
+        Socket::new(
+            Some(1),
+            TcpState::SynSent,
+            Side::Client,
+            PathKey::born(TcpState::SynSent),
+        )
     }
 
     #[test]
@@ -191,7 +196,11 @@ mod tests {
             sockets.insert(sk, socket());
             sockets.remove(sk);
         }
-        assert!(sockets.order.len() <= 2 * sockets.len() + 1025, "{}", sockets.order.len());
+        assert!(
+            sockets.order.len() <= 2 * sockets.len() + 1025,
+            "{}",
+            sockets.order.len()
+        );
         assert!(sockets.get_mut(0).is_some());
         assert_eq!(sockets.evicted(), 0);
     }

@@ -72,17 +72,16 @@ fn aggregator() -> Aggregator {
     agg
 }
 
-fn row<'a>(
-    snap: &'a Snapshot,
-    side: Side,
-    from: TcpState,
-    to: TcpState,
-    abnormal: bool,
-) -> &'a RowSnapshot {
+fn row(snap: &Snapshot, side: Side, from: TcpState, to: TcpState, abnormal: bool) -> &RowSnapshot {
     snap.rows
         .iter()
         .find(|r| r.side == side && r.from == from && r.to == to && r.abnormal == abnormal)
-        .unwrap_or_else(|| panic!("no {side:?} {from}->{to} abnormal={abnormal} in {:#?}", snap.rows))
+        .unwrap_or_else(|| {
+            panic!(
+                "no {side:?} {from}->{to} abnormal={abnormal} in {:#?}",
+                snap.rows
+            )
+        })
 }
 
 fn rows_of(snap: &Snapshot) -> Vec<(Side, TcpState, TcpState, bool, u64)> {
@@ -98,7 +97,12 @@ fn client_active_close(agg: &mut Aggregator, sk: u64, t0: u64, hold_ms: u64) {
     c.go(agg, t0, Close, SynSent);
     c.go(agg, t0 + MS / 10, SynSent, Established);
     c.go(agg, t0 + MS / 10 + hold_ms * MS, Established, FinWait1);
-    c.go(agg, t0 + MS / 10 + hold_ms * MS + 50_000, FinWait1, FinWait2);
+    c.go(
+        agg,
+        t0 + MS / 10 + hold_ms * MS + 50_000,
+        FinWait1,
+        FinWait2,
+    );
     c.go(agg, t0 + MS / 10 + hold_ms * MS + 60_000, FinWait2, Close);
 }
 
@@ -190,13 +194,23 @@ fn server_path_passive_close_and_listener() {
             (Side::Listener, Listen, Close, false, 1),
         ]
     );
-    let cw = row(&snap, Side::Server, CloseWait, LastAck, false).time.stats.unwrap();
+    let cw = row(&snap, Side::Server, CloseWait, LastAck, false)
+        .time
+        .stats
+        .unwrap();
     assert!(cw.p50.abs_diff(100 * MS) <= 100 * MS / 1000);
     // The child is born leaving LISTEN: its time there is the listener's, not its own.
     assert_eq!(row(&snap, Side::Server, Listen, SynRecv, false).untimed, 3);
-    let listen = row(&snap, Side::Listener, Listen, Close, false).time.stats.unwrap();
-    assert_eq!(listen.max.abs_diff(10_000 * MS) * 1000 <= 10_000 * MS, true);
-    let paths: Vec<_> = snap.signatures.iter().map(|s| (s.path.as_str(), s.count)).collect();
+    let listen = row(&snap, Side::Listener, Listen, Close, false)
+        .time
+        .stats
+        .unwrap();
+    assert!(listen.max.abs_diff(10_000 * MS) * 1000 <= 10_000 * MS);
+    let paths: Vec<_> = snap
+        .signatures
+        .iter()
+        .map(|s| (s.path.as_str(), s.count))
+        .collect();
     assert_eq!(
         paths,
         [
@@ -216,7 +230,11 @@ fn server_closing_first_stays_on_the_server_path() {
     s.go(&mut agg, 6 * MS, FinWait1, FinWait2);
     s.go(&mut agg, 7 * MS, FinWait2, Close);
     let snap = agg.snapshot(8 * MS);
-    assert!(snap.rows.iter().all(|r| r.side == Side::Server && !r.abnormal));
+    assert!(
+        snap.rows
+            .iter()
+            .all(|r| r.side == Side::Server && !r.abnormal)
+    );
     assert!(row(&snap, Side::Server, FinWait2, TimeWait, false).inferred);
 }
 
@@ -334,10 +352,24 @@ fn every_abnormal_close_is_placed() {
     let mut agg = aggregator();
     let lives: [&[(TcpState, TcpState)]; 5] = [
         &[(Listen, SynRecv), (SynRecv, Close)],
-        &[(Close, SynSent), (SynSent, Established), (Established, FinWait1), (FinWait1, Close)],
-        &[(Listen, SynRecv), (SynRecv, Established), (Established, CloseWait), (CloseWait, Close)],
+        &[
+            (Close, SynSent),
+            (SynSent, Established),
+            (Established, FinWait1),
+            (FinWait1, Close),
+        ],
+        &[
+            (Listen, SynRecv),
+            (SynRecv, Established),
+            (Established, CloseWait),
+            (CloseWait, Close),
+        ],
         &[(Close, SynSent), (SynSent, Close)],
-        &[(Close, SynSent), (SynSent, Established), (Established, Close)],
+        &[
+            (Close, SynSent),
+            (SynSent, Established),
+            (Established, Close),
+        ],
     ];
     for (sk, life) in lives.iter().enumerate() {
         let mut l = Life::new(sk as u64 + 1);
@@ -384,7 +416,10 @@ fn address_reuse_starts_a_new_socket() {
     assert_eq!(snap.sockets.gaps, 0);
     assert_eq!(snap.signatures[0].count, 1);
     let life = snap.signatures[0].lifetime.stats.unwrap();
-    assert!(life.max.abs_diff(4 * MS) <= 4 * MS / 100, "{life:?}: lifetime of the second only");
+    assert!(
+        life.max.abs_diff(4 * MS) <= 4 * MS / 100,
+        "{life:?}: lifetime of the second only"
+    );
 
     // A closed socket's address reused: nothing special, two lives.
     let mut agg = aggregator();
@@ -404,7 +439,10 @@ fn signals_of_a_previous_life_do_not_explain_the_next() {
     c.go(&mut agg, 10 * MS, Close, SynSent);
     c.go(&mut agg, 11 * MS, SynSent, Close);
     let snap = agg.snapshot(20 * MS);
-    assert_eq!(row(&snap, Side::Client, SynSent, Close, true).causes, [(Cause::Other, 1)]);
+    assert_eq!(
+        row(&snap, Side::Client, SynSent, Close, true).causes,
+        [(Cause::Other, 1)]
+    );
 }
 
 #[test]
@@ -416,7 +454,10 @@ fn pending_signals_are_dropped_at_the_end_of_the_batch() {
     c.go(&mut agg, 4 * MS, Close, SynSent);
     c.go(&mut agg, 6 * MS, SynSent, Close);
     let snap = agg.snapshot(20 * MS);
-    assert_eq!(row(&snap, Side::Client, SynSent, Close, true).causes, [(Cause::Other, 1)]);
+    assert_eq!(
+        row(&snap, Side::Client, SynSent, Close, true).causes,
+        [(Cause::Other, 1)]
+    );
 }
 
 #[test]
@@ -431,9 +472,15 @@ fn sockets_first_seen_midlife_are_counted_not_guessed() {
     assert!(snap.rows.iter().all(|r| r.side == Side::Unknown));
     let first = row(&snap, Side::Unknown, Established, CloseWait, false);
     assert_eq!((first.untimed, first.time.samples), (1, 0));
-    assert_eq!(snap.signatures[0].path, "…->ESTABLISHED->CLOSE_WAIT->LAST_ACK->CLOSE");
+    assert_eq!(
+        snap.signatures[0].path,
+        "…->ESTABLISHED->CLOSE_WAIT->LAST_ACK->CLOSE"
+    );
     assert!(!snap.signatures[0].complete);
-    assert_eq!(snap.signatures[0].lifetime.samples, 0, "its lifetime is unknown");
+    assert_eq!(
+        snap.signatures[0].lifetime.samples, 0,
+        "its lifetime is unknown"
+    );
 }
 
 #[test]
@@ -468,11 +515,17 @@ fn eviction_at_the_cap() {
     // Socket 1, the oldest, was evicted: its next transition is that of a stranger.
     lives[0].go(&mut agg, 10 * MS, SynSent, Established);
     let snap = agg.snapshot(20 * MS);
-    assert_eq!(snap.sockets.evicted, 2, "1 at the third socket, 2 when 1 came back");
+    assert_eq!(
+        snap.sockets.evicted, 2,
+        "1 at the third socket, 2 when 1 came back"
+    );
     assert_eq!(snap.sockets.tracked, 2);
     assert_eq!(snap.sockets.max, 2);
     assert_eq!(snap.sockets.first_seen_midlife, 1);
-    assert_eq!(row(&snap, Side::Unknown, SynSent, Established, false).count, 1);
+    assert_eq!(
+        row(&snap, Side::Unknown, SynSent, Established, false).count,
+        1
+    );
 }
 
 #[test]
@@ -491,7 +544,10 @@ fn rates_and_interval_deltas() {
     assert_eq!((r.count, r.interval_count), (3, 2));
     assert!((r.rate_per_s - 1.0).abs() < 1e-9);
     let third = agg.snapshot(4_000 * MS);
-    assert_eq!(row(&third, Side::Client, SynSent, Established, false).interval_count, 0);
+    assert_eq!(
+        row(&third, Side::Client, SynSent, Established, false).interval_count,
+        0
+    );
 }
 
 fn counters(active: u64, passive: u64, resets: u64) -> TcpCounters {
@@ -524,7 +580,11 @@ fn kernel_witness_agrees_or_differs() {
     let w = snap.witness.unwrap();
     assert!(w.comparable);
     assert_eq!(w.netns_unknown, 0);
-    let diffs: Vec<_> = w.rows.iter().map(|r| (r.counter, r.kernel, r.seen, r.difference())).collect();
+    let diffs: Vec<_> = w
+        .rows
+        .iter()
+        .map(|r| (r.counter, r.kernel, r.seen, r.difference()))
+        .collect();
     assert_eq!(
         diffs,
         [
@@ -564,7 +624,10 @@ fn request_sockets_from_counter_deltas() {
     assert_eq!(rs.synack_retransmits, 1);
     agg.feed_kernel_counters(later);
     let rs = agg.snapshot(3 * MS).request_sockets.unwrap();
-    assert_eq!((rs.total.embryonic_rsts, rs.interval.embryonic_rsts), (3, 0));
+    assert_eq!(
+        (rs.total.embryonic_rsts, rs.interval.embryonic_rsts),
+        (3, 0)
+    );
     assert_eq!(rs.synack_retransmits_interval, 0);
 }
 

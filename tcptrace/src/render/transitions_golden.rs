@@ -113,8 +113,18 @@ fn fixture() -> (Snapshot, Snapshot) {
     let first = agg.snapshot(1_000 * MS);
 
     // A refused connect: the wake-up's reset arrives before its transitions.
-    agg.feed_signal(&signal(300, 1_100 * MS + 20_000, SignalKind::ResetReceived, SynSent));
-    life(&mut agg, 300, 1_100 * MS, &[(Close, SynSent, 0.0), (SynSent, Close, 0.02)]);
+    agg.feed_signal(&signal(
+        300,
+        1_100 * MS + 20_000,
+        SignalKind::ResetReceived,
+        SynSent,
+    ));
+    life(
+        &mut agg,
+        300,
+        1_100 * MS,
+        &[(Close, SynSent, 0.0), (SynSent, Close, 0.02)],
+    );
     agg.end_batch();
     // A connect that timed out after two SYN retransmissions.
     life(&mut agg, 301, 1_100 * MS, &[(Close, SynSent, 0.0)]);
@@ -122,15 +132,51 @@ fn fixture() -> (Snapshot, Snapshot) {
     agg.feed_signal(&signal(301, 1_400 * MS, SignalKind::Retransmit, SynSent));
     agg.feed_transition(&transition(301, 1_800 * MS, SynSent, Close, Some(700 * MS)));
     // A server child reset by its peer while established.
-    life(&mut agg, 302, 1_100 * MS, &[(Listen, SynRecv, 0.0), (SynRecv, Established, 0.01)]);
-    agg.feed_signal(&signal(302, 1_600 * MS, SignalKind::ResetReceived, Established));
-    agg.feed_transition(&transition(302, 1_600 * MS, Established, Close, Some(500 * MS)));
+    life(
+        &mut agg,
+        302,
+        1_100 * MS,
+        &[(Listen, SynRecv, 0.0), (SynRecv, Established, 0.01)],
+    );
+    agg.feed_signal(&signal(
+        302,
+        1_600 * MS,
+        SignalKind::ResetReceived,
+        Established,
+    ));
+    agg.feed_transition(&transition(
+        302,
+        1_600 * MS,
+        Established,
+        Close,
+        Some(500 * MS),
+    ));
     // A connection older than tracing, closing passively.
-    life(&mut agg, 303, 1_300 * MS, &[(Established, CloseWait, 0.0), (CloseWait, LastAck, 3000.0), (LastAck, Close, 0.05)]);
+    life(
+        &mut agg,
+        303,
+        1_300 * MS,
+        &[
+            (Established, CloseWait, 0.0),
+            (CloseWait, LastAck, 3000.0),
+            (LastAck, Close, 0.05),
+        ],
+    );
     // A client whose ESTABLISHED→FIN_WAIT1 was lost.
-    life(&mut agg, 304, 1_100 * MS, &[(Close, SynSent, 0.0), (SynSent, Established, 0.05)]);
+    life(
+        &mut agg,
+        304,
+        1_100 * MS,
+        &[(Close, SynSent, 0.0), (SynSent, Established, 0.05)],
+    );
     agg.feed_transition(&transition(304, 1_900 * MS, FinWait1, FinWait2, Some(MS)));
-    agg.feed_transition(&transition(304, 1_900 * MS + 10_000, FinWait2, Close, Some(10_000)));
+    agg.feed_transition(&transition(
+        304,
+        1_900 * MS + 10_000,
+        FinWait2,
+        Close,
+        Some(10_000),
+    ));
     agg.feed_transition(&transition(1, 1_950 * MS, Listen, Close, Some(1_950 * MS)));
     agg.end_batch();
     agg.feed_kernel_counters(counters(1023, 2022, 31, 8));
@@ -182,8 +228,10 @@ fn golden_json_lines() {
     golden("transitions.jsonl", &text);
 
     // Beyond the bytes: the documented keys, as a consumer reads them.
-    let lines: Vec<serde_json::Value> =
-        text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let lines: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     assert_eq!(lines[0]["final"], false);
     assert_eq!(lines[1]["final"], true);
     assert_eq!(lines[1]["lost_events"], 1);
@@ -206,5 +254,8 @@ fn golden_json_lines() {
     assert_eq!(lines[1]["request_sockets"][0]["count"], 3);
     assert_eq!(lines[1]["kernel_check"]["rows"][0]["verdict"], "agrees");
     // The fixture's kernel saw one passive open more than the stream.
-    assert_eq!(lines[1]["kernel_check"]["rows"][1]["verdict"], "differs by +1");
+    assert_eq!(
+        lines[1]["kernel_check"]["rows"][1]["verdict"],
+        "differs by +1"
+    );
 }

@@ -183,7 +183,11 @@ pub fn interval(out: &mut impl Write, snap: &Snapshot, is_final: bool) -> io::Re
                 rate_per_s: round(r.rate_per_s),
                 untimed: r.untimed,
                 cause: r.causes.iter().map(|(c, n)| (c.name(), *n)).collect(),
-                retransmits: r.retransmits.iter().map(|(k, n)| (k.to_string(), *n)).collect(),
+                retransmits: r
+                    .retransmits
+                    .iter()
+                    .map(|(k, n)| (k.to_string(), *n))
+                    .collect(),
                 time_in_from_ns: r.time.stats.as_ref().map(Times::from),
                 histogram: buckets(&r.time),
             })

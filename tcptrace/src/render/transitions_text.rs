@@ -42,7 +42,11 @@ pub fn interval(out: &mut impl Write, snap: &Snapshot) -> io::Result<()> {
         if rows.iter().any(|r| r.inferred) {
             writeln!(out, "  {TIME_WAIT_NOTE}")?;
         }
-        if side == Side::Server && rows.iter().any(|r| r.from == crate::state::TcpState::SynRecv) {
+        if side == Side::Server
+            && rows
+                .iter()
+                .any(|r| r.from == crate::state::TcpState::SynRecv)
+        {
             writeln!(out, "  {SYN_RECV_NOTE}")?;
         }
     }
@@ -98,7 +102,13 @@ fn header(out: &mut impl Write, snap: &Snapshot) -> io::Result<()> {
     writeln!(
         out,
         "sockets: {} tracked (max {}), {} evicted, {} first seen mid-life, {} replaced unclosed, {} gaps; {} evicted from the kernel's map",
-        s.tracked, s.max, s.evicted, s.first_seen_midlife, s.reused_unclosed, s.gaps, l.kernel_evicted
+        s.tracked,
+        s.max,
+        s.evicted,
+        s.first_seen_midlife,
+        s.reused_unclosed,
+        s.gaps,
+        l.kernel_evicted
     )
 }
 
@@ -128,7 +138,10 @@ fn label(r: &RowSnapshot) -> String {
 
 fn row(out: &mut impl Write, r: &RowSnapshot, extra: &str) -> io::Result<()> {
     let stat = |f: fn(&crate::aggregate::histogram::TimeStats) -> u64| {
-        r.time.stats.as_ref().map_or("-".to_owned(), |s| duration(f(s)))
+        r.time
+            .stats
+            .as_ref()
+            .map_or("-".to_owned(), |s| duration(f(s)))
     };
     let line = format!(
         "  {:<34} {:>9} {:>7} {:>8} {:>7} {:>7} {:>7} {:>7}  {}  {extra}",
@@ -186,22 +199,42 @@ fn request_sockets(out: &mut impl Write, snap: &Snapshot) -> io::Result<()> {
 pub fn request_rows(rs: &crate::aggregate::RequestSockets) -> Vec<(&'static str, u64, u64)> {
     let (t, i) = (&rs.total, &rs.interval);
     vec![
-        ("SYN_RECV -> LISTEN on RST (EmbryonicRsts)", t.embryonic_rsts, i.embryonic_rsts),
-        ("listen queue overflows (ListenOverflows)", t.listen_overflows, i.listen_overflows),
+        (
+            "SYN_RECV -> LISTEN on RST (EmbryonicRsts)",
+            t.embryonic_rsts,
+            i.embryonic_rsts,
+        ),
+        (
+            "listen queue overflows (ListenOverflows)",
+            t.listen_overflows,
+            i.listen_overflows,
+        ),
         ("listen drops (ListenDrops)", t.listen_drops, i.listen_drops),
-        ("request queue full, dropped (TCPReqQFullDrop)", t.req_q_full_drop, i.req_q_full_drop),
+        (
+            "request queue full, dropped (TCPReqQFullDrop)",
+            t.req_q_full_drop,
+            i.req_q_full_drop,
+        ),
         (
             "request queue full, cookies (TCPReqQFullDoCookies)",
             t.req_q_full_do_cookies,
             i.req_q_full_do_cookies,
         ),
-        ("SYN cookies sent (SyncookiesSent)", t.syncookies_sent, i.syncookies_sent),
+        (
+            "SYN cookies sent (SyncookiesSent)",
+            t.syncookies_sent,
+            i.syncookies_sent,
+        ),
         (
             "SYN-ACK retransmits (tcp_retransmit_synack)",
             rs.synack_retransmits,
             rs.synack_retransmits_interval,
         ),
-        ("SYN and SYN-ACK retransmits (TCPSynRetrans)", t.syn_retrans, i.syn_retrans),
+        (
+            "SYN and SYN-ACK retransmits (TCPSynRetrans)",
+            t.syn_retrans,
+            i.syn_retrans,
+        ),
     ]
 }
 
@@ -276,7 +309,10 @@ pub fn summary(out: &mut impl Write, snap: &Snapshot) -> io::Result<()> {
         )?;
         for s in &snap.signatures {
             let stat = |f: fn(&crate::aggregate::histogram::TimeStats) -> u64| {
-                s.lifetime.stats.as_ref().map_or("-".to_owned(), |st| duration(f(st)))
+                s.lifetime
+                    .stats
+                    .as_ref()
+                    .map_or("-".to_owned(), |st| duration(f(st)))
             };
             writeln!(
                 out,
@@ -289,7 +325,11 @@ pub fn summary(out: &mut impl Write, snap: &Snapshot) -> io::Result<()> {
             )?;
         }
         if snap.signatures_other > 0 {
-            writeln!(out, "{:<10} {:>9}  (other paths)", "", snap.signatures_other)?;
+            writeln!(
+                out,
+                "{:<10} {:>9}  (other paths)",
+                "", snap.signatures_other
+            )?;
         }
     }
     writeln!(out)?;

@@ -56,7 +56,10 @@ mod tests {
         assert_eq!(duration(1_230_000_000), "1.23s");
         assert_eq!(duration(59_990_000_000), "60.0s");
         assert_eq!(duration(723_000_000_000), "12m03s");
-        assert_eq!(duration(5 * 3600 * 1_000_000_000 + 120_000_000_000), "5h02m");
+        assert_eq!(
+            duration(5 * 3600 * 1_000_000_000 + 120_000_000_000),
+            "5h02m"
+        );
     }
 
     #[test]
