@@ -4,3 +4,4 @@
 mod errors;
 mod support;
 mod trace;
+mod transitions;
