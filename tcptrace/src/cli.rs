@@ -41,6 +41,10 @@ pub enum Command {
     /// Explain a TCP state or a transition: what it means, who passes through it, what to check.
     #[command(after_help = EXPLAIN_EXAMPLES)]
     Explain(ExplainArgs),
+    /// Aggregate every transition along the client and server paths, with live time-in-state
+    /// histograms, abnormal closes and their causes.
+    #[command(after_help = TRANSITIONS_HELP)]
+    Transitions(TransitionsArgs),
 }
 
 const STATES_EXAMPLES: &str = "\
@@ -78,6 +82,46 @@ Examples:
   tcptrace explain                        every state in one line
   tcptrace explain CLOSE_WAIT
   tcptrace explain 'FIN_WAIT2->CLOSE'";
+
+const TRANSITIONS_HELP: &str = "\
+Tables (redrawn each interval on a terminal, printed one after the other otherwise):
+  CLIENT PATH    sockets opened actively (CLOSE -> SYN_SENT), including how they closed
+  SERVER PATH    accepted sockets (LISTEN -> SYN_RECV), including how they closed; a server
+                 that closes first shows ESTABLISHED -> FIN_WAIT1 here
+  LISTENERS      CLOSE -> LISTEN -> CLOSE
+  FIRST SEEN MID-LIFE  sockets that predate tracing (or were evicted): counted, not guessed
+  ABNORMAL       closes from SYN_SENT, SYN_RECV, ESTABLISHED, FIN_WAIT1, CLOSE_WAIT, and from
+                 FIN_WAIT2, CLOSING or LAST_ACK after a reset, with their cause: refused (reset
+                 in SYN_SENT), reset_received, reset_sent, timeout (no reset, after N
+                 retransmissions), other (neither was seen)
+  REQUEST SOCKETS  half-open passive connections, from the kernel's counters: counted, without
+                 latency
+  KERNEL AS WITNESS  the kernel's own counters against the stream, over the same window, in
+                 tcptrace's network namespace: TcpActiveOpens = CLOSE -> SYN_SENT,
+                 TcpPassiveOpens = LISTEN -> SYN_RECV, TcpEstabResets = ESTABLISHED -> CLOSE +
+                 CLOSE_WAIT -> CLOSE; 'agrees' or 'differs by N' (not comparable with filters)
+Columns: COUNT since start, +NEW this interval, RATE/s, P50 P90 P99 MAX of the time spent in
+the from-state, and a bar of that time per decade from under 10us to over 1000s.
+
+TIME_WAIT: Linux never reports it through this tracepoint. A socket handed to a timewait
+socket goes FIN_WAIT2 -> CLOSE or CLOSING -> CLOSE (an orphaned socket right after FIN_WAIT1 ->
+FIN_WAIT2). These are shown as -> TIME_WAIT*, marked inferred, unless a reset was seen on the
+socket: then they are abnormal closes.
+
+SYN_RECV: an accepted socket appears at the final ACK of the handshake and leaves SYN_RECV
+microseconds later. Its SYN_RECV time is not the handshake time; the handshake lives on the
+request socket, whose fate is in REQUEST SOCKETS.
+
+Lost events, sockets evicted at --max-sockets or from the kernel's map, and invalid records
+are always shown in the header and the summary. On Ctrl-C or at the end of --duration: a
+summary with a log2 histogram per transition and the most frequent paths.
+
+Examples:
+  tcptrace transitions                          live tables, redrawn every second
+  tcptrace transitions --interval 5 --lport 443 HTTPS connections, every 5 seconds
+  tcptrace transitions --duration 60 > report   one minute, tables as plain text
+  tcptrace transitions --json --duration 10     one JSON object per second, the last with
+                                                \"final\": true";
 
 const TRACE_EXAMPLES: &str = "\
 Columns:
@@ -182,6 +226,27 @@ pub struct StatesArgs {
 }
 
 #[derive(Debug, Clone, Args)]
+pub struct TransitionsArgs {
+    /// Seconds between two redraws (fractions allowed).
+    #[arg(long, value_name = "SECS", default_value = "1", value_parser = parse_duration, allow_negative_numbers = true)]
+    pub interval: Duration,
+    /// Stop after this many seconds (fractions allowed) and print the summary.
+    #[arg(long, value_name = "SECS", value_parser = parse_duration, allow_negative_numbers = true)]
+    pub duration: Option<Duration>,
+    /// One JSON object per interval (JSON Lines), the last with "final": true.
+    #[arg(long)]
+    pub json: bool,
+    /// Sockets followed at once; past it the oldest is evicted (and counted).
+    #[arg(long, value_name = "N", default_value_t = 1_000_000, value_parser = parse_max_sockets)]
+    pub max_sockets: usize,
+    /// Path signatures shown.
+    #[arg(long, value_name = "N", default_value_t = 10)]
+    pub top: usize,
+    #[command(flatten)]
+    pub filter: FilterArgs,
+}
+
+#[derive(Debug, Clone, Args)]
 pub struct SocketsArgs {
     /// Show netstat's Timer column: kind (seconds left/retransmissions/probes).
     #[arg(short = 'o', long)]
@@ -216,6 +281,13 @@ pub fn parse_states(text: &str) -> Result<StateList, String> {
         }
     }
     Ok(StateList(states))
+}
+
+fn parse_max_sockets(text: &str) -> Result<usize, String> {
+    match text.trim().parse::<usize>() {
+        Ok(n) if n >= 1 => Ok(n),
+        _ => Err(format!("`{text}` is not a number of sockets (1 or more)")),
+    }
 }
 
 /// A validated, de-duplicated list of ports.
@@ -373,6 +445,39 @@ mod tests {
     }
 
     #[test]
+    fn transitions_flags() {
+        let cli = Cli::try_parse_from(["tcptrace", "transitions"]).unwrap();
+        let Command::Transitions(args) = cli.command else {
+            panic!("not transitions")
+        };
+        assert_eq!(args.interval, Duration::from_secs(1));
+        assert_eq!(args.max_sockets, 1_000_000);
+        assert!(!args.json && args.duration.is_none());
+        let cli = Cli::try_parse_from([
+            "tcptrace",
+            "transitions",
+            "--interval",
+            "0.5",
+            "--duration",
+            "3",
+            "--json",
+            "--max-sockets",
+            "10",
+            "--lport",
+            "80",
+        ])
+        .unwrap();
+        let Command::Transitions(args) = cli.command else {
+            panic!("not transitions")
+        };
+        assert_eq!(args.interval, Duration::from_millis(500));
+        assert_eq!(args.duration, Some(Duration::from_secs(3)));
+        assert!(args.json);
+        assert_eq!(args.max_sockets, 10);
+        assert_eq!(args.filter.to_filter().lports, [80]);
+    }
+
+    #[test]
     fn bad_flags_are_rejected() {
         for args in [
             &["tcptrace", "trace", "-4", "-6"][..],
@@ -387,6 +492,10 @@ mod tests {
             &["tcptrace", "states", "--count", "3"],
             &["tcptrace", "sockets", "--state", "SYN_WAIT"],
             &["tcptrace", "sockets", "--lport", "0"],
+            &["tcptrace", "transitions", "--interval", "0"],
+            &["tcptrace", "transitions", "--max-sockets", "0"],
+            &["tcptrace", "transitions", "--max-sockets", "many"],
+            &["tcptrace", "transitions", "--duration", "-1"],
         ] {
             assert!(Cli::try_parse_from(args).is_err(), "{args:?}");
         }

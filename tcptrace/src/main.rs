@@ -1,5 +1,6 @@
 //! tcptrace: how this machine's TCP connections move through the TCP state diagram, live.
 
+mod aggregate;
 mod btf;
 mod census;
 mod cli;
@@ -56,6 +57,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
         Command::States(args) => commands::states::run(args).await,
         Command::Sockets(args) => commands::sockets::run(args),
         Command::Explain(args) => commands::explain::run(args),
+        Command::Transitions(args) => commands::transitions::run(args).await,
     }
 }
 

@@ -32,10 +32,6 @@ pub enum Update<'a> {
     Transition(&'a Transition),
     /// A reset or retransmission (only when the probe attaches the cause tracepoints). Not
     /// filtered: the socket it concerns decides, and only the command tracks sockets.
-    #[expect(
-        dead_code,
-        reason = "read by `tcptrace transitions`, which attaches the cause tracepoints"
-    )]
     Signal(&'a Signal),
     /// The command's interval elapsed: redraw.
     Tick(&'a Totals),

@@ -5,3 +5,4 @@ mod errors;
 mod states;
 mod support;
 mod trace;
+mod transitions;

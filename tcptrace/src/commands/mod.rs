@@ -4,3 +4,4 @@ pub mod explain;
 pub mod sockets;
 pub mod states;
 pub mod trace;
+pub mod transitions;

@@ -4,6 +4,11 @@ pub mod sockets;
 pub mod states;
 pub mod trace_json;
 pub mod trace_text;
+#[cfg(test)]
+mod transitions_golden;
+pub mod transitions_json;
+pub mod transitions_text;
+pub mod units;
 
 use std::net::IpAddr;
 

@@ -1,0 +1,266 @@
+//! The kernel's own TCP counters (`Tcp:` of /proc/net/snmp, `TcpExt:` of /proc/net/netstat), for
+//! the fate of request sockets that the tracepoint never sees and to check the stream against.
+//! Parsing is pure; [`read`] is the only part that touches files.
+
+use std::{fs, io};
+
+use thiserror::Error;
+
+/// The counters tcptrace uses, as read at one moment (or as a difference of two readings).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TcpCounters {
+    /// `Tcp: ActiveOpens`: CLOSE→SYN_SENT (`tcp_connect()`).
+    pub active_opens: u64,
+    /// `Tcp: PassiveOpens`: children created, LISTEN→SYN_RECV.
+    pub passive_opens: u64,
+    /// `Tcp: EstabResets`: ESTABLISHED or CLOSE_WAIT → CLOSE (`tcp_set_state()`).
+    pub estab_resets: u64,
+    /// `TcpExt: EmbryonicRsts`: a RST on a request socket, SYN_RECV→LISTEN.
+    pub embryonic_rsts: u64,
+    pub listen_overflows: u64,
+    pub listen_drops: u64,
+    /// `TcpExt: TCPReqQFullDrop`: SYNs dropped because the request queue was full.
+    pub req_q_full_drop: u64,
+    /// `TcpExt: TCPReqQFullDoCookies`: SYN cookies used because the request queue was full.
+    pub req_q_full_do_cookies: u64,
+    pub syncookies_sent: u64,
+    /// `TcpExt: TCPSynRetrans`: SYN and SYN-ACK retransmissions.
+    pub syn_retrans: u64,
+}
+
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum ParseError {
+    #[error("no `{0}` header and values lines")]
+    MissingSection(&'static str),
+    #[error("`{section}` has {names} names but {values} values")]
+    Mismatch {
+        section: &'static str,
+        names: usize,
+        values: usize,
+    },
+    #[error("`{section} {name}` is missing")]
+    MissingCounter {
+        section: &'static str,
+        name: &'static str,
+    },
+    #[error("`{section} {name}` is not a number: `{value}`")]
+    BadValue {
+        section: &'static str,
+        name: &'static str,
+        value: String,
+    },
+}
+
+/// The `name value` pairs of one section: a line of names followed by a line of values, both
+/// starting with `section:`.
+fn section<'a>(
+    text: &'a str,
+    section: &'static str,
+) -> Result<Vec<(&'a str, &'a str)>, ParseError> {
+    let prefix = format!("{section}:");
+    let mut lines = text
+        .lines()
+        .filter_map(|line| line.strip_prefix(prefix.as_str()));
+    let (Some(names), Some(values)) = (lines.next(), lines.next()) else {
+        return Err(ParseError::MissingSection(section));
+    };
+    let names: Vec<&str> = names.split_whitespace().collect();
+    let values: Vec<&str> = values.split_whitespace().collect();
+    if names.len() != values.len() {
+        return Err(ParseError::Mismatch {
+            section,
+            names: names.len(),
+            values: values.len(),
+        });
+    }
+    Ok(names.into_iter().zip(values).collect())
+}
+
+/// The value of `name`; `required` ones must exist, the others count 0 on kernels without them.
+fn value(
+    pairs: &[(&str, &str)],
+    section: &'static str,
+    name: &'static str,
+    required: bool,
+) -> Result<u64, ParseError> {
+    match pairs.iter().find(|(n, _)| *n == name) {
+        Some((_, value)) => value.parse().map_err(|_| ParseError::BadValue {
+            section,
+            name,
+            value: (*value).to_owned(),
+        }),
+        None if required => Err(ParseError::MissingCounter { section, name }),
+        None => Ok(0),
+    }
+}
+
+/// Parses the contents of /proc/net/snmp and /proc/net/netstat.
+pub fn parse(snmp: &str, netstat: &str) -> Result<TcpCounters, ParseError> {
+    let tcp = section(snmp, "Tcp")?;
+    let ext = section(netstat, "TcpExt")?;
+    let t = |name| value(&tcp, "Tcp", name, true);
+    let e = |name| value(&ext, "TcpExt", name, false);
+    Ok(TcpCounters {
+        active_opens: t("ActiveOpens")?,
+        passive_opens: t("PassiveOpens")?,
+        estab_resets: t("EstabResets")?,
+        embryonic_rsts: e("EmbryonicRsts")?,
+        listen_overflows: e("ListenOverflows")?,
+        listen_drops: e("ListenDrops")?,
+        req_q_full_drop: e("TCPReqQFullDrop")?,
+        req_q_full_do_cookies: e("TCPReqQFullDoCookies")?,
+        syncookies_sent: e("SyncookiesSent")?,
+        syn_retrans: e("TCPSynRetrans")?,
+    })
+}
+
+impl TcpCounters {
+    /// What happened between `earlier` and `self`.
+    pub fn since(&self, earlier: &TcpCounters) -> TcpCounters {
+        TcpCounters {
+            active_opens: self.active_opens.saturating_sub(earlier.active_opens),
+            passive_opens: self.passive_opens.saturating_sub(earlier.passive_opens),
+            estab_resets: self.estab_resets.saturating_sub(earlier.estab_resets),
+            embryonic_rsts: self.embryonic_rsts.saturating_sub(earlier.embryonic_rsts),
+            listen_overflows: self
+                .listen_overflows
+                .saturating_sub(earlier.listen_overflows),
+            listen_drops: self.listen_drops.saturating_sub(earlier.listen_drops),
+            req_q_full_drop: self.req_q_full_drop.saturating_sub(earlier.req_q_full_drop),
+            req_q_full_do_cookies: self
+                .req_q_full_do_cookies
+                .saturating_sub(earlier.req_q_full_do_cookies),
+            syncookies_sent: self.syncookies_sent.saturating_sub(earlier.syncookies_sent),
+            syn_retrans: self.syn_retrans.saturating_sub(earlier.syn_retrans),
+        }
+    }
+}
+
+/// Reads the counters of the calling process's network namespace.
+pub fn read() -> io::Result<TcpCounters> {
+    let snmp = fs::read_to_string("/proc/net/snmp")?;
+    let netstat = fs::read_to_string("/proc/net/netstat")?;
+    parse(&snmp, &netstat).map_err(|err| io::Error::new(io::ErrorKind::InvalidData, err))
+}
+
+/// The inode of the calling process's network namespace, from `/proc/self/ns/net`
+/// (`net:[4026531840]`).
+pub fn own_netns() -> io::Result<u32> {
+    let link = fs::read_link("/proc/self/ns/net")?;
+    parse_netns_link(&link.to_string_lossy()).ok_or_else(|| {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("unexpected /proc/self/ns/net link `{}`", link.display()),
+        )
+    })
+}
+
+fn parse_netns_link(link: &str) -> Option<u32> {
+    link.strip_prefix("net:[")?.strip_suffix(']')?.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SNMP: &str = "\
+Ip: Forwarding DefaultTTL InReceives
+Ip: 1 64 12345
+Tcp: RtoAlgorithm RtoMin RtoMax MaxConn ActiveOpens PassiveOpens AttemptFails EstabResets CurrEstab
+Tcp: 1 200 120000 -1 1021 977 12 31 4
+Udp: InDatagrams NoPorts
+Udp: 1 2
+";
+    const NETSTAT: &str = "\
+TcpExt: SyncookiesSent SyncookiesRecv EmbryonicRsts ListenOverflows ListenDrops TCPReqQFullDoCookies TCPReqQFullDrop TCPSynRetrans
+TcpExt: 3 1 7 5 6 2 8 9
+IpExt: InNoRoutes InTruncatedPkts
+IpExt: 0 0
+";
+
+    #[test]
+    fn parses_the_sections() {
+        let c = parse(SNMP, NETSTAT).unwrap();
+        assert_eq!(
+            c,
+            TcpCounters {
+                active_opens: 1021,
+                passive_opens: 977,
+                estab_resets: 31,
+                embryonic_rsts: 7,
+                listen_overflows: 5,
+                listen_drops: 6,
+                req_q_full_drop: 8,
+                req_q_full_do_cookies: 2,
+                syncookies_sent: 3,
+                syn_retrans: 9,
+            }
+        );
+    }
+
+    #[test]
+    fn missing_extended_counters_count_zero() {
+        let netstat = "TcpExt: SyncookiesSent\nTcpExt: 4\n";
+        let c = parse(SNMP, netstat).unwrap();
+        assert_eq!(c.syncookies_sent, 4);
+        assert_eq!(c.embryonic_rsts, 0);
+    }
+
+    #[test]
+    fn bad_input_is_an_error_not_a_panic() {
+        assert_eq!(parse("", NETSTAT), Err(ParseError::MissingSection("Tcp")));
+        assert_eq!(
+            parse(SNMP, "TcpExt: A\n"),
+            Err(ParseError::MissingSection("TcpExt"))
+        );
+        assert!(matches!(
+            parse("Tcp: ActiveOpens PassiveOpens\nTcp: 1\n", NETSTAT),
+            Err(ParseError::Mismatch { .. })
+        ));
+        assert!(matches!(
+            parse("Tcp: ActiveOpens\nTcp: 1\n", NETSTAT),
+            Err(ParseError::MissingCounter {
+                name: "PassiveOpens",
+                ..
+            })
+        ));
+        assert!(matches!(
+            parse(
+                "Tcp: ActiveOpens PassiveOpens EstabResets\nTcp: 1 x 3\n",
+                NETSTAT
+            ),
+            Err(ParseError::BadValue {
+                name: "PassiveOpens",
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn differences_never_underflow() {
+        let a = parse(SNMP, NETSTAT).unwrap();
+        let b = TcpCounters {
+            active_opens: a.active_opens + 5,
+            ..a
+        };
+        assert_eq!(b.since(&a).active_opens, 5);
+        assert_eq!(b.since(&a).passive_opens, 0);
+        assert_eq!(a.since(&b).active_opens, 0);
+    }
+
+    #[test]
+    fn netns_links() {
+        assert_eq!(parse_netns_link("net:[4026531840]"), Some(4026531840));
+        assert_eq!(parse_netns_link("net:[x]"), None);
+        assert_eq!(parse_netns_link("mnt:[1]"), None);
+    }
+
+    #[test]
+    fn reads_this_machine() {
+        // /proc is always there on Linux; the test only needs it to be readable and parseable.
+        let counters = read().unwrap();
+        let again = read().unwrap();
+        assert!(again.active_opens >= counters.active_opens);
+        assert!(own_netns().unwrap() > 0);
+    }
+}

@@ -1,0 +1,545 @@
+//! The aggregation core of `tcptrace transitions`: fed typed transitions, signals and kernel
+//! counters, it keeps per-transition counts and time-in-state histograms, each transition placed
+//! on its path, the causes of abnormal closes, path signatures, and the kernel's own view to
+//! check against. Pure: no clock, no file, no BPF; time comes in as arguments.
+
+pub mod causes;
+pub mod histogram;
+pub mod kernel_counters;
+pub mod paths;
+pub mod signatures;
+pub mod sockets;
+
+use std::collections::HashMap;
+
+use self::{
+    causes::{Cause, SignalMemo},
+    histogram::{HistogramSummary, TimeHistogram},
+    kernel_counters::TcpCounters,
+    paths::{Side, is_diagram_edge, place},
+    signatures::{PathKey, SignatureSnapshot, Signatures},
+    sockets::{FastHash, Socket, Sockets},
+};
+use crate::{
+    event::{Signal, SignalKind, Transition},
+    state::TcpState,
+};
+
+const STATES: usize = TcpState::ALL.len();
+const ROWS: usize = Side::ALL.len() * STATES * STATES * 2;
+/// Retransmission counts told apart per row; more are shown as this many.
+pub const RETRANSMIT_SLOTS: usize = 16;
+/// Signals of sockets not tracked (yet) kept until the end of their wake-up.
+const MAX_PENDING_SIGNALS: usize = 65_536;
+/// Distinct path signatures with their own row.
+const MAX_SIGNATURES: usize = 256;
+
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub max_sockets: usize,
+    /// tcptrace's own network namespace: the kernel counters are this one's.
+    pub own_netns: u32,
+    /// Transitions are filtered, so the kernel's counters (which are not) cannot be compared.
+    pub filtered: bool,
+    pub top_signatures: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            max_sockets: sockets::DEFAULT_MAX_SOCKETS,
+            own_netns: 0,
+            filtered: false,
+            top_signatures: 10,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default)]
+struct Row {
+    count: u64,
+    count_at_snapshot: u64,
+    /// Transitions whose time in the from-state is unknown (socket first seen in it).
+    untimed: u64,
+    histogram: Option<Box<TimeHistogram>>,
+    causes: [u64; Cause::COUNT],
+    /// Closes per number of retransmissions made in the from-state (last slot: that many or
+    /// more).
+    retransmits: [u64; RETRANSMIT_SLOTS],
+}
+
+/// What the command learns from the stream and passes on, so that no loss goes unseen.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Losses {
+    /// Events the kernel dropped because the ring buffer was full.
+    pub lost_events: u64,
+    /// Records the decoder rejected.
+    pub invalid_records: u64,
+    /// Sockets evicted from the kernel's own per-socket map.
+    pub kernel_evicted: u64,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct Witness {
+    active_opens: u64,
+    passive_opens: u64,
+    estab_resets: u64,
+    /// Of the above, transitions whose namespace the kernel did not report.
+    netns_unknown: u64,
+}
+
+pub struct Aggregator {
+    config: Config,
+    rows: Vec<Row>,
+    sockets: Sockets,
+    /// Signals of sockets not tracked: the stream hands a wake-up's signals before its
+    /// transitions, so a reset may arrive before the socket's first transition.
+    pending: HashMap<u64, SignalMemo, FastHash>,
+    signatures: Signatures,
+    witness: Witness,
+    kernel_first: Option<TcpCounters>,
+    kernel_last: Option<TcpCounters>,
+    kernel_at_snapshot: Option<TcpCounters>,
+    synack_retransmits: u64,
+    synack_at_snapshot: u64,
+    losses: Losses,
+    transitions: u64,
+    transitions_at_snapshot: u64,
+    signals: u64,
+    signals_unmatched: u64,
+    first_seen_midlife: u64,
+    reused_unclosed: u64,
+    gaps: u64,
+    start_ns: Option<u64>,
+    last_snapshot_ns: Option<u64>,
+}
+
+fn row_index(side: Side, from: TcpState, to: TcpState, abnormal: bool) -> usize {
+    (((side as usize * STATES) + (from as usize - 1)) * STATES + (to as usize - 1)) * 2
+        + usize::from(abnormal)
+}
+
+fn row_key(index: usize) -> (Side, TcpState, TcpState, bool) {
+    let abnormal = index % 2 == 1;
+    let rest = index / 2;
+    let to = TcpState::ALL[rest % STATES];
+    let from = TcpState::ALL[(rest / STATES) % STATES];
+    let side = Side::ALL[rest / (STATES * STATES)];
+    (side, from, to, abnormal)
+}
+
+/// The order in which states are met along the diagram's paths, for rows a reader can follow.
+fn flow_rank(state: TcpState) -> u8 {
+    use TcpState::*;
+    match state {
+        Close => 0,
+        Listen => 1,
+        SynSent => 2,
+        SynRecv => 3,
+        NewSynRecv => 4,
+        Established => 5,
+        FinWait1 => 6,
+        FinWait2 => 7,
+        Closing => 8,
+        TimeWait => 9,
+        CloseWait => 10,
+        LastAck => 11,
+    }
+}
+
+impl Aggregator {
+    pub fn new(config: Config) -> Self {
+        Self {
+            rows: vec![Row::default(); ROWS],
+            sockets: Sockets::new(config.max_sockets),
+            pending: HashMap::default(),
+            signatures: Signatures::new(MAX_SIGNATURES),
+            witness: Witness::default(),
+            kernel_first: None,
+            kernel_last: None,
+            kernel_at_snapshot: None,
+            synack_retransmits: 0,
+            synack_at_snapshot: 0,
+            losses: Losses::default(),
+            transitions: 0,
+            transitions_at_snapshot: 0,
+            signals: 0,
+            signals_unmatched: 0,
+            first_seen_midlife: 0,
+            reused_unclosed: 0,
+            gaps: 0,
+            start_ns: None,
+            last_snapshot_ns: None,
+            config,
+        }
+    }
+
+    /// Starts the clock of rates and elapsed time.
+    pub fn start(&mut self, now_ns: u64) {
+        self.start_ns = Some(now_ns);
+        self.last_snapshot_ns = Some(now_ns);
+    }
+
+    fn in_own_netns(&mut self, netns: u32) -> bool {
+        if netns == 0 {
+            // Not reported by the kernel: assumed ours, and said so beside the check.
+            self.witness.netns_unknown += 1;
+            true
+        } else {
+            netns == self.config.own_netns
+        }
+    }
+
+    fn count_witness(&mut self, t: &Transition) {
+        use TcpState::*;
+        match (t.from, t.to) {
+            (Close, SynSent) if self.in_own_netns(t.netns) => self.witness.active_opens += 1,
+            (Listen, SynRecv) if self.in_own_netns(t.netns) => self.witness.passive_opens += 1,
+            (Established | CloseWait, Close) if self.in_own_netns(t.netns) => {
+                self.witness.estab_resets += 1
+            }
+            _ => {}
+        }
+    }
+
+    pub fn feed_transition(&mut self, t: &Transition) {
+        self.transitions += 1;
+        self.count_witness(t);
+        let pending = if self.pending.is_empty() {
+            None
+        } else {
+            self.pending.remove(&t.sk)
+        };
+        let birth = Side::of_birth(t.from, t.to);
+        let socket = match (self.sockets.get_mut(t.sk), birth) {
+            (Some(old), Some(side)) => {
+                // A new socket at the address of one whose close was never seen (lost event,
+                // or the kernel reused the memory).
+                self.reused_unclosed += 1;
+                let mut socket = Socket::new(Some(t.ts_ns), t.from, side, PathKey::born(t.to));
+                socket.signals = old.signals;
+                self.sockets.insert(t.sk, socket)
+            }
+            (Some(socket), None) => {
+                if socket.state != t.from {
+                    self.gaps += 1;
+                    socket.path.push_gap(t.from);
+                }
+                socket
+            }
+            (None, Some(side)) => self.sockets.insert(
+                t.sk,
+                Socket::new(Some(t.ts_ns), t.from, side, PathKey::born(t.to)),
+            ),
+            (None, None) => {
+                self.first_seen_midlife += 1;
+                self.sockets.insert(
+                    t.sk,
+                    Socket::new(None, t.from, Side::Unknown, PathKey::midlife(t.from)),
+                )
+            }
+        };
+        if let Some(memo) = pending {
+            socket.signals.merge(&memo);
+        }
+        if birth.is_some() {
+            socket.signals.forget_before(t.ts_ns);
+        }
+
+        let placement = place(t.from, t.to, socket.signals.reset_seen());
+        let row = &mut self.rows[row_index(socket.side, t.from, placement.to, placement.abnormal)];
+        row.count += 1;
+        match t.time_in_from_ns {
+            Some(ns) => row
+                .histogram
+                .get_or_insert_with(|| Box::new(TimeHistogram::new(3)))
+                .record(ns),
+            None => row.untimed += 1,
+        }
+        if placement.abnormal {
+            let (cause, retransmits) = socket.signals.cause(t.from);
+            row.causes[cause as usize] += 1;
+            row.retransmits[(retransmits as usize).min(RETRANSMIT_SLOTS - 1)] += 1;
+        }
+        if birth.is_none() {
+            socket.path.push(placement.to);
+        }
+        socket.state = t.to;
+        if t.to == TcpState::Close {
+            let lifetime = socket.born_ns.map(|born| t.ts_ns.saturating_sub(born));
+            let path = socket.path;
+            self.sockets.remove(t.sk);
+            self.signatures.record(path, lifetime);
+        }
+    }
+
+    pub fn feed_signal(&mut self, signal: &Signal) {
+        self.signals += 1;
+        if signal.kind == SignalKind::SynAckRetransmit {
+            // Its socket is the listener; the request socket itself is never tracked. Counted
+            // in the namespace the kernel counters describe.
+            if signal.netns == 0 || signal.netns == self.config.own_netns {
+                self.synack_retransmits += 1;
+            }
+            return;
+        }
+        if let Some(socket) = self.sockets.get_mut(signal.sk) {
+            let state = socket.state;
+            socket.signals.record(signal, Some(state));
+        } else if self.pending.len() < MAX_PENDING_SIGNALS || self.pending.contains_key(&signal.sk)
+        {
+            self.pending
+                .entry(signal.sk)
+                .or_default()
+                .record(signal, None);
+        } else {
+            self.signals_unmatched += 1;
+        }
+    }
+
+    /// The wake-up's transitions were all fed: signals still pending concern sockets that are
+    /// not tracked (filtered out, or closed before).
+    pub fn end_batch(&mut self) {
+        self.pending.clear();
+    }
+
+    /// A reading of the kernel counters; the first one is the baseline of the window.
+    pub fn feed_kernel_counters(&mut self, counters: TcpCounters) {
+        if self.kernel_first.is_none() {
+            self.kernel_first = Some(counters);
+            self.kernel_at_snapshot = Some(counters);
+        }
+        self.kernel_last = Some(counters);
+    }
+
+    pub fn set_losses(&mut self, losses: Losses) {
+        self.losses = losses;
+    }
+
+    /// The state as of `now_ns`; also starts the next interval.
+    pub fn snapshot(&mut self, now_ns: u64) -> Snapshot {
+        let start = *self.start_ns.get_or_insert(now_ns);
+        let last = self.last_snapshot_ns.replace(now_ns).unwrap_or(start);
+        let interval_ns = now_ns.saturating_sub(last);
+        let interval_s = interval_ns as f64 / 1e9;
+        let rate = |delta: u64| {
+            if interval_ns == 0 {
+                0.0
+            } else {
+                delta as f64 / interval_s
+            }
+        };
+
+        let mut rows = Vec::new();
+        for (index, row) in self.rows.iter_mut().enumerate() {
+            if row.count == 0 {
+                continue;
+            }
+            let (side, from, to, abnormal) = row_key(index);
+            let delta = row.count - row.count_at_snapshot;
+            row.count_at_snapshot = row.count;
+            rows.push(RowSnapshot {
+                side,
+                from,
+                to,
+                abnormal,
+                inferred: to == TcpState::TimeWait,
+                unusual: !abnormal && !is_diagram_edge(from, to) && to != TcpState::TimeWait,
+                count: row.count,
+                interval_count: delta,
+                rate_per_s: rate(delta),
+                untimed: row.untimed,
+                time: row
+                    .histogram
+                    .as_ref()
+                    .map(|h| h.summary())
+                    .unwrap_or_default(),
+                causes: if abnormal {
+                    Cause::ALL
+                        .iter()
+                        .filter(|c| row.causes[**c as usize] > 0)
+                        .map(|c| (*c, row.causes[*c as usize]))
+                        .collect()
+                } else {
+                    Vec::new()
+                },
+                retransmits: if abnormal {
+                    row.retransmits
+                        .iter()
+                        .enumerate()
+                        .filter(|(n, count)| *n > 0 && **count > 0)
+                        .map(|(n, count)| (n as u32, *count))
+                        .collect()
+                } else {
+                    Vec::new()
+                },
+            });
+        }
+
+        rows.sort_by_key(|r| (r.abnormal, r.side, flow_rank(r.from), flow_rank(r.to)));
+
+        let request_sockets = self.kernel_last.map(|now| {
+            let first = self.kernel_first.unwrap_or(now);
+            let total = now.since(&first);
+            let interval = now.since(&self.kernel_at_snapshot.unwrap_or(first));
+            RequestSockets {
+                total,
+                interval,
+                synack_retransmits: self.synack_retransmits,
+                synack_retransmits_interval: self.synack_retransmits - self.synack_at_snapshot,
+            }
+        });
+        self.kernel_at_snapshot = self.kernel_last;
+        self.synack_at_snapshot = self.synack_retransmits;
+
+        let witness = self.kernel_first.zip(self.kernel_last).map(|(first, now)| {
+            let k = now.since(&first);
+            let w = self.witness;
+            WitnessCheck {
+                comparable: !self.config.filtered,
+                netns_unknown: w.netns_unknown,
+                rows: vec![
+                    WitnessRow {
+                        counter: "TcpActiveOpens",
+                        stream: "CLOSE->SYN_SENT",
+                        kernel: k.active_opens,
+                        seen: w.active_opens,
+                    },
+                    WitnessRow {
+                        counter: "TcpPassiveOpens",
+                        stream: "LISTEN->SYN_RECV",
+                        kernel: k.passive_opens,
+                        seen: w.passive_opens,
+                    },
+                    WitnessRow {
+                        counter: "TcpEstabResets",
+                        stream: "ESTABLISHED->CLOSE + CLOSE_WAIT->CLOSE",
+                        kernel: k.estab_resets,
+                        seen: w.estab_resets,
+                    },
+                ],
+            }
+        });
+
+        let interval_transitions = self.transitions - self.transitions_at_snapshot;
+        self.transitions_at_snapshot = self.transitions;
+        Snapshot {
+            elapsed_ns: now_ns.saturating_sub(start),
+            interval_ns,
+            transitions: self.transitions,
+            interval_transitions,
+            events_per_s: rate(interval_transitions),
+            signals: self.signals,
+            losses: self.losses,
+            sockets: SocketStats {
+                tracked: self.sockets.len() as u64,
+                max: self.sockets.max() as u64,
+                evicted: self.sockets.evicted(),
+                first_seen_midlife: self.first_seen_midlife,
+                reused_unclosed: self.reused_unclosed,
+                gaps: self.gaps,
+                signals_unmatched: self.signals_unmatched,
+            },
+            rows,
+            signatures: self.signatures.top(self.config.top_signatures),
+            signatures_other: self.signatures.other(),
+            request_sockets,
+            witness,
+        }
+    }
+}
+
+/// One row: one transition on one side, normal or abnormal.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RowSnapshot {
+    pub side: Side,
+    pub from: TcpState,
+    /// TIME_WAIT when `inferred`.
+    pub to: TcpState,
+    pub abnormal: bool,
+    /// A FIN_WAIT2→CLOSE or CLOSING→CLOSE shown as entering TIME_WAIT.
+    pub inferred: bool,
+    /// Not an edge of the TCP state diagram (e.g. after lost events).
+    pub unusual: bool,
+    pub count: u64,
+    pub interval_count: u64,
+    pub rate_per_s: f64,
+    pub untimed: u64,
+    pub time: HistogramSummary,
+    /// Abnormal rows: closes per cause (causes with none left out).
+    pub causes: Vec<(Cause, u64)>,
+    /// Abnormal rows: closes per number of retransmissions in the from-state (≥ 1).
+    pub retransmits: Vec<(u32, u64)>,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SocketStats {
+    pub tracked: u64,
+    pub max: u64,
+    /// Evicted at `--max-sockets`: their close, if any, is counted without a path.
+    pub evicted: u64,
+    pub first_seen_midlife: u64,
+    /// Sockets replaced by a new one at the same address before their close was seen.
+    pub reused_unclosed: u64,
+    /// Transitions that did not leave the state the socket was last seen in.
+    pub gaps: u64,
+    /// Signals dropped because too many sockets were pending.
+    pub signals_unmatched: u64,
+}
+
+/// The fate of request sockets (half-open passive connections), from kernel counters: counted,
+/// without latency.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RequestSockets {
+    pub total: TcpCounters,
+    pub interval: TcpCounters,
+    pub synack_retransmits: u64,
+    pub synack_retransmits_interval: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WitnessRow {
+    pub counter: &'static str,
+    pub stream: &'static str,
+    pub kernel: u64,
+    pub seen: u64,
+}
+
+impl WitnessRow {
+    /// Kernel minus stream.
+    pub fn difference(&self) -> i64 {
+        self.kernel as i64 - self.seen as i64
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WitnessCheck {
+    /// False when transitions were filtered: the kernel counts them all.
+    pub comparable: bool,
+    /// Counted transitions whose namespace was not reported (assumed tcptrace's own).
+    pub netns_unknown: u64,
+    pub rows: Vec<WitnessRow>,
+}
+
+/// Everything a renderer shows, computed once per interval.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Snapshot {
+    pub elapsed_ns: u64,
+    pub interval_ns: u64,
+    pub transitions: u64,
+    pub interval_transitions: u64,
+    pub events_per_s: f64,
+    pub signals: u64,
+    pub losses: Losses,
+    pub sockets: SocketStats,
+    /// Normal rows, then abnormal ones; each by side, then along the diagram.
+    pub rows: Vec<RowSnapshot>,
+    pub signatures: Vec<SignatureSnapshot>,
+    pub signatures_other: u64,
+    /// `None` until the kernel counters were read.
+    pub request_sockets: Option<RequestSockets>,
+    pub witness: Option<WitnessCheck>,
+}
+
+#[cfg(test)]
+mod tests;
