@@ -91,8 +91,11 @@ pub mod counter {
     pub const LISTENER_UPDATE_FAILED: u32 = 4;
     /// Events of sockets first seen after their birth (existing before tracing, or evicted).
     pub const FIRST_SEEN: u32 = 5;
+    /// A socket was born at an address whose previous socket's entry was still there: that
+    /// socket's →CLOSE was missed.
+    pub const STALE_REPLACED: u32 = 6;
     /// Number of counters.
-    pub const COUNT: u32 = 6;
+    pub const COUNT: u32 = 7;
 }
 
 /// Bytes of a `sock:inet_sock_set_state` record the program copies at once (72 on current

@@ -246,7 +246,14 @@ fn try_inet_sock_set_state(ctx: &TracePointContext) -> Result<(), i32> {
 
     // The per-socket map is kept for every TCP socket of the family, before the port filters:
     // a connecting socket only learns its local port after CLOSE→SYN_SENT.
-    match SOCKETS.get_ptr_mut(&skaddr) {
+    // A birth always starts afresh: an entry found here belongs to an earlier socket at the
+    // same address whose →CLOSE was never seen (the kernel skipped the program).
+    let born = old == TCP_CLOSE || (old == TCP_LISTEN && new == TCP_SYN_RECV);
+    let existing = SOCKETS.get_ptr_mut(&skaddr);
+    if born && existing.is_some() {
+        bump(counter::STALE_REPLACED);
+    }
+    match existing.filter(|_| !born) {
         Some(state) => {
             // SAFETY: pointer into a map value returned by the kernel for this key.
             let state = unsafe { &mut *state };
@@ -268,7 +275,6 @@ fn try_inet_sock_set_state(ctx: &TracePointContext) -> Result<(), i32> {
             }
         }
         None => {
-            let born = old == TCP_CLOSE || (old == TCP_LISTEN && new == TCP_SYN_RECV);
             if !born {
                 event_flags |= flags::FIRST_SEEN;
                 bump(counter::FIRST_SEEN);

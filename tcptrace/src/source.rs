@@ -23,6 +23,8 @@ pub struct KernelCounters {
     pub sock_removed: u64,
     pub listener_update_failed: u64,
     pub first_seen: u64,
+    /// Births at an address whose previous socket's →CLOSE was missed.
+    pub stale_replaced: u64,
 }
 
 impl KernelCounters {
@@ -116,6 +118,7 @@ impl Session {
             sock_removed: get(counter::SOCK_REMOVED)?,
             listener_update_failed: get(counter::LISTENER_UPDATE_FAILED)?,
             first_seen: get(counter::FIRST_SEEN)?,
+            stale_replaced: get(counter::STALE_REPLACED)?,
         })
     }
 

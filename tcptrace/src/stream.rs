@@ -70,6 +70,17 @@ pub struct Summary {
 }
 
 impl Summary {
+    /// Sockets evicted from the kernel's per-socket map (their next transitions lack a time in
+    /// state). Every insert leaves the map on →CLOSE, is overwritten by a birth at the same
+    /// address after a missed →CLOSE, or is still there; the rest were evicted.
+    pub fn kernel_evicted(&self) -> u64 {
+        let k = &self.totals.kernel;
+        k.sock_inserted
+            .saturating_sub(k.sock_removed)
+            .saturating_sub(k.stale_replaced)
+            .saturating_sub(self.tracked_sockets as u64)
+    }
+
     /// `N transitions, M lost` and any other loss, for stderr.
     pub fn line(&self) -> String {
         let t = &self.totals;
@@ -83,13 +94,7 @@ impl Summary {
         if t.invalid > 0 {
             line.push_str(&format!(", {} invalid records", t.invalid));
         }
-        // Every socket the kernel inserted leaves its map on →CLOSE or is still there; the rest
-        // were evicted, and their next transitions lack a time in state.
-        let evicted = t
-            .kernel
-            .sock_inserted
-            .saturating_sub(t.kernel.sock_removed)
-            .saturating_sub(self.tracked_sockets as u64);
+        let evicted = self.kernel_evicted();
         if evicted > 0 {
             line.push_str(&format!(
                 ", {evicted} sockets evicted from the kernel's map"

@@ -55,7 +55,8 @@ impl CounterReader {
 
 fn losses(kernel: &KernelCounters, invalid: u64, kernel_evicted: u64) -> Losses {
     Losses {
-        lost_events: kernel.ringbuf_full,
+        // A full ring buffer and runs the kernel skipped lose transitions alike.
+        lost_events: kernel.lost(),
         invalid_records: invalid,
         kernel_evicted,
     }
@@ -135,11 +136,7 @@ pub async fn run(args: TransitionsArgs) -> anyhow::Result<()> {
         aggregator.feed_kernel_counters(c);
     }
     let totals = &summary.totals;
-    let kernel_evicted = totals
-        .kernel
-        .sock_inserted
-        .saturating_sub(totals.kernel.sock_removed)
-        .saturating_sub(summary.tracked_sockets as u64);
+    let kernel_evicted = summary.kernel_evicted();
     aggregator.set_losses(losses(&totals.kernel, totals.invalid, kernel_evicted));
     let snapshot = aggregator.snapshot(totals.now_ns.max(clock::monotonic_ns()));
     match output {
