@@ -1,5 +1,6 @@
-//! Developer tasks: set-up, build, run, test. `cargo xtask` alone does the set-up.
+//! Developer tasks: set-up, build, run, test, bench. `cargo xtask` alone does the set-up.
 
+mod bench;
 mod run;
 mod setup;
 mod test;
@@ -33,6 +34,9 @@ enum Task {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    /// Set up, build, then benchmark (as root): a connection storm alone and under each
+    /// tracer, in interleaved rounds. `--smoke`: the correctness check CI runs.
+    Bench(bench::BenchArgs),
 }
 
 fn main() -> ExitCode {
@@ -42,6 +46,7 @@ fn main() -> ExitCode {
         Task::Build => setup::run().and_then(|_| run::build()),
         Task::Run { args } => setup::run().and_then(|_| run::run(&args)),
         Task::Test { args } => setup::run().and_then(|_| test::run(&args)),
+        Task::Bench(args) => setup::run().and_then(|_| bench::run(&args)),
     };
     match result {
         Ok(code) => code,
