@@ -98,6 +98,7 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<ExitCode> {
 pub fn build() -> anyhow::Result<()> {
     status(Command::new("cargo").current_dir(workspace_root()).args([
         "build",
+        "--quiet",
         "--release",
         "--package",
         "tcptrace",
@@ -235,19 +236,15 @@ pub fn smoke() -> anyhow::Result<()> {
     let finished = finished.context("the tracer's result is missing")?;
     ensure!(report.complete(), "smoke: {}", report.shortfall());
     let seen = count_json_transitions(&out, port)?;
-    let lost = finished.lost.unwrap_or(0);
-    ensure!(
-        seen == report.expected_transitions && lost == 0,
-        "smoke: tcptrace trace --json saw {seen} of the storm's {} transitions, {lost} lost \
-         (output kept in {})",
+    check(
+        "tcptrace trace --json",
+        &report,
+        &finished,
+        seen,
         report.expected_transitions,
-        out.display()
-    );
+    )
+    .with_context(|| format!("output kept in {}", out.display()))?;
     let _ = fs::remove_file(&out);
-    eprintln!(
-        "smoke: tcptrace trace --json: {} connections, {seen} transitions seen of {}, 0 lost: ok",
-        report.connections, report.expected_transitions
-    );
 
     // `transitions`, filtered in the kernel to the listener's port: the server side only.
     match Tracer::Transitions.available() {
@@ -263,21 +260,50 @@ pub fn smoke() -> anyhow::Result<()> {
             )?;
             let finished = finished.context("the tracer's result is missing")?;
             ensure!(report.complete(), "smoke: {}", report.shortfall());
-            let seen = finished.observed.unwrap_or(0);
-            let lost = finished.lost.unwrap_or(0);
-            ensure!(
-                seen == report.expected_server_transitions && lost == 0,
-                "smoke: tcptrace transitions --lport {port} saw {seen} of the storm's {} \
-                 server-side transitions, {lost} lost",
-                report.expected_server_transitions
-            );
-            eprintln!(
-                "smoke: tcptrace transitions: {} connections, {seen} server-side transitions \
-                 seen of {}, 0 lost: ok",
-                report.connections, report.expected_server_transitions
-            );
+            check(
+                "tcptrace transitions (server side)",
+                &report,
+                &finished,
+                finished.observed.unwrap_or(0),
+                report.expected_server_transitions,
+            )?;
         }
     }
+    Ok(())
+}
+
+/// Every expected transition seen, none lost to a full ring buffer. The kernel may skip a
+/// tracepoint program that a softirq runs while a BPF program is already running on that CPU
+/// (`recursion_misses`; it happens here about once in 10,000 transitions under a storm): such
+/// transitions never reached the tracer, so they may be missing, as many as the kernel counted,
+/// and are reported.
+fn check(
+    what: &str,
+    report: &StormReport,
+    finished: &tracer::Finished,
+    seen: u64,
+    expected: u64,
+) -> anyhow::Result<()> {
+    let lost = finished.lost.unwrap_or(0);
+    let missing = expected.saturating_sub(seen);
+    ensure!(
+        lost == 0 && seen <= expected && missing <= finished.kernel_misses,
+        "smoke: {what} saw {seen} of the storm's {expected} transitions, {lost} lost, \
+         {} runs skipped by the kernel",
+        finished.kernel_misses
+    );
+    eprintln!(
+        "smoke: {what}: {} connections, {seen} of {expected} transitions seen, 0 lost{}: ok",
+        report.connections,
+        if missing > 0 {
+            format!(
+                " ({missing} skipped by the kernel: recursion_misses {})",
+                finished.kernel_misses
+            )
+        } else {
+            String::new()
+        }
+    );
     Ok(())
 }
 

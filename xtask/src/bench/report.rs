@@ -71,6 +71,8 @@ pub struct Summary {
     pub expected_transitions_per_s: f64,
     /// Lost events, summed over the rounds; `None` when the tracer cannot tell.
     pub lost: Option<u64>,
+    /// Runs of the tracer's programs the kernel skipped (nested BPF), summed over the rounds.
+    pub kernel_misses: Option<u64>,
     pub cpu_s_per_million_transitions: Option<f64>,
     /// The largest over the rounds.
     pub peak_rss_mib: Option<f64>,
@@ -173,6 +175,10 @@ impl Report {
                         .iter()
                         .map(|r| r.tracer_result.as_ref().and_then(|t| t.lost))
                         .sum(),
+                    kernel_misses: mine
+                        .iter()
+                        .map(|r| r.tracer_result.as_ref().map(|t| t.kernel_misses))
+                        .sum(),
                     cpu_s_per_million_transitions: all(&|r| r.cpu_s_per_million()),
                     peak_rss_mib: mine
                         .iter()
@@ -212,13 +218,13 @@ impl Report {
             self.rounds
         );
         out.push_str(
-            "| run | storm conn/s | vs. alone | transitions/s seen | expected | lost | tracer CPU s / M transitions | tracer peak RSS |\n\
-             | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n",
+            "| run | storm conn/s | vs. alone | transitions/s seen | expected | lost | skipped by the kernel | tracer CPU s / M transitions | tracer peak RSS |\n\
+             | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n",
         );
         for s in &self.summary {
             let tracing = s.tracer.is_some();
             out.push_str(&format!(
-                "| {} | {} | {} | {} | {} | {} | {} | {} |\n",
+                "| {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
                 s.label,
                 thousands(s.conn_per_s),
                 s.ratio_to_alone.map_or("-".into(), |r| format!("{r:.2}")),
@@ -233,6 +239,7 @@ impl Report {
                     (true, Some(lost)) => thousands(lost as f64),
                     (true, None) => "n/a".into(),
                 },
+                opt(s.kernel_misses.map(|n| thousands(n as f64))),
                 opt(s.cpu_s_per_million_transitions.map(|c| format!("{c:.2}"))),
                 opt(s.peak_rss_mib.map(|m| format!("{m:.1} MiB"))),
             ));

@@ -108,6 +108,10 @@ pub struct Finished {
     pub observed: Option<u64>,
     /// Events the tracer reports it lost; `None` when it cannot lose any or cannot say.
     pub lost: Option<u64>,
+    /// Runs of the tracer's BPF programs that the kernel skipped because another BPF program
+    /// was already running on that CPU (a softirq interrupting one): events lost before any
+    /// tracer could count them. Read from the programs' `recursion_misses` in fdinfo.
+    pub kernel_misses: u64,
     /// User + sys seconds from the moment it was attached to its exit.
     pub cpu_s: f64,
     /// Peak resident set size (the kernel's maxrss), KiB.
@@ -261,9 +265,14 @@ impl Running {
             // Logged once the program is attached (`-v`).
             Tracer::Transitions | Tracer::TraceJson => self.stderr.contains("probe attached"),
             Tracer::Bpftrace => self.stdout.contains("attached"),
-            // tcpstates says nothing; libbpf attaches its one tracepoint program through a BPF
-            // link, so the link's file descriptor appearing is the attach.
-            Tracer::Tcpstates => has_bpf_link(pid),
+            // tcpstates says nothing. It attaches its one tracepoint program through a BPF link
+            // (a perf event plus the link), then opens its perf buffer (a perf event per CPU):
+            // events before the buffer exists would be dropped uncounted, so wait for both.
+            Tracer::Tcpstates => {
+                let (links, perf_events) = bpf_fds(pid);
+                let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+                links >= 1 && perf_events > cpus
+            }
         }
     }
 
@@ -275,6 +284,7 @@ impl Running {
         };
         let pid = child.id();
         wait_idle(pid);
+        let kernel_misses = recursion_misses(pid);
         // SAFETY: kill(2) of our own child, not yet reaped.
         unsafe { libc::kill(pid as i32, libc::SIGINT) };
         let (status, usage) = reap(pid)?;
@@ -316,6 +326,7 @@ impl Running {
         Ok(Finished {
             observed,
             lost,
+            kernel_misses,
             cpu_s,
             peak_rss_kib: usage.ru_maxrss.max(0) as u64,
         })
@@ -332,13 +343,41 @@ impl Drop for Running {
     }
 }
 
-fn has_bpf_link(pid: u32) -> bool {
+/// How many BPF links and perf events a process holds open.
+fn bpf_fds(pid: u32) -> (usize, usize) {
     let Ok(fds) = fs::read_dir(format!("/proc/{pid}/fd")) else {
-        return false;
+        return (0, 0);
     };
-    fds.filter_map(Result::ok).any(|fd| {
-        fs::read_link(fd.path()).is_ok_and(|target| target.as_os_str() == "anon_inode:bpf_link")
-    })
+    let mut counts = (0, 0);
+    for fd in fds.filter_map(Result::ok) {
+        match fs::read_link(fd.path()) {
+            Ok(target) if target.as_os_str() == "anon_inode:bpf_link" => counts.0 += 1,
+            Ok(target) if target.as_os_str() == "anon_inode:[perf_event]" => counts.1 += 1,
+            _ => {}
+        }
+    }
+    counts
+}
+
+/// The sum of `recursion_misses` over the BPF programs a process holds (Linux 5.12 and later;
+/// 0 before).
+fn recursion_misses(pid: u32) -> u64 {
+    let Ok(fds) = fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return 0;
+    };
+    fds.filter_map(Result::ok)
+        .filter(|fd| {
+            fs::read_link(fd.path()).is_ok_and(|target| target.as_os_str() == "anon_inode:bpf-prog")
+        })
+        .filter_map(|fd| {
+            let info =
+                fs::read_to_string(format!("/proc/{pid}/fdinfo/{}", fd.file_name().display()))
+                    .ok()?;
+            info.lines()
+                .find_map(|line| line.strip_prefix("recursion_misses:"))
+                .and_then(|n| n.trim().parse::<u64>().ok())
+        })
+        .sum()
 }
 
 fn clock_ticks_per_s() -> f64 {
