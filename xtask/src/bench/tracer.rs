@@ -114,7 +114,7 @@ pub struct Finished {
     pub kernel_misses: u64,
     /// User + sys seconds from the moment it was attached to its exit.
     pub cpu_s: f64,
-    /// Peak resident set size (the kernel's maxrss), KiB.
+    /// Peak resident set size (VmHWM) once it has caught up, KiB.
     pub peak_rss_kib: u64,
 }
 
@@ -285,6 +285,9 @@ impl Running {
         let pid = child.id();
         wait_idle(pid);
         let kernel_misses = recursion_misses(pid);
+        // Not the rusage maxrss: a child started through vfork (posix_spawn) inherits the
+        // parent's high-water mark at exec, so it would report at least xtask's own.
+        let peak_rss_kib = peak_rss_kib(pid)?;
         // SAFETY: kill(2) of our own child, not yet reaped.
         unsafe { libc::kill(pid as i32, libc::SIGINT) };
         let (status, usage) = reap(pid)?;
@@ -328,7 +331,7 @@ impl Running {
             lost,
             kernel_misses,
             cpu_s,
-            peak_rss_kib: usage.ru_maxrss.max(0) as u64,
+            peak_rss_kib,
         })
     }
 }
@@ -341,6 +344,17 @@ impl Drop for Running {
             let _ = child.wait();
         }
     }
+}
+
+/// A process's peak resident set size (VmHWM in /proc/PID/status), KiB.
+fn peak_rss_kib(pid: u32) -> anyhow::Result<u64> {
+    let status = fs::read_to_string(format!("/proc/{pid}/status"))
+        .with_context(|| format!("cannot read /proc/{pid}/status"))?;
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .with_context(|| format!("no VmHWM in /proc/{pid}/status"))
 }
 
 /// How many BPF links and perf events a process holds open.
