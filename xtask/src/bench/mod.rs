@@ -72,7 +72,13 @@ pub fn output_dir() -> PathBuf {
 
 pub fn run(args: &BenchArgs) -> anyhow::Result<ExitCode> {
     if args.micro {
-        micro::run()?;
+        for result in micro::run()? {
+            println!(
+                "{}: {:.1} million events/s on one core",
+                result.benchmark,
+                result.events_per_s / 1e6
+            );
+        }
         return Ok(ExitCode::SUCCESS);
     }
     if !run::is_root() {
