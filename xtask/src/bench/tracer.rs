@@ -265,13 +265,13 @@ impl Running {
             // Logged once the program is attached (`-v`).
             Tracer::Transitions | Tracer::TraceJson => self.stderr.contains("probe attached"),
             Tracer::Bpftrace => self.stdout.contains("attached"),
-            // tcpstates says nothing. It attaches its one tracepoint program through a BPF link
-            // (a perf event plus the link), then opens its perf buffer (a perf event per CPU):
-            // events before the buffer exists would be dropped uncounted, so wait for both.
+            // tcpstates says nothing. It attaches its one tracepoint program (a perf event, plus
+            // a BPF link where libbpf uses one), then opens its perf buffer (a perf event per
+            // CPU): events before the buffer exists would be dropped uncounted, so wait for the
+            // buffer, which comes after the attach.
             Tracer::Tcpstates => {
-                let (links, perf_events) = bpf_fds(pid);
                 let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-                links >= 1 && perf_events > cpus
+                perf_events(pid) > cpus
             }
         }
     }
@@ -357,20 +357,17 @@ fn peak_rss_kib(pid: u32) -> anyhow::Result<u64> {
         .with_context(|| format!("no VmHWM in /proc/{pid}/status"))
 }
 
-/// How many BPF links and perf events a process holds open.
-fn bpf_fds(pid: u32) -> (usize, usize) {
+/// How many perf events a process holds open.
+fn perf_events(pid: u32) -> usize {
     let Ok(fds) = fs::read_dir(format!("/proc/{pid}/fd")) else {
-        return (0, 0);
+        return 0;
     };
-    let mut counts = (0, 0);
-    for fd in fds.filter_map(Result::ok) {
-        match fs::read_link(fd.path()) {
-            Ok(target) if target.as_os_str() == "anon_inode:bpf_link" => counts.0 += 1,
-            Ok(target) if target.as_os_str() == "anon_inode:[perf_event]" => counts.1 += 1,
-            _ => {}
-        }
-    }
-    counts
+    fds.filter_map(Result::ok)
+        .filter(|fd| {
+            fs::read_link(fd.path())
+                .is_ok_and(|target| target.as_os_str() == "anon_inode:[perf_event]")
+        })
+        .count()
 }
 
 /// The sum of `recursion_misses` over the BPF programs a process holds (Linux 5.12 and later;
