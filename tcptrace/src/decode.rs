@@ -128,10 +128,6 @@ fn decode_transition(event: &Event) -> Result<Transition, DecodeError> {
 }
 
 /// Encodes an event as the kernel would: for tests, recordings and benchmarks.
-#[cfg_attr(
-    not(test),
-    expect(dead_code, reason = "used by tests and, later, recordings")
-)]
 pub fn encode(event: &Event) -> [u8; size_of::<Event>()] {
     // SAFETY: `Event` is plain old data without implicit padding: all its bytes are initialized.
     unsafe { std::mem::transmute_copy(event) }

@@ -1,31 +1,13 @@
 //! tcptrace: how this machine's TCP connections move through the TCP state diagram, live.
 
-mod aggregate;
-mod btf;
-mod census;
-mod cli;
-mod clock;
-mod commands;
-mod decode;
-mod diag;
-mod event;
-mod explain;
-mod filter;
-mod peer_fill;
-mod privileges;
-mod probe;
-mod render;
-mod select;
-mod source;
-mod state;
-mod stream;
-mod tracefs;
-
 use std::{io, process::ExitCode};
 
 use clap::Parser as _;
 
-use crate::cli::{Cli, Command};
+use tcptrace::{
+    cli::{Cli, Command},
+    commands,
+};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();

@@ -1,4 +1,4 @@
-//! Developer tasks: set-up, build, run, test. `cargo xtask` alone does the set-up.
+//! Developer tasks: set-up, build, run, test, bench. `cargo xtask` alone does the set-up.
 
 mod bench;
 mod run;
@@ -27,19 +27,6 @@ enum Task {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
-    /// Time a snapshot of 100,000+ sockets: tcptrace against ss and netstat (as root; makes
-    /// its own network namespace).
-    Bench {
-        /// Established connections (two sockets each).
-        #[arg(long, default_value_t = 9_000)]
-        pairs: usize,
-        /// TIME_WAIT sockets.
-        #[arg(long, default_value_t = 100_000)]
-        time_wait: usize,
-        /// Runs of each command.
-        #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..100))]
-        runs: u64,
-    },
     /// Set up, then check formatting and lints, run the unit tests and the privileged
     /// end-to-end tests.
     Test {
@@ -47,6 +34,9 @@ enum Task {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    /// Set up, build, then benchmark (as root): a connection storm alone and under each
+    /// tracer, in interleaved rounds. `--smoke`: the correctness check CI runs.
+    Bench(bench::BenchArgs),
 }
 
 fn main() -> ExitCode {
@@ -55,12 +45,8 @@ fn main() -> ExitCode {
         Task::Setup => setup::run(),
         Task::Build => setup::run().and_then(|_| run::build()),
         Task::Run { args } => setup::run().and_then(|_| run::run(&args)),
-        Task::Bench {
-            pairs,
-            time_wait,
-            runs,
-        } => setup::run().and_then(|_| bench::run(pairs, time_wait, runs as usize)),
         Task::Test { args } => setup::run().and_then(|_| test::run(&args)),
+        Task::Bench(args) => setup::run().and_then(|_| bench::run(&args)),
     };
     match result {
         Ok(code) => code,

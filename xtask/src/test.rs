@@ -2,7 +2,10 @@
 
 use std::process::{Command, ExitCode};
 
+use anyhow::bail;
+
 use crate::{
+    bench,
     run::{self, workspace_root},
     setup::status,
 };
@@ -39,5 +42,22 @@ pub fn run(e2e_args: &[String]) -> anyhow::Result<ExitCode> {
             .args(e2e_args)
             .env("TCPTRACE_BIN", run::binary()),
     )?;
+    smoke()?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// The benchmark's smoke check: every transition of a few thousand connections seen, none
+/// lost. Needs root like the end-to-end tests, and like them fails in CI rather than skip.
+fn smoke() -> anyhow::Result<()> {
+    if !run::is_root() {
+        if std::env::var("CI").is_ok_and(|ci| ci == "true") {
+            bail!("the bench smoke check must run as root in CI");
+        }
+        eprintln!("SKIPPED bench smoke check: needs root to load the BPF probe");
+        return Ok(());
+    }
+    eprintln!("xtask: bench smoke check");
+    bench::build()?;
+    std::fs::create_dir_all(bench::output_dir())?;
+    bench::smoke()
 }

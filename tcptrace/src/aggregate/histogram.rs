@@ -62,7 +62,10 @@ impl TimeHistogram {
         let _ = self.inner.record(ns.min(HIGHEST_NS));
     }
 
-    #[cfg(test)]
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
     pub fn len(&self) -> u64 {
         self.inner.len()
     }

@@ -119,6 +119,10 @@ impl Sockets {
         self.map.remove(&sk)
     }
 
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
     pub fn len(&self) -> usize {
         self.map.len()
     }

@@ -1,0 +1,86 @@
+//! Decoding throughput on a synthetic stream shaped like a connection storm's: both sides of
+//! short loopback connections, a quarter IPv6, every record as the kernel writes it.
+//! `cargo bench -p tcptrace` (no root); `cargo xtask bench` reports it as events per second.
+
+use std::hint::black_box;
+
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use tcptrace::{decode::decode, event::Record};
+use tcptrace_ebpf::{Event, kind};
+
+/// Records per iteration: about what one ring-buffer wake-up delivers under a storm.
+const EVENTS: usize = 8192;
+
+/// (old, new) kernel states of one connection with an orderly close, both sides.
+const CONNECTION: [(u16, u16); 10] = [
+    (7, 2),  // CLOSE → SYN_SENT
+    (2, 1),  // SYN_SENT → ESTABLISHED
+    (10, 3), // LISTEN → SYN_RECV
+    (3, 1),  // SYN_RECV → ESTABLISHED
+    (1, 4),  // ESTABLISHED → FIN_WAIT1
+    (1, 8),  // ESTABLISHED → CLOSE_WAIT
+    (4, 5),  // FIN_WAIT1 → FIN_WAIT2
+    (8, 9),  // CLOSE_WAIT → LAST_ACK
+    (5, 7),  // FIN_WAIT2 → CLOSE
+    (9, 7),  // LAST_ACK → CLOSE
+];
+
+fn stream() -> Vec<[u8; size_of::<Event>()]> {
+    let mut comm = [0u8; 16];
+    comm[..9].copy_from_slice(b"tcp-storm");
+    (0..EVENTS)
+        .map(|i| {
+            let (oldstate, newstate) = CONNECTION[i % CONNECTION.len()];
+            let connection = (i / CONNECTION.len()) as u64;
+            let ipv6 = connection % 4 == 3;
+            let mut addr = [0u8; 16];
+            if ipv6 {
+                addr[15] = 1; // ::1
+            } else {
+                addr[..4].copy_from_slice(&[127, 0, 0, 1]);
+            }
+            let event = Event {
+                ts_ns: 1_000_000 + i as u64 * 1_000,
+                skaddr: 0xffff_8880_0000_0000 + connection * 0x1000 + (i % 2) as u64 * 0x800,
+                time_in_old_ns: 40_000,
+                saddr: addr,
+                daddr: addr,
+                comm,
+                tgid: 4242,
+                netns: 4_026_531_840,
+                sport: 32_768 + (connection % 28_000) as u16,
+                dport: 8080,
+                family: if ipv6 { 10 } else { 2 },
+                kind: kind::TRANSITION,
+                flags: 0,
+                oldstate,
+                newstate,
+                _reserved: 0,
+            };
+            // SAFETY: `Event` is plain old data without implicit padding: every byte is
+            // initialized, as the kernel side writes it.
+            unsafe { std::mem::transmute_copy(&event) }
+        })
+        .collect()
+}
+
+fn decode_stream(c: &mut Criterion) {
+    let records = stream();
+    let mut group = c.benchmark_group("decode");
+    group.throughput(Throughput::Elements(records.len() as u64));
+    group.bench_function("synthetic_stream", |b| {
+        b.iter(|| {
+            let mut transitions = 0u64;
+            for record in &records {
+                if let Ok(Record::Transition(t)) = decode(black_box(record)) {
+                    transitions += u64::from(t.lport);
+                }
+            }
+            transitions
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, decode_stream);
+criterion_main!(benches);
