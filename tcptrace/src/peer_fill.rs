@@ -90,19 +90,27 @@ impl PeerFill {
             let Record::Transition(held) = &mut slot.record else {
                 unreachable!("only transitions wait")
             };
-            if held.lport == 0 && t.lport != 0 {
-                held.lport = t.lport;
-                if unspecified(&held.laddr) {
-                    held.laddr = t.laddr;
-                }
-            }
-            if held.rport == 0 && t.rport != 0 && expects_peer(held) {
-                held.rport = t.rport;
-                if unspecified(&held.raddr) {
-                    held.raddr = t.raddr;
-                }
-            }
             slot.ready = true;
+            // Only the same socket's next transition may fill in: with a port filter the
+            // kernel drops that one, and the address may meanwhile belong to a new socket
+            // (a birth), whose ports are not the held socket's.
+            let continues = t.from == held.to
+                && !(t.from == TcpState::Close
+                    || (t.from == TcpState::Listen && t.to == TcpState::SynRecv));
+            if continues {
+                if held.lport == 0 && t.lport != 0 {
+                    held.lport = t.lport;
+                    if unspecified(&held.laddr) {
+                        held.laddr = t.laddr;
+                    }
+                }
+                if held.rport == 0 && t.rport != 0 && expects_peer(held) {
+                    held.rport = t.rport;
+                    if unspecified(&held.raddr) {
+                        held.raddr = t.raddr;
+                    }
+                }
+            }
         }
         // After →CLOSE there is no next transition to learn from.
         let hold = needs_fill(&t) && t.to != TcpState::Close;
@@ -305,6 +313,23 @@ mod tests {
         assert!(matches!(&out[0], Record::Transition(t) if t.lport == 4000 && t.to == SynSent));
         assert_eq!(out[1], signal);
         assert!(matches!(&out[2], Record::Transition(t) if t.to == Close));
+    }
+
+    #[test]
+    fn a_new_socket_at_the_same_address_does_not_fill_in() {
+        // The client's next transitions were filtered out in the kernel; its memory now holds
+        // an accepted child of the listener on port 80.
+        let mut fill = PeerFill::new(1_000);
+        let out = run(
+            &mut fill,
+            vec![
+                t(1, 10, Close, SynSent, 0, 80),
+                t(1, 20, Listen, SynRecv, 80, 41000),
+            ],
+        );
+        assert_eq!(out.len(), 2);
+        assert_eq!((out[0].lport, out[0].to), (0, SynSent));
+        assert_eq!(fill.held(), 0);
     }
 
     #[test]

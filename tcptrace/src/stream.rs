@@ -86,8 +86,9 @@ impl Summary {
         let t = &self.totals;
         let mut line = format!("{} transitions, {} lost", t.transitions, t.kernel.lost());
         if t.kernel.lost() > 0 {
+            // Comma-separated like the rest, so that scripts can split the line.
             line.push_str(&format!(
-                " ({} ring buffer full, {} skipped by the kernel while another BPF program ran)",
+                ", {} ring buffer full, {} skipped by the kernel (a BPF program was running)",
                 t.kernel.ringbuf_full, t.kernel.recursion_misses
             ));
         }

@@ -92,9 +92,13 @@ pub struct Aggregator {
     config: Config,
     rows: Vec<Row>,
     sockets: Sockets,
-    /// Signals of sockets not tracked: the stream hands a wake-up's signals before its
-    /// transitions, so a reset may arrive before the socket's first transition.
+    /// Signals of sockets not tracked yet: a reset may reach a socket first seen mid-life
+    /// before its first transition.
     pending: HashMap<u64, SignalMemo, FastHash>,
+    /// Abnormal closes with no cause seen yet, by socket → row: the kernel traces the RST
+    /// that `tcp_disconnect` sends (SO_LINGER 0, unread data) right *after* the →CLOSE. Settled
+    /// by that signal, or as `other` at the end of the wake-up.
+    undetermined: HashMap<u64, usize, FastHash>,
     signatures: Signatures,
     witness: Witness,
     kernel_first: Option<TcpCounters>,
@@ -153,6 +157,7 @@ impl Aggregator {
             rows: vec![Row::default(); ROWS],
             sockets: Sockets::new(config.max_sockets),
             pending: HashMap::default(),
+            undetermined: HashMap::default(),
             signatures: Signatures::new(MAX_SIGNATURES),
             witness: Witness::default(),
             kernel_first: None,
@@ -258,8 +263,15 @@ impl Aggregator {
         }
         if placement.abnormal {
             let (cause, retransmits) = socket.signals.cause(t.from);
-            row.causes[cause as usize] += 1;
             row.retransmits[(retransmits as usize).min(RETRANSMIT_SLOTS - 1)] += 1;
+            if cause == Cause::Other && t.to == TcpState::Close {
+                let index = row_index(socket.side, t.from, placement.to, placement.abnormal);
+                if let Some(earlier) = self.undetermined.insert(t.sk, index) {
+                    self.rows[earlier].causes[Cause::Other as usize] += 1;
+                }
+            } else {
+                row.causes[cause as usize] += 1;
+            }
         }
         if birth.is_none() {
             socket.path.push(placement.to);
@@ -283,6 +295,19 @@ impl Aggregator {
             }
             return;
         }
+        if matches!(
+            signal.kind,
+            SignalKind::ResetSent | SignalKind::ResetReceived
+        ) && let Some(index) = self.undetermined.remove(&signal.sk)
+        {
+            let cause = if signal.kind == SignalKind::ResetSent {
+                Cause::ResetSent
+            } else {
+                Cause::ResetReceived
+            };
+            self.rows[index].causes[cause as usize] += 1;
+            return;
+        }
         if let Some(socket) = self.sockets.get_mut(signal.sk) {
             let state = socket.state;
             socket.signals.record(signal, Some(state));
@@ -301,6 +326,14 @@ impl Aggregator {
     /// not tracked (filtered out, or closed before).
     pub fn end_batch(&mut self) {
         self.pending.clear();
+        self.settle_undetermined();
+    }
+
+    /// Abnormal closes still without a cause get none: `other`.
+    fn settle_undetermined(&mut self) {
+        for (_, index) in self.undetermined.drain() {
+            self.rows[index].causes[Cause::Other as usize] += 1;
+        }
     }
 
     /// A reading of the kernel counters; the first one is the baseline of the window.
@@ -318,6 +351,7 @@ impl Aggregator {
 
     /// The state as of `now_ns`; also starts the next interval.
     pub fn snapshot(&mut self, now_ns: u64) -> Snapshot {
+        self.settle_undetermined();
         let start = *self.start_ns.get_or_insert(now_ns);
         let last = self.last_snapshot_ns.replace(now_ns).unwrap_or(start);
         let interval_ns = now_ns.saturating_sub(last);

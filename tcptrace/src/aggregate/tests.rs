@@ -653,3 +653,28 @@ fn unknown_namespaces_are_assumed_ours_and_said() {
     assert_eq!(w.netns_unknown, 1);
     assert_eq!(w.rows[0].difference(), 0);
 }
+
+#[test]
+fn a_reset_sent_right_after_the_close_is_its_cause() {
+    // SO_LINGER 0: tcp_disconnect sets CLOSE, then sends the RST; the kernel traces them in
+    // that order.
+    let mut agg = aggregator();
+    let mut s = Life::new(5);
+    s.go(&mut agg, 0, Close, SynSent);
+    s.go(&mut agg, MS, SynSent, Established);
+    s.go(&mut agg, 2 * MS, Established, Close);
+    agg.feed_signal(&signal(5, 2 * MS, SignalKind::ResetSent, Close));
+    // A second abnormal close with nothing after it, settled at the end of the wake-up.
+    let mut t = Life::new(6);
+    t.go(&mut agg, 0, Close, SynSent);
+    t.go(&mut agg, MS, SynSent, Established);
+    t.go(&mut agg, 3 * MS, Established, Close);
+    agg.end_batch();
+    // A reset after the wake-up ended no longer explains anything.
+    agg.feed_signal(&signal(6, 4 * MS, SignalKind::ResetSent, Close));
+    let snap = agg.snapshot(10 * MS);
+    assert_eq!(
+        row(&snap, Side::Client, Established, Close, true).causes,
+        [(Cause::ResetSent, 1), (Cause::Other, 1)]
+    );
+}

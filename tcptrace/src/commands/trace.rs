@@ -39,7 +39,7 @@ pub async fn run(args: TraceArgs) -> anyhow::Result<()> {
             let lost = totals.kernel.lost();
             if lost > reported_lost {
                 eprintln!(
-                    "tcptrace: {} events lost so far ({} ring buffer full, {} skipped by the kernel)",
+                    "tcptrace: {} events lost so far, {} ring buffer full, {} skipped by the kernel",
                     lost, totals.kernel.ringbuf_full, totals.kernel.recursion_misses
                 );
                 reported_lost = lost;

@@ -464,13 +464,18 @@ fn bytecount(bytes: &[u8], byte: u8) -> u64 {
     bytes.iter().filter(|&&b| b == byte).count() as u64
 }
 
-/// tcptrace's last `N transitions, M lost[, …]` line.
+/// tcptrace's last `N transitions, M lost[, R ring buffer full, K skipped by the kernel …]`
+/// line: the transitions and the events lost to a full ring buffer (the runs the kernel
+/// skipped are read from the program's own statistics instead).
 pub fn tcptrace_summary(stderr: &str) -> Option<(u64, u64)> {
     stderr.lines().rev().find_map(|line| {
         let mut parts = line.split(", ");
         let n = parts.next()?.strip_suffix(" transitions")?.parse().ok()?;
-        let lost = parts.next()?.strip_suffix(" lost")?.parse().ok()?;
-        Some((n, lost))
+        let lost: u64 = parts.next()?.strip_suffix(" lost")?.parse().ok()?;
+        let ring_full = parts
+            .find_map(|part| part.strip_suffix(" ring buffer full")?.parse().ok())
+            .unwrap_or(lost);
+        Some((n, ring_full))
     })
 }
 
@@ -507,6 +512,8 @@ mod tests {
                       1200 transitions, 3 lost, 2 invalid records\n";
         assert_eq!(tcptrace_summary(stderr), Some((1200, 3)));
         assert_eq!(tcptrace_summary("tcptrace: 3 events lost\n"), None);
+        let split = "9 transitions, 5 lost, 1 ring buffer full, 4 skipped by the kernel (x)\n";
+        assert_eq!(tcptrace_summary(split), Some((9, 1)));
     }
 
     #[test]
