@@ -10,7 +10,7 @@ use tcptrace_ebpf::{Event, TIME_UNKNOWN, flags, kind};
 use thiserror::Error;
 
 use crate::{
-    event::{Family, Record, Signal, SignalKind, Transition},
+    event::{Comm, Family, Record, Signal, SignalKind, Transition},
     state::TcpState,
 };
 
@@ -79,12 +79,6 @@ pub fn addresses(event: &Event) -> Result<(Family, IpAddr, IpAddr), DecodeError>
     }
 }
 
-/// A NUL-padded comm as text.
-pub fn comm(raw: &[u8]) -> String {
-    let end = raw.iter().position(|&b| b == 0).unwrap_or(raw.len());
-    String::from_utf8_lossy(&raw[..end]).into_owned()
-}
-
 /// Signals carry the socket's state in `oldstate`; 0 when the tracepoint has none.
 fn decode_signal(event: &Event, kind: SignalKind) -> Result<Record, DecodeError> {
     let state = match event.oldstate {
@@ -110,9 +104,9 @@ fn decode_transition(event: &Event) -> Result<Transition, DecodeError> {
         sk: event.skaddr,
         pid: owner_known.then_some(event.tgid),
         comm: if owner_known {
-            comm(&event.comm)
+            Comm::from_raw(&event.comm)
         } else {
-            String::new()
+            Comm::default()
         },
         family,
         laddr,
@@ -271,12 +265,5 @@ pub(crate) mod tests {
         );
         e.oldstate = 77;
         assert_eq!(decode(&encode(&e)), Err(DecodeError::UnknownState(77)));
-    }
-
-    #[test]
-    fn comm_stops_at_nul_and_survives_invalid_utf8() {
-        assert_eq!(comm(b"nginx\0\0\0garbage"), "nginx");
-        assert_eq!(comm(b"full-sixteen-chr"), "full-sixteen-chr");
-        assert_eq!(comm(&[0xff, b'a', 0]), "\u{fffd}a");
     }
 }

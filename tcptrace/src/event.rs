@@ -1,6 +1,6 @@
 //! Typed records, decoded from the kernel's raw events.
 
-use std::net::IpAddr;
+use std::{fmt, net::IpAddr};
 
 use crate::state::TcpState;
 
@@ -20,6 +20,81 @@ impl Family {
     }
 }
 
+/// A task's command name as the kernel keeps it (at most 16 bytes), held inline: decoding a
+/// transition allocates nothing. Bytes that are not UTF-8 read as `?`.
+#[derive(Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub struct Comm {
+    bytes: [u8; 16],
+    len: u8,
+}
+
+impl Comm {
+    /// From the kernel's NUL-padded bytes.
+    pub fn from_raw(raw: &[u8]) -> Self {
+        let end = raw
+            .iter()
+            .position(|&b| b == 0)
+            .unwrap_or(raw.len())
+            .min(16);
+        let mut bytes = [0u8; 16];
+        bytes[..end].copy_from_slice(&raw[..end]);
+        if std::str::from_utf8(&bytes[..end]).is_err() {
+            for b in &mut bytes[..end] {
+                if !b.is_ascii() {
+                    *b = b'?';
+                }
+            }
+        }
+        Self {
+            bytes,
+            len: end as u8,
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        // Valid by construction: UTF-8 checked, or made ASCII.
+        std::str::from_utf8(&self.bytes[..self.len as usize]).unwrap_or("")
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+impl From<&str> for Comm {
+    fn from(text: &str) -> Self {
+        let mut end = text.len().min(16);
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        Self::from_raw(&text.as_bytes()[..end])
+    }
+}
+
+impl PartialEq<str> for Comm {
+    fn eq(&self, other: &str) -> bool {
+        self.as_str() == other
+    }
+}
+
+impl PartialEq<&str> for Comm {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
+impl fmt::Display for Comm {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.pad(self.as_str())
+    }
+}
+
+impl fmt::Debug for Comm {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self.as_str(), f)
+    }
+}
+
 /// One TCP state transition of one socket.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Transition {
@@ -30,7 +105,7 @@ pub struct Transition {
     /// Owner's process id; `None` when the kernel could not attribute the socket.
     pub pid: Option<u32>,
     /// Owner's command name (empty when unknown).
-    pub comm: String,
+    pub comm: Comm,
     pub family: Family,
     pub laddr: IpAddr,
     pub lport: u16,
@@ -77,4 +152,19 @@ pub struct Signal {
 pub enum Record {
     Transition(Transition),
     Signal(Signal),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn comm_from_kernel_bytes() {
+        assert_eq!(Comm::from_raw(b"nginx\0\0\0garbage"), "nginx");
+        assert_eq!(Comm::from_raw(b"full-sixteen-chr"), "full-sixteen-chr");
+        assert_eq!(Comm::from_raw(&[0xff, b'a', 0]), "?a");
+        assert!(Comm::from_raw(&[0; 16]).is_empty());
+        assert_eq!(Comm::from("a-name-longer-than-sixteen"), "a-name-longer-th");
+        assert_eq!(format!("{:<6}|", Comm::from("sh")), "sh    |");
+    }
 }

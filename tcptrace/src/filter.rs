@@ -47,7 +47,10 @@ impl EventFilter {
             && (self.lports.is_empty() || self.lports.contains(&t.lport))
             && (self.rports.is_empty() || self.rports.contains(&t.rport))
             && (self.pid.is_none() || self.pid == t.pid)
-            && self.comm.as_ref().is_none_or(|comm| *comm == t.comm)
+            && self
+                .comm
+                .as_ref()
+                .is_none_or(|comm| t.comm == comm.as_str())
             && self.netns.is_none_or(|netns| netns == t.netns)
     }
 }

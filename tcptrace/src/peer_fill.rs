@@ -76,6 +76,10 @@ impl PeerFill {
     pub fn push(&mut self, record: Record, out: &mut impl FnMut(Record)) {
         let t = match record {
             Record::Transition(t) => t,
+            signal @ Record::Signal(_) if self.queue.is_empty() => {
+                out(signal);
+                return;
+            }
             signal @ Record::Signal(_) => {
                 self.queue.push_back(Slot {
                     record: signal,
@@ -85,7 +89,13 @@ impl PeerFill {
                 return;
             }
         };
-        if let Some(seq) = self.waiting.remove(&t.sk) {
+        // Nothing held (the common case): no lookup.
+        let held_seq = if self.waiting.is_empty() {
+            None
+        } else {
+            self.waiting.remove(&t.sk)
+        };
+        if let Some(seq) = held_seq {
             let slot = &mut self.queue[(seq - self.front_seq) as usize];
             let Record::Transition(held) = &mut slot.record else {
                 unreachable!("only transitions wait")
@@ -117,6 +127,11 @@ impl PeerFill {
         if hold {
             self.waiting
                 .insert(t.sk, self.front_seq + self.queue.len() as u64);
+        }
+        if !hold && self.queue.is_empty() {
+            // Nothing waits ahead of it: straight through, no queueing.
+            out(Record::Transition(t));
+            return;
         }
         self.queue.push_back(Slot {
             record: Record::Transition(t),

@@ -40,7 +40,11 @@ impl TraceText {
 
     pub fn line(&self, out: &mut impl Write, t: &Transition) -> io::Result<()> {
         let pid = t.pid.map_or_else(|| "-".to_owned(), |pid| pid.to_string());
-        let comm = if t.comm.is_empty() { "-" } else { &t.comm };
+        let comm = if t.comm.is_empty() {
+            "-"
+        } else {
+            t.comm.as_str()
+        };
         let ms = t
             .time_in_from_ns
             .map_or_else(|| "-".to_owned(), |ns| format!("{:.3}", ns as f64 / 1e6));
@@ -65,7 +69,10 @@ mod tests {
     use std::net::{IpAddr, Ipv6Addr};
 
     use super::*;
-    use crate::{event::Family, state::TcpState};
+    use crate::{
+        event::{Comm, Family},
+        state::TcpState,
+    };
 
     fn transition() -> Transition {
         Transition {
@@ -111,7 +118,7 @@ mod tests {
     fn unknown_owner_and_time_and_ipv6_width() {
         let mut t = transition();
         t.pid = None;
-        t.comm = String::new();
+        t.comm = Comm::default();
         t.time_in_from_ns = None;
         t.family = Family::Inet6;
         t.laddr = IpAddr::V6(Ipv6Addr::new(0xfd00, 1, 2, 3, 4, 5, 6, 7));

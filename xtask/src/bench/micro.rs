@@ -16,7 +16,7 @@ pub struct MicroResult {
 }
 
 /// The benchmarks whose throughput is reported, as `group/function` of criterion.
-const BENCHMARKS: [&str; 1] = ["decode/synthetic_stream"];
+const BENCHMARKS: [&str; 2] = ["decode/synthetic_stream", "pipeline/decode_fill_aggregate"];
 
 pub fn run() -> anyhow::Result<Vec<MicroResult>> {
     eprintln!("xtask: cargo bench -p tcptrace (criterion)");
