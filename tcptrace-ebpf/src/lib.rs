@@ -94,8 +94,10 @@ pub mod counter {
     /// A socket was born at an address whose previous socket's entry was still there: that
     /// socket's →CLOSE was missed.
     pub const STALE_REPLACED: u32 = 6;
+    /// Events submitted to the ring buffer (also paces the wake-up checks).
+    pub const EVENTS_SUBMITTED: u32 = 7;
     /// Number of counters.
-    pub const COUNT: u32 = 7;
+    pub const COUNT: u32 = 8;
 }
 
 /// Bytes of a `sock:inet_sock_set_state` record the program copies at once (72 on current

@@ -16,9 +16,9 @@ static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/tc
 /// milliseconds of a storm of tens of thousands of connections per second.
 pub const DEFAULT_RING_BYTES: u32 = 4 << 20;
 
-/// Default wake-up threshold: 64 KiB, about 680 events; the stream drains the ring every
-/// [`crate::stream::DRAIN_EVERY`] as well, which bounds how stale a quiet host's events get.
-pub const DEFAULT_WAKEUP_BYTES: u64 = 64 << 10;
+/// Default early wake-up threshold: 1 MiB, a quarter of the default ring. Below it the reader
+/// is not woken and drains the ring every [`crate::stream::DRAIN_EVERY`].
+pub const DEFAULT_WAKEUP_BYTES: u64 = 1 << 20;
 
 #[derive(Debug, Error)]
 pub enum ProbeError {
@@ -37,8 +37,8 @@ pub enum ProbeError {
 pub struct ProbeConfig {
     pub filter: Filter,
     pub ring_bytes: u32,
-    /// Wake the reader once this many bytes wait (0: after every event). The reader must then
-    /// also drain the ring on a timer.
+    /// Wake the reader early once this many bytes wait (0: the kernel's policy, a wake-up
+    /// whenever the reader has caught up). The reader must also drain the ring on a timer.
     pub wakeup_bytes: u64,
     /// Also attach the `tcp:*` tracepoints that explain transitions (resets, retransmissions).
     pub causes: bool,
