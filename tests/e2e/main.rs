@@ -6,3 +6,4 @@ mod states;
 mod support;
 mod trace;
 mod transitions;
+mod transitions_netns;

@@ -25,19 +25,24 @@ fn start(filter: &str, port: u16) -> Tracer {
 }
 
 /// The row `from -> to` (normal or abnormal) of an interval object.
-fn row<'a>(object: &'a Value, from: &str, to: &str, abnormal: bool) -> Option<&'a Value> {
+pub(crate) fn row<'a>(
+    object: &'a Value,
+    from: &str,
+    to: &str,
+    abnormal: bool,
+) -> Option<&'a Value> {
     object["transitions"]
         .as_array()?
         .iter()
         .find(|r| r["from"] == from && r["to"] == to && r["abnormal"] == abnormal)
 }
 
-fn count(object: &Value, from: &str, to: &str, abnormal: bool) -> u64 {
+pub(crate) fn count(object: &Value, from: &str, to: &str, abnormal: bool) -> u64 {
     row(object, from, to, abnormal).map_or(0, |r| r["count"].as_u64().unwrap())
 }
 
 /// Waits until the latest interval shows `from -> to` at least `n` times.
-fn wait_for(tracer: &Tracer, from: &str, to: &str, abnormal: bool, n: u64) {
+pub(crate) fn wait_for(tracer: &Tracer, from: &str, to: &str, abnormal: bool, n: u64) {
     tracer.wait_json(&format!("{n} x {from}->{to}"), |lines| {
         lines
             .last()
@@ -46,7 +51,7 @@ fn wait_for(tracer: &Tracer, from: &str, to: &str, abnormal: bool, n: u64) {
 }
 
 /// Stops the tracer and returns its final object, checking the exit and the stream's shape.
-fn finish(tracer: Tracer) -> Value {
+pub(crate) fn finish(tracer: Tracer) -> Value {
     let Finished {
         status,
         stdout,

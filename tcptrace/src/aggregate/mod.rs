@@ -216,6 +216,13 @@ impl Aggregator {
             self.pending.remove(&t.sk)
         };
         let birth = Side::of_birth(t.from, t.to);
+        if birth.is_some()
+            && let Some(index) = self.undetermined.remove(&t.sk)
+        {
+            // A new socket at the address: the earlier close's reset will not come any more
+            // (it is sent right after the close, before the memory can be reused).
+            self.rows[index].causes[Cause::Other as usize] += 1;
+        }
         let socket = match (self.sockets.get_mut(t.sk), birth) {
             (Some(old), Some(side)) => {
                 // A new socket at the address of one whose close was never seen (lost event,
@@ -295,17 +302,15 @@ impl Aggregator {
             }
             return;
         }
-        if matches!(
-            signal.kind,
-            SignalKind::ResetSent | SignalKind::ResetReceived
-        ) && let Some(index) = self.undetermined.remove(&signal.sk)
+        // Only a reset sent from CLOSE comes after its close (tcp_disconnect() sets CLOSE, then
+        // sends it). A received reset is traced before tcp_done() closes the socket, and a reset
+        // sent from any other state belongs to a newer socket at the same address: neither
+        // explains an earlier close.
+        if signal.kind == SignalKind::ResetSent
+            && signal.state.is_none_or(|state| state == TcpState::Close)
+            && let Some(index) = self.undetermined.remove(&signal.sk)
         {
-            let cause = if signal.kind == SignalKind::ResetSent {
-                Cause::ResetSent
-            } else {
-                Cause::ResetReceived
-            };
-            self.rows[index].causes[cause as usize] += 1;
+            self.rows[index].causes[Cause::ResetSent as usize] += 1;
             return;
         }
         if let Some(socket) = self.sockets.get_mut(signal.sk) {

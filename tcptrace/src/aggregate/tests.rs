@@ -678,3 +678,39 @@ fn a_reset_sent_right_after_the_close_is_its_cause() {
         [(Cause::ResetSent, 1), (Cause::Other, 1)]
     );
 }
+
+#[test]
+fn a_close_awaiting_its_reset_does_not_take_the_next_socket_s() {
+    // Within one wake-up: an abnormal close whose cause is still unknown, then two refused
+    // connects at the same (reused) socket address, their resets handed before and after the
+    // birth, as the port fill may reorder them.
+    let mut agg = aggregator();
+    let mut aborted = Life::new(7);
+    aborted.go(&mut agg, 0, Close, SynSent);
+    aborted.go(&mut agg, MS, SynSent, Established);
+    aborted.go(&mut agg, 2 * MS, Established, Close);
+    let mut first = Life::new(7);
+    first.go(&mut agg, 3 * MS, Close, SynSent);
+    agg.feed_signal(&signal(7, 4 * MS, SignalKind::ResetReceived, SynSent));
+    first.go(&mut agg, 4 * MS, SynSent, Close);
+    agg.feed_signal(&signal(7, 6 * MS, SignalKind::ResetReceived, SynSent));
+    let mut second = Life::new(7);
+    second.go(&mut agg, 5 * MS, Close, SynSent);
+    second.go(&mut agg, 6 * MS, SynSent, Close);
+    // A reset sent by a newer, live socket at the address explains no earlier close either.
+    let mut live = Life::new(7);
+    live.go(&mut agg, 7 * MS, Close, SynSent);
+    live.go(&mut agg, 8 * MS, SynSent, Established);
+    agg.feed_signal(&signal(7, 9 * MS, SignalKind::ResetSent, Established));
+    live.go(&mut agg, 9 * MS, Established, Close);
+    agg.end_batch();
+    let snap = agg.snapshot(10 * MS);
+    assert_eq!(
+        row(&snap, Side::Client, SynSent, Close, true).causes,
+        [(Cause::Refused, 2)]
+    );
+    assert_eq!(
+        row(&snap, Side::Client, Established, Close, true).causes,
+        [(Cause::ResetSent, 1), (Cause::Other, 1)]
+    );
+}

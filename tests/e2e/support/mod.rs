@@ -97,8 +97,18 @@ fn collect_lines(reader: impl Read + Send + 'static, sink: Arc<Mutex<Vec<String>
 impl Tracer {
     /// Starts `tcptrace ARGS -v` and waits until its probe is attached.
     pub fn start(args: &[&str]) -> Self {
+        Self::start_command(Command::new(tcptrace_bin()), args)
+    }
+
+    /// Starts `tcptrace ARGS -v` inside a network namespace (`ip netns exec` execs it: the pid
+    /// is tcptrace's, so [`Tracer::stop`] reaches it), where it reads that namespace's counters.
+    pub fn start_in(netns: &Netns, args: &[&str]) -> Self {
+        Self::start_command(netns.command(tcptrace_bin()), args)
+    }
+
+    fn start_command(mut command: Command, args: &[&str]) -> Self {
         let _guard = start_lock();
-        let mut child = Command::new(tcptrace_bin())
+        let mut child = command
             .args(args)
             .arg("-v")
             .stdin(Stdio::null())
@@ -351,6 +361,20 @@ impl Netns {
         let mut command = self.command(program);
         command.args(args);
         run_ok(&mut command, &self.name)
+    }
+
+    /// The namespace's inode in the form `net:[INODE]`, as `--netns` accepts it.
+    pub fn inode(&self) -> String {
+        self.output("readlink", &["/proc/self/ns/net"])
+            .trim()
+            .to_owned()
+    }
+
+    /// Sets a sysctl of this namespace (`net.*` sysctls are per namespace) and checks it took.
+    pub fn sysctl(&self, key: &str, value: &str) {
+        self.output("sysctl", &["-w", &format!("{key}={value}")]);
+        let now = self.output("sysctl", &["-n", key]);
+        assert_eq!(now.trim(), value, "{key} in {}", self.name);
     }
 
     /// Loads an nftables ruleset into the namespace (nft reads it from stdin).
