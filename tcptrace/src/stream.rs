@@ -128,8 +128,10 @@ pub async fn run(
     let mut fill_tick = interval(DRAIN_EVERY);
     fill_tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
 
-    log::info!("probe attached to sock:inet_sock_set_state");
+    // The command takes its baselines (kernel counters) first: whoever waits for this line
+    // to start a workload must find them taken.
     on_update(Update::Started)?;
+    log::info!("probe attached to sock:inet_sock_set_state");
     let mut user_tick = interval(config.interval.unwrap_or(Duration::from_secs(3600)));
     user_tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
     user_tick.reset();

@@ -71,7 +71,12 @@ pub async fn run(args: TransitionsArgs) -> anyhow::Result<()> {
     let mut aggregator = Aggregator::new(Config {
         max_sockets: args.max_sockets,
         own_netns,
-        filtered: filter != EventFilter::default(),
+        // The check counts only this namespace anyway: `--netns` naming it filters nothing the
+        // kernel counters would see.
+        filtered: EventFilter {
+            netns: filter.netns.filter(|netns| *netns != own_netns),
+            ..filter.clone()
+        } != EventFilter::default(),
         top_signatures: args.top,
     });
     let config = StreamConfig {
