@@ -1,5 +1,7 @@
 //! `tcptrace states`: counts per state (or per group and state), the change since the previous
-//! snapshot, and the findings; as a table or as one JSON object per snapshot.
+//! snapshot, and the findings; as a table or as one JSON object per snapshot. When tracing,
+//! each snapshot also shows the stream's check against it, and between snapshots the counts
+//! kept current from the stream are redrawn.
 
 use std::{
     collections::BTreeMap,
@@ -10,7 +12,9 @@ use serde::Serialize;
 use serde_json::{Map, Value, json};
 
 use crate::{
-    census::{Census, Counts, Finding, GroupBy, GroupKey},
+    census::{CLOSE_WAIT_OLD_NS, Census, CloseWaitAge, Counts, Finding, GroupBy, GroupKey},
+    live_census::{Check, SNAPSHOT_ONLY},
+    render::units,
     state::TcpState,
 };
 
@@ -22,7 +26,31 @@ pub struct Frame<'a> {
     pub by: Option<GroupBy>,
     /// The kernel flagged the dump as changed while it was taken.
     pub interrupted: bool,
+    /// When tracing: the snapshot's time and the stream's check against it.
+    pub live: Option<LiveInfo<'a>>,
 }
+
+/// What tracing adds to a snapshot's frame.
+#[derive(Clone, Copy)]
+pub struct LiveInfo<'a> {
+    /// Start of the snapshot's dump, kernel monotonic time (`CLOCK_MONOTONIC`).
+    pub snapshot_ns: u64,
+    /// The previous snapshot plus the transitions since, against this one; `None` for the
+    /// first snapshot.
+    pub check: Option<&'a Check>,
+}
+
+/// A redraw between two snapshots: the counts kept current from the stream.
+pub struct LiveFrame<'a> {
+    pub counts: &'a Counts,
+    /// The last snapshot: changes are shown against it, its findings under the table.
+    pub snapshot: &'a Census,
+}
+
+/// Why some counts come from snapshots only, for the footnotes.
+const SNAPSHOT_ONLY_WHY: &str = "Linux never reports TIME_WAIT or request sockets \
+    (SYN_RECV) through the tracepoint: a closing socket goes FIN_WAIT2 -> CLOSE or CLOSING -> \
+    CLOSE when a timewait socket takes its place, and that socket's expiry is invisible";
 
 fn signed(n: i64) -> String {
     if n > 0 {
@@ -45,9 +73,18 @@ fn by_name(by: GroupBy) -> &'static str {
 }
 
 pub fn text(out: &mut impl Write, frame: &Frame<'_>) -> io::Result<()> {
+    let check = frame.live.and_then(|l| l.check);
     match (&frame.census.groups, frame.by) {
-        (Some(groups), Some(by)) => group_table(out, frame, groups, by)?,
-        _ => state_table(out, frame)?,
+        (Some(groups), Some(by)) => {
+            group_table(out, frame, groups, by)?;
+            if let Some(check) = check {
+                check_line(out, check)?;
+            }
+        }
+        _ => state_table(out, frame, check)?,
+    }
+    if let Some(check) = check {
+        check_notes(out, check)?;
     }
     if frame.interrupted {
         writeln!(
@@ -55,9 +92,13 @@ pub fn text(out: &mut impl Write, frame: &Frame<'_>) -> io::Result<()> {
             "(sockets changed while they were counted: counts may be off by those that moved)"
         )?;
     }
-    if !frame.census.findings.is_empty() {
-        writeln!(out, "\nFindings:")?;
-        for finding in &frame.census.findings {
+    findings(out, &frame.census.findings, "Findings:")
+}
+
+fn findings(out: &mut impl Write, findings: &[Finding], title: &str) -> io::Result<()> {
+    if !findings.is_empty() {
+        writeln!(out, "\n{title}")?;
+        for finding in findings {
             let mark = if finding.is_risk() { "!" } else { "-" };
             writeln!(out, "  {mark} {}", describe(finding))?;
         }
@@ -65,28 +106,133 @@ pub fn text(out: &mut impl Write, frame: &Frame<'_>) -> io::Result<()> {
     Ok(())
 }
 
-fn state_table(out: &mut impl Write, frame: &Frame<'_>) -> io::Result<()> {
+/// A check's word for one state.
+fn verdict(check: &Check, state: TcpState) -> String {
+    match check.states.iter().find(|s| s.state == state) {
+        Some(s) if s.difference() == 0 => "agrees".to_owned(),
+        Some(s) => format!("differs by {}", signed(s.difference())),
+        None => "snapshot only".to_owned(),
+    }
+}
+
+fn state_table(out: &mut impl Write, frame: &Frame<'_>, check: Option<&Check>) -> io::Result<()> {
     let now = &frame.census.total;
     let before = frame.previous.map(|p| &p.total);
     write!(out, "{:<12} {:>8}", "STATE", "COUNT")?;
     if before.is_some() {
         write!(out, " {:>8}", "CHANGE")?;
     }
+    if check.is_some() {
+        write!(out, "  STREAM")?;
+    }
     writeln!(out)?;
-    let row = |out: &mut dyn Write, name: &str, n: u64, b: Option<u64>| -> io::Result<()> {
+    let row = |out: &mut dyn Write,
+               name: &str,
+               n: u64,
+               b: Option<u64>,
+               word: Option<String>|
+     -> io::Result<()> {
         write!(out, "{name:<12} {n:>8}")?;
         if let Some(b) = b {
             write!(out, " {:>8}", signed(diff(n, b)))?;
+        }
+        if let Some(word) = word {
+            write!(out, "  {word}")?;
         }
         writeln!(out)
     };
     for (state, n) in now.iter() {
         let b = before.map(|b| b.get(state));
-        if n > 0 || b.is_some_and(|b| b > 0) {
-            row(out, state.name(), n, b)?;
+        let differs = check.is_some_and(|c| {
+            c.states
+                .iter()
+                .any(|s| s.state == state && s.difference() != 0)
+        });
+        if n > 0 || b.is_some_and(|b| b > 0) || differs {
+            row(out, state.name(), n, b, check.map(|c| verdict(c, state)))?;
         }
     }
-    row(out, "TOTAL", now.total(), before.map(Counts::total))
+    row(out, "TOTAL", now.total(), before.map(Counts::total), None)
+}
+
+/// The check in one line, under a group table.
+fn check_line(out: &mut impl Write, check: &Check) -> io::Result<()> {
+    let differing: Vec<String> = check
+        .states
+        .iter()
+        .filter(|s| s.difference() != 0)
+        .map(|s| format!("{} differs by {}", s.state.name(), signed(s.difference())))
+        .collect();
+    if differing.is_empty() {
+        writeln!(out, "STREAM: agrees")
+    } else {
+        writeln!(out, "STREAM: {}", differing.join(", "))
+    }
+}
+
+/// What the check compared, and what may explain a difference.
+fn check_notes(out: &mut impl Write, check: &Check) -> io::Result<()> {
+    writeln!(
+        out,
+        "STREAM: the previous snapshot plus the {} since, against this snapshot. {} come from \
+         snapshots only: {SNAPSHOT_ONLY_WHY}.",
+        plural(check.transitions, "transition", "transitions"),
+        SNAPSHOT_ONLY.map(TcpState::name).join(", "),
+    )?;
+    if !check.agrees() {
+        let mut causes = Vec::new();
+        if check.lost > 0 {
+            causes.push(format!(
+                "{} lost by the kernel",
+                plural(check.lost, "transition", "transitions")
+            ));
+        }
+        if check.during_snapshot > 0 {
+            causes.push(format!(
+                "{} while the snapshot was taken",
+                plural(check.during_snapshot, "transition", "transitions")
+            ));
+        }
+        if causes.is_empty() {
+            causes.push("no transition was lost: sockets of another kind moved".to_owned());
+        }
+        writeln!(out, "(differences: {})", causes.join("; "))?;
+    }
+    Ok(())
+}
+
+/// A redraw between snapshots: counts kept current from the stream, with the change since the
+/// last snapshot.
+pub fn live_text(out: &mut impl Write, frame: &LiveFrame<'_>) -> io::Result<()> {
+    let before = &frame.snapshot.total;
+    writeln!(out, "{:<12} {:>8} {:>8}", "STATE", "COUNT", "CHANGE")?;
+    for (state, n) in frame.counts.iter() {
+        let b = before.get(state);
+        if n > 0 || b > 0 {
+            let name = if SNAPSHOT_ONLY.contains(&state) {
+                format!("{}*", state.name())
+            } else {
+                state.name().to_owned()
+            };
+            writeln!(out, "{name:<12} {n:>8} {:>8}", signed(diff(n, b)))?;
+        }
+    }
+    writeln!(
+        out,
+        "{:<12} {:>8} {:>8}",
+        "TOTAL",
+        frame.counts.total(),
+        signed(diff(frame.counts.total(), before.total()))
+    )?;
+    writeln!(
+        out,
+        "* as the last snapshot found them: {SNAPSHOT_ONLY_WHY}."
+    )?;
+    findings(
+        out,
+        &frame.snapshot.findings,
+        "Findings (at the last snapshot):",
+    )
 }
 
 fn group_table(
@@ -150,21 +296,53 @@ fn plural(n: u64, one: &str, many: &str) -> String {
     format!("{n} {}", if n == 1 { one } else { many })
 }
 
+/// `; the oldest for 12.0s, 2 of them over 60 s` (or `for at least 40.0s (...)`).
+fn age_text(age: &CloseWaitAge, count: u64) -> String {
+    if age.timed == 0 {
+        return String::new();
+    }
+    let mut text = if age.oldest_exact {
+        format!("; the oldest for {}", units::duration(age.oldest_ns))
+    } else {
+        format!(
+            "; the oldest for at least {} (already in CLOSE_WAIT when first seen)",
+            units::duration(age.oldest_ns)
+        )
+    };
+    if age.old > 0 {
+        text.push_str(&format!(
+            ", {} of them over {} s",
+            age.old,
+            CLOSE_WAIT_OLD_NS / 1_000_000_000
+        ));
+    }
+    if age.timed < count {
+        text.push_str(&format!(
+            " ({} of {count} timed: too many to follow)",
+            age.timed
+        ));
+    }
+    text
+}
+
 /// One finding in a sentence.
 pub fn describe(finding: &Finding) -> String {
     match finding {
         Finding::CloseWait {
             owner: GroupKey::Process { pid, comm },
             count,
+            age,
         } => format!(
             "CLOSE_WAIT: {pid}/{comm} holds {} whose peer closed; it never closed {} itself \
-             (CLOSE_WAIT never times out: a leak in the application)",
+             (CLOSE_WAIT never times out: a leak in the application){}",
             plural(*count, "socket", "sockets"),
-            if *count == 1 { "it" } else { "them" }
+            if *count == 1 { "it" } else { "them" },
+            age.map(|a| age_text(&a, *count)).unwrap_or_default()
         ),
-        Finding::CloseWait { count, .. } => format!(
-            "CLOSE_WAIT: {} whose owner is unknown (run as root to see all processes)",
-            plural(*count, "socket", "sockets")
+        Finding::CloseWait { count, age, .. } => format!(
+            "CLOSE_WAIT: {} whose owner is unknown (run as root to see all processes){}",
+            plural(*count, "socket", "sockets"),
+            age.map(|a| age_text(&a, *count)).unwrap_or_default()
         ),
         Finding::TimeWaitPorts {
             total,
@@ -227,12 +405,21 @@ struct JsonGroup {
 
 fn finding_json(finding: &Finding) -> Value {
     let mut value = match finding {
-        Finding::CloseWait { owner, count } => {
+        Finding::CloseWait { owner, count, age } => {
             let (pid, comm) = match owner {
                 GroupKey::Process { pid, comm } => (Some(*pid), Some(comm.clone())),
                 _ => (None, None),
             };
-            json!({"kind": "close_wait", "pid": pid, "comm": comm, "count": count})
+            let age = age.map(|a| {
+                json!({
+                    "timed": a.timed,
+                    "oldest_s": a.oldest_ns as f64 / 1e9,
+                    "oldest_exact": a.oldest_exact,
+                    "old": a.old,
+                    "old_threshold_s": CLOSE_WAIT_OLD_NS / 1_000_000_000,
+                })
+            });
+            json!({"kind": "close_wait", "pid": pid, "comm": comm, "count": count, "age": age})
         }
         Finding::TimeWaitPorts {
             total,
@@ -254,6 +441,34 @@ fn finding_json(finding: &Finding) -> Value {
     value["risk"] = json!(finding.is_risk());
     value["text"] = json!(describe(finding));
     value
+}
+
+fn check_json(check: &Check) -> Value {
+    let states: Map<String, Value> = check
+        .states
+        .iter()
+        .map(|s| {
+            (
+                s.state.name().to_owned(),
+                json!({"stream": s.stream, "snapshot": s.snapshot, "difference": s.difference()}),
+            )
+        })
+        .collect();
+    json!({
+        "agrees": check.agrees(),
+        "states": states,
+        "transitions": check.transitions,
+        "during_snapshot": check.during_snapshot,
+        "lost": check.lost,
+    })
+}
+
+fn live_json(live: LiveInfo<'_>) -> Value {
+    json!({
+        "snapshot_ns": live.snapshot_ns,
+        "check": live.check.map(check_json),
+        "snapshot_only": SNAPSHOT_ONLY.map(TcpState::name),
+    })
 }
 
 /// One JSON object per snapshot.
@@ -285,6 +500,7 @@ pub fn json_line(out: &mut impl Write, frame: &Frame<'_>) -> io::Result<()> {
         "groups": groups,
         "findings": census.findings.iter().map(finding_json).collect::<Vec<_>>(),
         "interrupted": frame.interrupted,
+        "live": frame.live.map(live_json),
     });
     serde_json::to_writer(&mut *out, &value)?;
     out.write_all(b"\n")
@@ -313,6 +529,7 @@ mod tests {
                 low: 32768,
                 high: 60999,
             }),
+            close_wait_ages: None,
         };
         let mut sockets = population();
         let before = count(&sockets, None, &ctx, None);
@@ -324,6 +541,7 @@ mod tests {
             previous: Some(&before),
             by: None,
             interrupted: false,
+            live: None,
         };
         assert_eq!(
             render(&frame),
@@ -350,6 +568,7 @@ Findings:
         let ctx = Context {
             owners: None,
             port_range: None,
+            close_wait_ages: None,
         };
         let census = count(&population(), Some(GroupBy::Port), &ctx, None);
         let frame = Frame {
@@ -357,6 +576,7 @@ Findings:
             previous: None,
             by: Some(GroupBy::Port),
             interrupted: true,
+            live: None,
         };
         assert_eq!(
             render(&frame),
@@ -379,6 +599,7 @@ Findings:
         let ctx = Context {
             owners: None,
             port_range: None,
+            close_wait_ages: None,
         };
         let census = count(&population(), Some(GroupBy::Remote), &ctx, None);
         let mut out = Vec::new();
@@ -389,6 +610,7 @@ Findings:
                 previous: None,
                 by: Some(GroupBy::Remote),
                 interrupted: false,
+                live: None,
             },
         )
         .unwrap();
