@@ -76,15 +76,16 @@ impl Delta {
     /// SYN_RECV is a child socket's birth: the listener stays.
     fn apply(&mut self, t: &Transition) {
         let birth = t.from == TcpState::Listen && t.to == TcpState::SynRecv;
-        if streamed(t.from) && !birth {
-            if let Some(i) = index(t.from) {
-                self.0[i] -= 1;
-            }
+        if streamed(t.from)
+            && !birth
+            && let Some(i) = index(t.from)
+        {
+            self.0[i] -= 1;
         }
-        if streamed(t.to) {
-            if let Some(i) = index(t.to) {
-                self.0[i] += 1;
-            }
+        if streamed(t.to)
+            && let Some(i) = index(t.to)
+        {
+            self.0[i] += 1;
         }
     }
 
@@ -630,7 +631,7 @@ mod tests {
             })
         );
         ages.apply(&tr(13 * S - 5, Established, CloseWait, 4, 40004));
-        assert_eq!(ages.get(&second[2]).unwrap().exact, true);
+        assert!(ages.get(&second[2]).unwrap().exact);
         assert_eq!(ages.len(), 3);
         // A socket gone from a snapshot whose leaving transition was lost is forgotten.
         ages.snapshot(&second[1..], 14 * S);

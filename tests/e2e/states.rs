@@ -496,7 +496,7 @@ fn close_wait_finding<'a>(frame: &'a Value, pid: &str) -> &'a Value {
         .as_array()
         .unwrap()
         .iter()
-        .find(|f| f["kind"] == "close_wait" && f["pid"].to_string() == pid)
+        .find(|f| f["kind"] == "close_wait" && f["pid"].as_u64() == pid.parse().ok())
         .unwrap_or_else(|| panic!("no CLOSE_WAIT finding for {pid} in {frame:#}"))
 }
 

@@ -50,7 +50,8 @@ pub struct LiveFrame<'a> {
 /// Why some counts come from snapshots only, for the footnotes.
 const SNAPSHOT_ONLY_WHY: &str = "Linux never reports TIME_WAIT or request sockets \
     (SYN_RECV) through the tracepoint: a closing socket goes FIN_WAIT2 -> CLOSE or CLOSING -> \
-    CLOSE when a timewait socket takes its place, and that socket's expiry is invisible";
+    CLOSE when a timewait socket takes its place, and that socket's expiry is invisible \
+    (timewait sockets still in FIN_WAIT2 are counted from snapshots too)";
 
 fn signed(n: i64) -> String {
     if n > 0 {
@@ -206,10 +207,12 @@ fn check_notes(out: &mut impl Write, check: &Check) -> io::Result<()> {
 pub fn live_text(out: &mut impl Write, frame: &LiveFrame<'_>) -> io::Result<()> {
     let before = &frame.snapshot.total;
     writeln!(out, "{:<12} {:>8} {:>8}", "STATE", "COUNT", "CHANGE")?;
+    let mut starred = false;
     for (state, n) in frame.counts.iter() {
         let b = before.get(state);
         if n > 0 || b > 0 {
             let name = if SNAPSHOT_ONLY.contains(&state) {
+                starred = true;
                 format!("{}*", state.name())
             } else {
                 state.name().to_owned()
@@ -224,10 +227,12 @@ pub fn live_text(out: &mut impl Write, frame: &LiveFrame<'_>) -> io::Result<()> 
         frame.counts.total(),
         signed(diff(frame.counts.total(), before.total()))
     )?;
-    writeln!(
-        out,
-        "* as the last snapshot found them: {SNAPSHOT_ONLY_WHY}."
-    )?;
+    if starred {
+        writeln!(
+            out,
+            "* as the last snapshot found them: {SNAPSHOT_ONLY_WHY}."
+        )?;
+    }
     findings(
         out,
         &frame.snapshot.findings,
@@ -303,6 +308,8 @@ fn age_text(age: &CloseWaitAge, count: u64) -> String {
     }
     let mut text = if age.oldest_exact {
         format!("; the oldest for {}", units::duration(age.oldest_ns))
+    } else if age.oldest_ns < 1_000_000_000 {
+        "; already in CLOSE_WAIT when tracing started: timed from now on".to_owned()
     } else {
         format!(
             "; the oldest for at least {} (already in CLOSE_WAIT when first seen)",
@@ -591,6 +598,182 @@ Findings:
   ! CLOSE_WAIT: 2 sockets whose owner is unknown (run as root to see all processes)
   - SYN_RECV: 1 half-open connection on port 80
 "
+        );
+    }
+
+    /// A watch while tracing: a first snapshot at 100 s, transitions, a second at 102 s.
+    fn traced() -> (Census, Census, Check, Counts) {
+        use crate::{
+            diag::owners::Owners,
+            event::{Family, Transition},
+            live_census::{CloseWaitAges, LiveCensus, Split},
+        };
+        const S: u64 = 1_000_000_000;
+        let owners = owners();
+        let mut ages = CloseWaitAges::default();
+        let mut live = LiveCensus::new();
+        let first = population();
+        ages.snapshot(&first, 100 * S);
+        fn ctx<'a>(owners: &'a Owners, ages: &'a CloseWaitAges, at: u64) -> Context<'a> {
+            Context {
+                owners: Some(owners),
+                port_range: None,
+                close_wait_ages: Some((ages, at)),
+            }
+        }
+        let before = count(&first, None, &ctx(&owners, &ages, 100 * S), None);
+        live.rebase(Split::of(&first), 100 * S, 100 * S + 1000, 0);
+        let moved = |ts_ns, lport, rport, from, to| Transition {
+            ts_ns,
+            sk: 1,
+            pid: Some(101),
+            comm: "nginx".into(),
+            family: Family::Inet,
+            laddr: "10.0.0.1".parse().unwrap(),
+            lport,
+            raddr: "10.0.0.9".parse().unwrap(),
+            rport,
+            from,
+            to,
+            time_in_from_ns: None,
+            netns: 0,
+            first_seen_midlife: false,
+        };
+        use TcpState::*;
+        // 80 <- 40000 goes to CLOSE_WAIT; a connection the stream lost the start of closes.
+        for t in [
+            moved(101 * S, 80, 40000, Established, CloseWait),
+            moved(101 * S, 80, 40005, Established, Close),
+        ] {
+            live.apply(&t);
+            ages.apply(&t);
+        }
+        let live_counts = live.counts();
+        let mut second = population();
+        second[1].state = CloseWait;
+        ages.snapshot(&second, 102 * S);
+        let now = count(&second, None, &ctx(&owners, &ages, 102 * S), Some(&before));
+        live.rebase(Split::of(&second), 102 * S, 102 * S + 1000, 1);
+        let check = live.settle(103 * S, S / 2, 1).remove(0);
+        (before, now, check, live_counts)
+    }
+
+    #[test]
+    fn a_snapshot_with_the_streams_check_and_close_wait_ages() {
+        let (before, now, check, _) = traced();
+        let frame = Frame {
+            census: &now,
+            previous: Some(&before),
+            by: None,
+            interrupted: false,
+            live: Some(LiveInfo {
+                snapshot_ns: 102_000_000_000,
+                check: Some(&check),
+            }),
+        };
+        assert_eq!(
+            render(&frame),
+            "\
+STATE           COUNT   CHANGE  STREAM
+ESTABLISHED         1       -1  differs by -1
+SYN_RECV            1        0  snapshot only
+TIME_WAIT           3        0  snapshot only
+CLOSE_WAIT          3       +1  agrees
+LISTEN              1        0  agrees
+TOTAL               9        0
+STREAM: the previous snapshot plus the 2 transitions since, against this snapshot. SYN_RECV, TIME_WAIT, CLOSE come from snapshots only: Linux never reports TIME_WAIT or request sockets (SYN_RECV) through the tracepoint: a closing socket goes FIN_WAIT2 -> CLOSE or CLOSING -> CLOSE when a timewait socket takes its place, and that socket's expiry is invisible (timewait sockets still in FIN_WAIT2 are counted from snapshots too).
+(differences: 1 transition lost by the kernel)
+
+Findings:
+  ! CLOSE_WAIT: 101/nginx holds 2 sockets whose peer closed; it never closed them itself (CLOSE_WAIT never times out: a leak in the application); the oldest for at least 2.00s (already in CLOSE_WAIT when first seen)
+  ! CLOSE_WAIT: 102/worker holds 1 socket whose peer closed; it never closed it itself (CLOSE_WAIT never times out: a leak in the application); the oldest for at least 2.00s (already in CLOSE_WAIT when first seen)
+  - SYN_RECV: 1 half-open connection on port 80, 0 since the last snapshot
+"
+        );
+        // The first snapshot: its CLOSE_WAIT sockets are timed from the start of tracing.
+        let first = Frame {
+            census: &before,
+            previous: None,
+            by: None,
+            interrupted: false,
+            live: Some(LiveInfo {
+                snapshot_ns: 100_000_000_000,
+                check: None,
+            }),
+        };
+        assert!(render(&first).contains(
+            "a leak in the application); already in CLOSE_WAIT when tracing started: timed from now on\n"
+        ));
+    }
+
+    #[test]
+    fn live_counts_between_snapshots() {
+        let (before, _, _, counts) = traced();
+        let mut out = Vec::new();
+        live_text(
+            &mut out,
+            &LiveFrame {
+                counts: &counts,
+                snapshot: &before,
+            },
+        )
+        .unwrap();
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "\
+STATE           COUNT   CHANGE
+ESTABLISHED         0       -2
+SYN_RECV*           1        0
+TIME_WAIT*          3        0
+CLOSE_WAIT          3       +1
+LISTEN              1        0
+TOTAL               8       -1
+* as the last snapshot found them: Linux never reports TIME_WAIT or request sockets (SYN_RECV) through the tracepoint: a closing socket goes FIN_WAIT2 -> CLOSE or CLOSING -> CLOSE when a timewait socket takes its place, and that socket's expiry is invisible (timewait sockets still in FIN_WAIT2 are counted from snapshots too).
+
+Findings (at the last snapshot):
+  ! CLOSE_WAIT: 101/nginx holds 1 socket whose peer closed; it never closed it itself (CLOSE_WAIT never times out: a leak in the application); already in CLOSE_WAIT when tracing started: timed from now on
+  ! CLOSE_WAIT: 102/worker holds 1 socket whose peer closed; it never closed it itself (CLOSE_WAIT never times out: a leak in the application); already in CLOSE_WAIT when tracing started: timed from now on
+  - SYN_RECV: 1 half-open connection on port 80
+"
+        );
+    }
+
+    #[test]
+    fn json_carries_the_check_and_the_ages() {
+        let (before, now, check, _) = traced();
+        let mut out = Vec::new();
+        json_line(
+            &mut out,
+            &Frame {
+                census: &now,
+                previous: Some(&before),
+                by: None,
+                interrupted: false,
+                live: Some(LiveInfo {
+                    snapshot_ns: 102_000_000_000,
+                    check: Some(&check),
+                }),
+            },
+        )
+        .unwrap();
+        let value: Value = serde_json::from_slice(&out).unwrap();
+        let live = &value["live"];
+        assert_eq!(live["snapshot_ns"], 102_000_000_000u64);
+        assert_eq!(
+            live["snapshot_only"],
+            json!(["SYN_RECV", "TIME_WAIT", "CLOSE"])
+        );
+        assert_eq!(live["check"]["agrees"], false);
+        assert_eq!(live["check"]["lost"], 1);
+        assert_eq!(live["check"]["transitions"], 2);
+        assert_eq!(
+            live["check"]["states"]["ESTABLISHED"],
+            json!({"stream": 0, "snapshot": 1, "difference": -1})
+        );
+        assert_eq!(live["check"]["states"]["TIME_WAIT"], Value::Null);
+        assert_eq!(
+            value["findings"][0]["age"],
+            json!({"timed": 2, "oldest_s": 2.0, "oldest_exact": false, "old": 0, "old_threshold_s": 60})
         );
     }
 
