@@ -8,6 +8,7 @@ use std::{
 
 use crate::{
     diag::{SocketEntry, owners::Owners},
+    live_census::CloseWaitAges,
     state::TcpState,
 };
 
@@ -42,6 +43,10 @@ fn slot(state: TcpState) -> usize {
 impl Counts {
     pub fn add(&mut self, state: TcpState) {
         self.0[slot(state)] += 1;
+    }
+
+    pub fn add_n(&mut self, state: TcpState, n: u64) {
+        self.0[slot(state)] += n;
     }
 
     pub fn get(&self, state: TcpState) -> u64 {
@@ -121,13 +126,39 @@ pub struct Context<'a> {
     /// Socket owners, when they were looked up.
     pub owners: Option<&'a Owners>,
     pub port_range: Option<PortRange>,
+    /// When tracing: when CLOSE_WAIT sockets entered the state, and the time of the snapshot
+    /// (kernel monotonic) their ages are measured at.
+    pub close_wait_ages: Option<(&'a CloseWaitAges, u64)>,
+}
+
+/// CLOSE_WAIT sockets held longer than this are counted apart in the findings: a connection
+/// the application should have closed long ago.
+pub const CLOSE_WAIT_OLD_NS: u64 = 60_000_000_000;
+
+/// How long one process's CLOSE_WAIT sockets have been there, when tracing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CloseWaitAge {
+    /// Sockets with a known age (the others were not timed: too many to follow).
+    pub timed: u64,
+    /// The oldest socket's time in CLOSE_WAIT.
+    pub oldest_ns: u64,
+    /// False when the oldest was already in CLOSE_WAIT when first seen (at tracing start, or
+    /// its transition was lost): it has been there at least `oldest_ns`.
+    pub oldest_exact: bool,
+    /// Sockets in CLOSE_WAIT for at least [`CLOSE_WAIT_OLD_NS`].
+    pub old: u64,
 }
 
 /// Something worth an operator's attention, printed under the table.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Finding {
     /// A process holds sockets whose peer closed and that it never closed itself.
-    CloseWait { owner: GroupKey, count: u64 },
+    CloseWait {
+        owner: GroupKey,
+        count: u64,
+        /// When tracing: how long they have been there.
+        age: Option<CloseWaitAge>,
+    },
     /// TIME_WAIT sockets towards one destination hold this many of the ephemeral ports.
     TimeWaitPorts {
         total: u64,
@@ -216,18 +247,38 @@ fn group(sockets: &[SocketEntry], by: GroupBy, ctx: &Context<'_>) -> BTreeMap<Gr
 fn findings(sockets: &[SocketEntry], ctx: &Context<'_>, previous: Option<&Census>) -> Vec<Finding> {
     let mut found = Vec::new();
 
-    let mut close_wait: HashMap<GroupKey, u64> = HashMap::new();
+    let mut close_wait: HashMap<GroupKey, (u64, Option<CloseWaitAge>)> = HashMap::new();
     for socket in sockets.iter().filter(|s| s.state == TcpState::CloseWait) {
-        *close_wait
+        let (count, age) = close_wait
             .entry(owner_key(ctx.owners, socket.inode))
-            .or_default() += 1;
+            .or_default();
+        *count += 1;
+        if let Some((ages, now_ns)) = ctx.close_wait_ages {
+            let age = age.get_or_insert(CloseWaitAge {
+                timed: 0,
+                oldest_ns: 0,
+                oldest_exact: true,
+                old: 0,
+            });
+            if let Some(since) = ages.get(socket) {
+                let held = now_ns.saturating_sub(since.ns);
+                age.timed += 1;
+                if held > age.oldest_ns || age.timed == 1 {
+                    age.oldest_ns = held;
+                    age.oldest_exact = since.exact;
+                }
+                if held >= CLOSE_WAIT_OLD_NS {
+                    age.old += 1;
+                }
+            }
+        }
     }
     let mut close_wait: Vec<_> = close_wait.into_iter().collect();
-    close_wait.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    close_wait.sort_by(|a, b| b.1.0.cmp(&a.1.0).then_with(|| a.0.cmp(&b.0)));
     found.extend(
         close_wait
             .into_iter()
-            .map(|(owner, count)| Finding::CloseWait { owner, count }),
+            .map(|(owner, (count, age))| Finding::CloseWait { owner, count, age }),
     );
 
     // A TIME_WAIT socket keeps its 4-tuple: a new connection from the same local address to
@@ -370,6 +421,7 @@ pub(crate) mod tests {
             &Context {
                 owners: None,
                 port_range: None,
+                close_wait_ages: None,
             },
             None,
         );
@@ -394,6 +446,7 @@ pub(crate) mod tests {
         let ctx = Context {
             owners: Some(&owners),
             port_range: None,
+            close_wait_ages: None,
         };
         let keys = |by| -> Vec<(String, u64)> {
             count(&population(), Some(by), &ctx, None)
@@ -436,6 +489,7 @@ pub(crate) mod tests {
         let ctx = Context {
             owners: Some(&owners),
             port_range: PortRange::parse("32768\t60999\n"),
+            close_wait_ages: None,
         };
         let census = count(&population(), None, &ctx, None);
         assert_eq!(
@@ -446,14 +500,16 @@ pub(crate) mod tests {
                         pid: 101,
                         comm: "nginx".into()
                     },
-                    count: 1
+                    count: 1,
+                    age: None,
                 },
                 Finding::CloseWait {
                     owner: GroupKey::Process {
                         pid: 102,
                         comm: "worker".into()
                     },
-                    count: 1
+                    count: 1,
+                    age: None,
                 },
                 Finding::TimeWaitPorts {
                     total: 3,
@@ -477,10 +533,79 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn close_wait_findings_say_how_long_when_tracing() {
+        use crate::{event::Transition, live_census::CloseWaitAges};
+        const S: u64 = 1_000_000_000;
+        let owners = owners();
+        let mut sockets = population();
+        sockets.push(sock(TcpState::CloseWait, "10.0.0.1:80", "10.0.0.4:1", 2));
+        // Seen at the first snapshot (t = 100 s): at least since then.
+        let mut ages = CloseWaitAges::default();
+        ages.snapshot(&sockets[..4], 100 * S);
+        // Entered CLOSE_WAIT while tracing, at t = 150 s.
+        ages.apply(&Transition {
+            ts_ns: 150 * S,
+            sk: 1,
+            pid: Some(101),
+            comm: "nginx".into(),
+            family: crate::event::Family::Inet,
+            laddr: "10.0.0.1".parse().unwrap(),
+            lport: 80,
+            raddr: "10.0.0.4".parse().unwrap(),
+            rport: 1,
+            from: TcpState::Established,
+            to: TcpState::CloseWait,
+            time_in_from_ns: None,
+            netns: 0,
+            first_seen_midlife: false,
+        });
+        let ctx = Context {
+            owners: Some(&owners),
+            port_range: None,
+            close_wait_ages: Some((&ages, 170 * S)),
+        };
+        let census = count(&sockets, None, &ctx, None);
+        let close_wait: Vec<_> = census
+            .findings
+            .iter()
+            .filter_map(|f| match f {
+                Finding::CloseWait { owner, count, age } => Some((owner.label(), *count, *age)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            close_wait,
+            [
+                (
+                    "101/nginx".to_owned(),
+                    2,
+                    Some(CloseWaitAge {
+                        timed: 2,
+                        oldest_ns: 70 * S,
+                        oldest_exact: false,
+                        old: 1
+                    })
+                ),
+                (
+                    "102/worker".to_owned(),
+                    1,
+                    Some(CloseWaitAge {
+                        timed: 1,
+                        oldest_ns: 70 * S,
+                        oldest_exact: false,
+                        old: 1
+                    })
+                ),
+            ]
+        );
+    }
+
+    #[test]
     fn syn_recv_growth_is_measured_against_the_previous_census() {
         let ctx = Context {
             owners: None,
             port_range: None,
+            close_wait_ages: None,
         };
         let mut sockets = population();
         let first = count(&sockets, None, &ctx, None);
@@ -525,6 +650,7 @@ pub(crate) mod tests {
             &Context {
                 owners: None,
                 port_range: Some(range),
+                close_wait_ages: None,
             },
             None,
         );

@@ -208,7 +208,10 @@ pub struct StatesArgs {
     /// by owning process, or by remote address.
     #[arg(long, value_enum)]
     pub by: Option<crate::census::GroupBy>,
-    /// Redraw every SECS seconds (2 when omitted) with the change since the last snapshot.
+    /// Take a snapshot every SECS seconds (2 when omitted) and show the change since the last.
+    /// When the probe loads (root), the counts are kept current from the transition stream in
+    /// between (redrawn every second), each snapshot checks them, and CLOSE_WAIT findings say
+    /// how long the sockets have been there.
     #[arg(long, value_name = "SECS", num_args = 0..=1, default_missing_value = "2",
           value_parser = parse_duration, allow_negative_numbers = true)]
     pub watch: Option<Duration>,

@@ -1,11 +1,17 @@
 //! `tcptrace states` and `tcptrace sockets` against a known population of sockets, crafted in a
 //! network namespace of the test: exact counts, equality with `ss`, owners and timers.
 
-use std::{collections::BTreeMap, process::Command};
+use std::{
+    collections::BTreeMap,
+    io::{BufRead, BufReader, Read},
+    process::{Child, Command, Stdio},
+    sync::{Arc, Mutex},
+    thread,
+};
 
 use serde_json::Value;
 
-use crate::support::{Netns, Peer, privileged, tcptrace_bin, wait_until};
+use crate::support::{Netns, Peer, privileged, start_lock, tcptrace_bin, wait_until};
 
 const LO: &str = "127.0.0.1";
 
@@ -389,4 +395,257 @@ fn explain_and_bad_states_fail_with_one_line() {
     let (code, _, stderr) = run(&["sockets", "--state", "BOGUS"]);
     assert_eq!(code, Some(2));
     assert!(stderr.contains("unknown TCP state `BOGUS`"), "{stderr}");
+}
+
+/// `CLOCK_MONOTONIC`, the clock of tcptrace's `snapshot_ns`.
+fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: valid clock id and pointer.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// tcptrace running in a namespace, its stdout lines and stderr collected as they come.
+struct Watching {
+    child: Child,
+    lines: Arc<Mutex<Vec<String>>>,
+    stderr: Arc<Mutex<String>>,
+}
+
+impl Watching {
+    fn start(mut command: Command) -> Self {
+        let mut child = command
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn tcptrace");
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let sink = lines.clone();
+        let stdout = child.stdout.take().unwrap();
+        thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                sink.lock().unwrap().push(line);
+            }
+        });
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let sink = stderr.clone();
+        let mut pipe = child.stderr.take().unwrap();
+        thread::spawn(move || {
+            let mut text = String::new();
+            let _ = pipe.read_to_string(&mut text);
+            *sink.lock().unwrap() = text;
+        });
+        Self {
+            child,
+            lines,
+            stderr,
+        }
+    }
+
+    fn frames(&self) -> Vec<Value> {
+        json_lines(&self.lines.lock().unwrap().join("\n"))
+    }
+
+    /// Waits for the exit (`--count`); the frames and stderr.
+    fn finish(mut self, frames: usize) -> (Vec<Value>, String) {
+        let status = wait_until("tcptrace to exit", || self.child.try_wait().unwrap());
+        assert!(
+            status.success(),
+            "{status}: {}",
+            self.stderr.lock().unwrap()
+        );
+        let frames = wait_until("every frame", || {
+            let got = self.frames();
+            (got.len() >= frames).then_some(got)
+        });
+        // The stderr reader drops its handle once the pipe closes, right after the exit.
+        let stderr = wait_until("stderr", || {
+            (Arc::strong_count(&self.stderr) == 1).then(|| self.stderr.lock().unwrap().clone())
+        });
+        (frames, stderr)
+    }
+}
+
+impl Drop for Watching {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A connection whose client closes and whose server never does: the server's socket stays in
+/// CLOSE_WAIT. Returns the server (who holds it) and the client.
+fn close_wait_pair(netns: &Netns) -> (Peer, Peer) {
+    let mut server = Peer::spawn_in(netns);
+    let mut client = Peer::spawn_in(netns);
+    let port = server.port(&format!("listen {LO}"));
+    client.cmd(&format!("connect {LO} {port}"));
+    server.cmd("accept");
+    client.cmd("close");
+    server.cmd("wait-eof");
+    (server, client)
+}
+
+fn close_wait_finding<'a>(frame: &'a Value, pid: &str) -> &'a Value {
+    frame["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["kind"] == "close_wait" && f["pid"].as_u64() == pid.parse().ok())
+        .unwrap_or_else(|| panic!("no CLOSE_WAIT finding for {pid} in {frame:#}"))
+}
+
+#[test]
+fn watch_keeps_counts_live_checks_them_and_times_close_wait() {
+    if !privileged("states: live watch") {
+        return;
+    }
+    const FRAMES: usize = 5;
+    let netns = Netns::new("watch");
+    // Held since before tracing starts.
+    let (mut early, _early_client) = close_wait_pair(&netns);
+    let early_pid = early.cmd("pid");
+
+    let mut command = netns.command(tcptrace_bin());
+    command.args([
+        "states",
+        "--watch",
+        "1",
+        "--count",
+        &FRAMES.to_string(),
+        "--json",
+    ]);
+    let watching = {
+        let _guard = start_lock();
+        let watching = Watching::start(command);
+        wait_until("the first snapshot", || {
+            (!watching.frames().is_empty()).then_some(())
+        });
+        watching
+    };
+
+    // Enters CLOSE_WAIT while tracing, between these two times.
+    let before_close = monotonic_ns();
+    let (mut late, _late_client) = close_wait_pair(&netns);
+    let entered_by = monotonic_ns();
+    let late_pid = late.cmd("pid");
+    // More movement: a pair that stays up, one that closes both ways (TIME_WAIT).
+    let mut server = Peer::spawn_in(&netns);
+    let mut client = Peer::spawn_in(&netns);
+    let port = server.port(&format!("listen {LO}"));
+    client.cmd(&format!("connect {LO} {port}"));
+    server.cmd("accept");
+    let (mut gone, _gone_client) = close_wait_pair(&netns);
+    gone.cmd("close");
+
+    let (frames, stderr) = watching.finish(FRAMES);
+    assert_eq!(frames.len(), FRAMES, "{frames:#?}");
+    assert!(
+        !stderr.contains("snapshots only"),
+        "the probe did not load: {stderr}"
+    );
+    let first = &frames[0];
+    assert_eq!(first["live"]["check"], Value::Null, "{first:#}");
+    let snapshot_only: Vec<&str> = first["live"]["snapshot_only"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s.as_str().unwrap())
+        .collect();
+    assert_eq!(snapshot_only, ["SYN_RECV", "TIME_WAIT", "CLOSE"]);
+
+    // Every later snapshot checks the counts the stream kept since the previous one.
+    let mut transitions = 0;
+    for frame in &frames[1..] {
+        let check = &frame["live"]["check"];
+        // FIN_WAIT2: the orphaned clients' timewait sockets are in the snapshot only.
+        for state in ["ESTABLISHED", "CLOSE_WAIT", "LISTEN", "FIN_WAIT2"] {
+            assert_eq!(
+                check["states"][state]["difference"], 0,
+                "{state} differs: {frame:#}"
+            );
+        }
+        for state in ["ESTABLISHED", "CLOSE_WAIT", "LISTEN"] {
+            assert_eq!(
+                check["states"][state]["snapshot"], frame["states"][state],
+                "{frame:#}"
+            );
+        }
+        assert!(check["states"]["TIME_WAIT"].is_null(), "{check:#}");
+        assert_eq!(check["lost"], 0, "{check:#}");
+        transitions += check["transitions"].as_u64().unwrap();
+    }
+    // Three connections made (five transitions each, listeners included), two closed.
+    assert!(transitions >= 20, "{transitions} transitions: {frames:#?}");
+
+    let last = &frames[FRAMES - 1];
+    assert_eq!(last["states"]["CLOSE_WAIT"], 2, "{last:#}");
+    assert_eq!(last["states"]["TIME_WAIT"], 1, "{last:#}");
+    let snapshot_ns = last["live"]["snapshot_ns"].as_u64().unwrap();
+    let first_ns = first["live"]["snapshot_ns"].as_u64().unwrap();
+    let seconds = |ns: u64| ns as f64 / 1e9;
+    // Already there when tracing started: at least since the first snapshot.
+    let age = &close_wait_finding(last, &early_pid)["age"];
+    assert_eq!(age["oldest_exact"], false, "{age:#}");
+    let oldest = age["oldest_s"].as_f64().unwrap();
+    assert!(
+        (oldest - seconds(snapshot_ns - first_ns)).abs() < 1e-6,
+        "{oldest} {age:#}"
+    );
+    // Entered while tracing: timed from its transition, as long as it has been held.
+    let age = &close_wait_finding(last, &late_pid)["age"];
+    assert_eq!(age["oldest_exact"], true, "{age:#}");
+    assert_eq!(age["timed"], 1);
+    let oldest = age["oldest_s"].as_f64().unwrap();
+    let held_at_least = seconds(snapshot_ns - entered_by);
+    let held_at_most = seconds(snapshot_ns - before_close);
+    assert!(
+        oldest >= held_at_least - 1e-6 && oldest <= held_at_most + 1e-6,
+        "{oldest} not in [{held_at_least}, {held_at_most}]"
+    );
+    assert!(held_at_least > 2.0, "{held_at_least}");
+}
+
+#[test]
+fn watch_without_privileges_shows_snapshots_and_says_so() {
+    if !privileged("states: watch without privileges") {
+        return;
+    }
+    let netns = Netns::new("watch-unprivileged");
+    let (_server, _client) = close_wait_pair(&netns);
+    // As nobody, without capabilities: the probe cannot load, inet_diag still answers.
+    let mut command = netns.command("setpriv");
+    command
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "--inh-caps=-all",
+        ])
+        .arg(tcptrace_bin())
+        .args(["states", "--watch", "0.2", "--count", "2", "--json"]);
+    let out = command.output().expect("run setpriv");
+    assert!(out.status.success(), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("snapshots only"), "{stderr}");
+    assert!(stderr.contains("root"), "{stderr}");
+    let frames = json_lines(&String::from_utf8_lossy(&out.stdout));
+    assert_eq!(frames.len(), 2);
+    for frame in &frames {
+        assert_eq!(frame["live"], Value::Null);
+        assert_eq!(frame["states"]["CLOSE_WAIT"], 1);
+        let finding = frame["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["kind"] == "close_wait")
+            .unwrap();
+        assert_eq!(finding["age"], Value::Null);
+    }
 }

@@ -1,11 +1,16 @@
 //! `tcptrace states`: counts per state from inet_diag snapshots, once or redrawn with changes.
 //!
 //! `--watch` takes a fresh snapshot each interval and shows the difference with the previous
-//! one: exact at each snapshot, whatever happened in between.
+//! one: exact at each snapshot, whatever happened in between. When the probe loads, the
+//! transition stream keeps the counts current between snapshots (redrawn every second), each
+//! snapshot checks them, and CLOSE_WAIT sockets are timed from the transition that put them
+//! there. Without the probe, the snapshots alone are shown.
 
 use std::{
+    collections::{HashSet, VecDeque},
     fs,
     io::{self, IsTerminal as _, Write},
+    time::Duration,
 };
 
 use tokio::{
@@ -14,14 +19,29 @@ use tokio::{
 };
 
 use crate::{
+    aggregate::kernel_counters,
     census::{self, Census, Context, GroupBy, PortRange},
     cli::StatesArgs,
     clock::{self, WallClock},
     commands::sockets::{selected_snapshot, selection},
-    diag::DiagSocket,
-    render::states::{Frame, json_line, text},
+    diag::{DiagSocket, SocketEntry, owners::Owners},
+    live_census::{Check, CloseWaitAges, LiveCensus, Split},
+    probe::ProbeConfig,
+    render::states::{Frame, LiveFrame, LiveInfo, json_line, live_text, text},
+    select::Selection,
     state::TcpState,
+    stream::{self, StreamConfig, Update},
 };
+
+/// How often the loop looks at the clock when tracing: snapshots are taken, checks settled and
+/// live counts redrawn on these ticks.
+const TICK: Duration = Duration::from_millis(100);
+/// How often the live counts are redrawn between snapshots (text only).
+const REDRAW_NS: u64 = 1_000_000_000;
+/// How long after a snapshot every transition before it has reached us: the stream holds a
+/// transition with a zero port up to 250 ms for its socket's next one (stream::FILL_HOLD_NS)
+/// and drains the ring buffer every 50 ms at the latest.
+const SETTLE_NS: u64 = 500_000_000;
 
 /// The ephemeral port range of this network namespace; `None` when unreadable.
 fn port_range() -> Option<PortRange> {
@@ -38,11 +58,73 @@ pub async fn run(args: StatesArgs) -> anyhow::Result<()> {
     let terminal = stdout.is_terminal();
     let mut out = io::BufWriter::with_capacity(64 * 1024, stdout.lock());
     let Some(every) = args.watch else {
-        let census = take(&mut diag, &args, &selection, range, None)?;
-        draw(&mut out, &args, &census, None)?;
+        let (sockets, owners, interrupted) = snapshot(&mut diag, &args, &selection)?;
+        let census = count(
+            &sockets,
+            owners.as_ref(),
+            &args,
+            range,
+            None,
+            None,
+            interrupted,
+        );
+        draw(&mut out, &args, &census, None, None)?;
         return Ok(out.flush()?);
     };
 
+    if selection.needs_owners() {
+        log::warn!(
+            "--pid and --comm select sockets by the processes holding them now, which the \
+             transition stream does not know: --watch shows snapshots only"
+        );
+    } else {
+        let mut watch = LiveWatch {
+            args: &args,
+            selection: &selection,
+            diag: &mut diag,
+            range,
+            every,
+            terminal,
+            out: &mut out,
+            wall: WallClock::read(),
+            live: LiveCensus::only(&selection.states),
+            ages: CloseWaitAges::default(),
+            started: false,
+            previous: None,
+            waiting: VecDeque::new(),
+            next_snapshot_ns: 0,
+            last_draw_ns: 0,
+            taken: 0,
+            drawn: 0,
+        };
+        let result = watch_live(&mut watch).await;
+        let started = watch.started;
+        match result {
+            Ok(()) => return Ok(out.flush()?),
+            Err(err) if is_done(&err) => return Ok(out.flush()?),
+            // The probe did not load: the snapshots still tell the counts, exactly.
+            Err(err) if !started => log::warn!(
+                "--watch shows snapshots only, without live counts between them: {err:#}"
+            ),
+            Err(err) => return Err(err),
+        }
+    }
+    watch_snapshots(
+        &mut diag, &args, &selection, range, every, terminal, &mut out,
+    )
+    .await
+}
+
+/// Snapshots only: one per interval, each with the change since the previous one.
+async fn watch_snapshots(
+    diag: &mut DiagSocket,
+    args: &StatesArgs,
+    selection: &Selection,
+    range: Option<PortRange>,
+    every: Duration,
+    terminal: bool,
+    out: &mut impl Write,
+) -> anyhow::Result<()> {
     let mut sigint = signal(SignalKind::interrupt())?;
     let mut sigterm = signal(SignalKind::terminate())?;
     let mut ticks = interval(every);
@@ -57,19 +139,27 @@ pub async fn run(args: StatesArgs) -> anyhow::Result<()> {
             _ = sigterm.recv() => break,
             _ = ticks.tick() => {}
         }
-        let census = take(&mut diag, &args, &selection, range, previous.as_ref())?;
+        let (sockets, owners, interrupted) = snapshot(diag, args, selection)?;
+        let census = count(
+            &sockets,
+            owners.as_ref(),
+            args,
+            range,
+            previous.as_ref(),
+            None,
+            interrupted,
+        );
         if !args.json {
-            if terminal {
-                // Clear the screen and go home: a plain redraw, no full-screen mode.
-                write!(out, "\x1b[H\x1b[2J")?;
-            } else if taken > 0 {
-                writeln!(out)?;
-            }
-            let time = wall.time_of_day(clock::monotonic_ns());
-            let time = time.split('.').next().unwrap_or(&time);
-            writeln!(out, "{time}  every {:.1?}\n", every)?;
+            header(
+                out,
+                terminal,
+                taken > 0,
+                &wall,
+                clock::monotonic_ns(),
+                &format!("every {every:.1?}"),
+            )?;
         }
-        draw(&mut out, &args, &census, previous.as_ref())?;
+        draw(out, args, &census, previous.as_ref(), None)?;
         out.flush()?;
         previous = Some(census);
         taken += 1;
@@ -80,20 +170,240 @@ pub async fn run(args: StatesArgs) -> anyhow::Result<()> {
     Ok(out.flush()?)
 }
 
-fn take(
+/// The state of a watch kept live by the transition stream; owned by the stream's loop.
+struct LiveWatch<'a, W: Write> {
+    args: &'a StatesArgs,
+    selection: &'a Selection,
+    diag: &'a mut DiagSocket,
+    range: Option<PortRange>,
+    every: Duration,
+    terminal: bool,
+    out: &'a mut W,
+    wall: WallClock,
+    live: LiveCensus,
+    ages: CloseWaitAges,
+    /// The probe is attached.
+    started: bool,
+    /// The last snapshot drawn.
+    previous: Option<Census>,
+    /// Snapshots taken and not drawn yet: each waits for its check, with its dump's start.
+    waiting: VecDeque<(u64, Census)>,
+    next_snapshot_ns: u64,
+    last_draw_ns: u64,
+    taken: u64,
+    drawn: u64,
+}
+
+/// `--count` snapshots were drawn: ends the stream's loop from inside a callback, which can
+/// only stop it with an error.
+#[derive(Debug, thiserror::Error)]
+#[error("the requested snapshots were shown")]
+struct Done;
+
+fn is_done(err: &anyhow::Error) -> bool {
+    err.chain().any(|cause| {
+        cause
+            .downcast_ref::<io::Error>()
+            .and_then(|io| io.get_ref())
+            .is_some_and(|inner| inner.is::<Done>())
+    })
+}
+
+async fn watch_live<W: Write>(watch: &mut LiveWatch<'_, W>) -> anyhow::Result<()> {
+    let mut filter = watch.args.filter.to_filter();
+    // inet_diag lists this namespace's sockets only; the probe sees every namespace.
+    match kernel_counters::own_netns() {
+        Ok(netns) => filter.netns = Some(netns),
+        Err(err) => log::warn!(
+            "cannot read /proc/self/ns/net ({err}): the live counts include every namespace"
+        ),
+    }
+    let config = StreamConfig {
+        probe: ProbeConfig {
+            filter: filter.kernel(),
+            ..ProbeConfig::default()
+        },
+        filter,
+        interval: Some(TICK),
+        duration: None,
+    };
+    stream::run(config, |update| match update {
+        Update::Started => {
+            watch.started = true;
+            let now = clock::monotonic_ns();
+            watch.next_snapshot_ns = now;
+            watch.take(0)?;
+            watch.settle(now, 0)
+        }
+        Update::Transition(t) => {
+            watch.live.apply(t);
+            watch.ages.apply(t);
+            Ok(())
+        }
+        Update::Tick(totals) => watch.tick(totals.now_ns, totals.kernel.lost()),
+        Update::Signal(_) | Update::BatchEnd => Ok(()),
+    })
+    .await?;
+    Ok(())
+}
+
+impl<W: Write> LiveWatch<'_, W> {
+    fn wanted(&self) -> bool {
+        self.args.count.is_none_or(|n| self.taken < n)
+    }
+
+    fn tick(&mut self, now_ns: u64, lost: u64) -> io::Result<()> {
+        self.settle(now_ns, lost)?;
+        if self.wanted() && now_ns + TICK.as_nanos() as u64 / 2 >= self.next_snapshot_ns {
+            return self.take(lost);
+        }
+        if !self.args.json
+            && self.waiting.is_empty()
+            && now_ns.saturating_sub(self.last_draw_ns) >= REDRAW_NS
+            && let Some(previous) = &self.previous
+        {
+            let counts = self.live.counts();
+            let what = format!(
+                "live: {} since the snapshot of {}; snapshots every {:.1?}",
+                plural(self.live.transitions_since(), "transition", "transitions"),
+                time_of_day(&self.wall, self.live.base_ns()),
+                self.every
+            );
+            header(self.out, self.terminal, true, &self.wall, now_ns, &what)?;
+            live_text(
+                self.out,
+                &LiveFrame {
+                    counts: &counts,
+                    snapshot: previous,
+                },
+            )?;
+            self.out.flush()?;
+            self.last_draw_ns = now_ns;
+        }
+        Ok(())
+    }
+
+    /// Takes a snapshot: the new base of the live counts. It is drawn once checked.
+    fn take(&mut self, lost: u64) -> io::Result<()> {
+        let start_ns = clock::monotonic_ns();
+        let (sockets, owners, interrupted) =
+            snapshot(self.diag, self.args, self.selection).map_err(io::Error::other)?;
+        let end_ns = clock::monotonic_ns();
+        self.ages.snapshot(&sockets, start_ns);
+        let census = count(
+            &sockets,
+            owners.as_ref(),
+            self.args,
+            self.range,
+            self.waiting
+                .back()
+                .map(|(_, c)| c)
+                .or(self.previous.as_ref()),
+            Some((&self.ages, start_ns)),
+            interrupted,
+        );
+        self.live
+            .rebase(Split::of(&sockets), start_ns, end_ns, lost);
+        self.waiting.push_back((start_ns, census));
+        self.taken += 1;
+        let every = self.every.as_nanos() as u64;
+        self.next_snapshot_ns = (self.next_snapshot_ns + every).max(start_ns + every / 2);
+        Ok(())
+    }
+
+    /// Draws the snapshots whose check is complete; the first one has none and is drawn at once.
+    fn settle(&mut self, now_ns: u64, lost: u64) -> io::Result<()> {
+        let checks = self.live.settle(now_ns, SETTLE_NS, lost);
+        if self.previous.is_none()
+            && let Some((at_ns, census)) = self.waiting.pop_front()
+        {
+            self.draw(at_ns, census, None)?;
+        }
+        for check in checks {
+            let Some(i) = self.waiting.iter().position(|(at, _)| *at == check.at_ns) else {
+                continue;
+            };
+            let (at_ns, census) = self.waiting.remove(i).expect("just found");
+            self.draw(at_ns, census, Some(&check))?;
+        }
+        Ok(())
+    }
+
+    fn draw(&mut self, at_ns: u64, census: Census, check: Option<&Check>) -> io::Result<()> {
+        if !self.args.json {
+            let what = format!("snapshot, every {:.1?}", self.every);
+            header(
+                self.out,
+                self.terminal,
+                self.drawn > 0,
+                &self.wall,
+                at_ns,
+                &what,
+            )?;
+        }
+        let live = LiveInfo {
+            snapshot_ns: at_ns,
+            check,
+        };
+        draw(
+            self.out,
+            self.args,
+            &census,
+            self.previous.as_ref(),
+            Some(live),
+        )?;
+        self.out.flush()?;
+        self.previous = Some(census);
+        self.drawn += 1;
+        self.last_draw_ns = at_ns.max(self.last_draw_ns);
+        if self.args.count.is_some_and(|n| self.drawn >= n) {
+            return Err(io::Error::other(Done));
+        }
+        Ok(())
+    }
+}
+
+fn plural(n: u64, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
+fn time_of_day(wall: &WallClock, ns: u64) -> String {
+    let time = wall.time_of_day(ns);
+    time.split('.').next().unwrap_or(&time).to_owned()
+}
+
+/// The line above each table: the screen is cleared on a terminal, tables are separated by a
+/// blank line otherwise.
+fn header(
+    out: &mut impl Write,
+    terminal: bool,
+    after_another: bool,
+    wall: &WallClock,
+    ns: u64,
+    what: &str,
+) -> io::Result<()> {
+    if terminal {
+        // Clear the screen and go home: a plain redraw, no full-screen mode.
+        write!(out, "\x1b[H\x1b[2J")?;
+    } else if after_another {
+        writeln!(out)?;
+    }
+    writeln!(out, "{}  {what}\n", time_of_day(wall, ns))
+}
+
+/// One snapshot of the selected sockets, with their owners where they are shown.
+fn snapshot(
     diag: &mut DiagSocket,
     args: &StatesArgs,
-    selection: &crate::select::Selection,
-    range: Option<PortRange>,
-    previous: Option<&Census>,
-) -> anyhow::Result<Census> {
+    selection: &Selection,
+) -> anyhow::Result<(Vec<SocketEntry>, Option<Owners>, bool)> {
     let (sockets, owners, interrupted) =
         selected_snapshot(diag, selection, &args.filter, false, false)?;
     // Owners are looked up only when they are shown: grouping by process, or processes holding
     // CLOSE_WAIT sockets (their inodes only).
     let owners = match owners {
         Some(owners) => Some(owners),
-        None if args.by == Some(GroupBy::Process) => Some(crate::diag::owners::Owners::scan(
+        None if args.by == Some(GroupBy::Process) => Some(Owners::scan(
             &sockets
                 .iter()
                 .map(|s| s.inode)
@@ -101,21 +411,34 @@ fn take(
                 .collect(),
         )),
         None => {
-            let close_wait: std::collections::HashSet<u32> = sockets
+            let close_wait: HashSet<u32> = sockets
                 .iter()
                 .filter(|s| s.state == TcpState::CloseWait && s.inode != 0)
                 .map(|s| s.inode)
                 .collect();
-            (!close_wait.is_empty()).then(|| crate::diag::owners::Owners::scan(&close_wait))
+            (!close_wait.is_empty()).then(|| Owners::scan(&close_wait))
         }
     };
+    Ok((sockets, owners, interrupted))
+}
+
+fn count(
+    sockets: &[SocketEntry],
+    owners: Option<&Owners>,
+    args: &StatesArgs,
+    range: Option<PortRange>,
+    previous: Option<&Census>,
+    close_wait_ages: Option<(&CloseWaitAges, u64)>,
+    interrupted: bool,
+) -> Census {
     let ctx = Context {
-        owners: owners.as_ref(),
+        owners,
         port_range: range,
+        close_wait_ages,
     };
-    let mut census = census::count(&sockets, args.by, &ctx, previous);
+    let mut census = census::count(sockets, args.by, &ctx, previous);
     census.interrupted = interrupted;
-    Ok(census)
+    census
 }
 
 fn draw(
@@ -123,12 +446,14 @@ fn draw(
     args: &StatesArgs,
     census: &Census,
     previous: Option<&Census>,
+    live: Option<LiveInfo<'_>>,
 ) -> io::Result<()> {
     let frame = Frame {
         census,
         previous,
         by: args.by,
         interrupted: census.interrupted,
+        live,
     };
     if args.json {
         json_line(out, &frame)

@@ -1,5 +1,7 @@
 //! `tcptrace states`: counts per state (or per group and state), the change since the previous
-//! snapshot, and the findings; as a table or as one JSON object per snapshot.
+//! snapshot, and the findings; as a table or as one JSON object per snapshot. When tracing,
+//! each snapshot also shows the stream's check against it, and between snapshots the counts
+//! kept current from the stream are redrawn.
 
 use std::{
     collections::BTreeMap,
@@ -10,7 +12,9 @@ use serde::Serialize;
 use serde_json::{Map, Value, json};
 
 use crate::{
-    census::{Census, Counts, Finding, GroupBy, GroupKey},
+    census::{CLOSE_WAIT_OLD_NS, Census, CloseWaitAge, Counts, Finding, GroupBy, GroupKey},
+    live_census::{Check, SNAPSHOT_ONLY},
+    render::units,
     state::TcpState,
 };
 
@@ -22,7 +26,32 @@ pub struct Frame<'a> {
     pub by: Option<GroupBy>,
     /// The kernel flagged the dump as changed while it was taken.
     pub interrupted: bool,
+    /// When tracing: the snapshot's time and the stream's check against it.
+    pub live: Option<LiveInfo<'a>>,
 }
+
+/// What tracing adds to a snapshot's frame.
+#[derive(Clone, Copy)]
+pub struct LiveInfo<'a> {
+    /// Start of the snapshot's dump, kernel monotonic time (`CLOCK_MONOTONIC`).
+    pub snapshot_ns: u64,
+    /// The previous snapshot plus the transitions since, against this one; `None` for the
+    /// first snapshot.
+    pub check: Option<&'a Check>,
+}
+
+/// A redraw between two snapshots: the counts kept current from the stream.
+pub struct LiveFrame<'a> {
+    pub counts: &'a Counts,
+    /// The last snapshot: changes are shown against it, its findings under the table.
+    pub snapshot: &'a Census,
+}
+
+/// Why some counts come from snapshots only, for the footnotes.
+const SNAPSHOT_ONLY_WHY: &str = "Linux never reports TIME_WAIT or request sockets \
+    (SYN_RECV) through the tracepoint: a closing socket goes FIN_WAIT2 -> CLOSE or CLOSING -> \
+    CLOSE when a timewait socket takes its place, and that socket's expiry is invisible \
+    (timewait sockets still in FIN_WAIT2 are counted from snapshots too)";
 
 fn signed(n: i64) -> String {
     if n > 0 {
@@ -45,9 +74,18 @@ fn by_name(by: GroupBy) -> &'static str {
 }
 
 pub fn text(out: &mut impl Write, frame: &Frame<'_>) -> io::Result<()> {
+    let check = frame.live.and_then(|l| l.check);
     match (&frame.census.groups, frame.by) {
-        (Some(groups), Some(by)) => group_table(out, frame, groups, by)?,
-        _ => state_table(out, frame)?,
+        (Some(groups), Some(by)) => {
+            group_table(out, frame, groups, by)?;
+            if let Some(check) = check {
+                check_line(out, check)?;
+            }
+        }
+        _ => state_table(out, frame, check)?,
+    }
+    if let Some(check) = check {
+        check_notes(out, check)?;
     }
     if frame.interrupted {
         writeln!(
@@ -55,9 +93,13 @@ pub fn text(out: &mut impl Write, frame: &Frame<'_>) -> io::Result<()> {
             "(sockets changed while they were counted: counts may be off by those that moved)"
         )?;
     }
-    if !frame.census.findings.is_empty() {
-        writeln!(out, "\nFindings:")?;
-        for finding in &frame.census.findings {
+    findings(out, &frame.census.findings, "Findings:")
+}
+
+fn findings(out: &mut impl Write, findings: &[Finding], title: &str) -> io::Result<()> {
+    if !findings.is_empty() {
+        writeln!(out, "\n{title}")?;
+        for finding in findings {
             let mark = if finding.is_risk() { "!" } else { "-" };
             writeln!(out, "  {mark} {}", describe(finding))?;
         }
@@ -65,28 +107,137 @@ pub fn text(out: &mut impl Write, frame: &Frame<'_>) -> io::Result<()> {
     Ok(())
 }
 
-fn state_table(out: &mut impl Write, frame: &Frame<'_>) -> io::Result<()> {
+/// A check's word for one state.
+fn verdict(check: &Check, state: TcpState) -> String {
+    match check.states.iter().find(|s| s.state == state) {
+        Some(s) if s.difference() == 0 => "agrees".to_owned(),
+        Some(s) => format!("differs by {}", signed(s.difference())),
+        None => "snapshot only".to_owned(),
+    }
+}
+
+fn state_table(out: &mut impl Write, frame: &Frame<'_>, check: Option<&Check>) -> io::Result<()> {
     let now = &frame.census.total;
     let before = frame.previous.map(|p| &p.total);
     write!(out, "{:<12} {:>8}", "STATE", "COUNT")?;
     if before.is_some() {
         write!(out, " {:>8}", "CHANGE")?;
     }
+    if check.is_some() {
+        write!(out, "  STREAM")?;
+    }
     writeln!(out)?;
-    let row = |out: &mut dyn Write, name: &str, n: u64, b: Option<u64>| -> io::Result<()> {
+    let row = |out: &mut dyn Write,
+               name: &str,
+               n: u64,
+               b: Option<u64>,
+               word: Option<String>|
+     -> io::Result<()> {
         write!(out, "{name:<12} {n:>8}")?;
         if let Some(b) = b {
             write!(out, " {:>8}", signed(diff(n, b)))?;
+        }
+        if let Some(word) = word {
+            write!(out, "  {word}")?;
         }
         writeln!(out)
     };
     for (state, n) in now.iter() {
         let b = before.map(|b| b.get(state));
-        if n > 0 || b.is_some_and(|b| b > 0) {
-            row(out, state.name(), n, b)?;
+        let differs = check.is_some_and(|c| {
+            c.states
+                .iter()
+                .any(|s| s.state == state && s.difference() != 0)
+        });
+        if n > 0 || b.is_some_and(|b| b > 0) || differs {
+            row(out, state.name(), n, b, check.map(|c| verdict(c, state)))?;
         }
     }
-    row(out, "TOTAL", now.total(), before.map(Counts::total))
+    row(out, "TOTAL", now.total(), before.map(Counts::total), None)
+}
+
+/// The check in one line, under a group table.
+fn check_line(out: &mut impl Write, check: &Check) -> io::Result<()> {
+    let differing: Vec<String> = check
+        .states
+        .iter()
+        .filter(|s| s.difference() != 0)
+        .map(|s| format!("{} differs by {}", s.state.name(), signed(s.difference())))
+        .collect();
+    if differing.is_empty() {
+        writeln!(out, "STREAM: agrees")
+    } else {
+        writeln!(out, "STREAM: {}", differing.join(", "))
+    }
+}
+
+/// What the check compared, and what may explain a difference.
+fn check_notes(out: &mut impl Write, check: &Check) -> io::Result<()> {
+    writeln!(
+        out,
+        "STREAM: the previous snapshot plus the {} since, against this snapshot. {} come from \
+         snapshots only: {SNAPSHOT_ONLY_WHY}.",
+        plural(check.transitions, "transition", "transitions"),
+        SNAPSHOT_ONLY.map(TcpState::name).join(", "),
+    )?;
+    if !check.agrees() {
+        let mut causes = Vec::new();
+        if check.lost > 0 {
+            causes.push(format!(
+                "{} lost by the kernel",
+                plural(check.lost, "transition", "transitions")
+            ));
+        }
+        if check.during_snapshot > 0 {
+            causes.push(format!(
+                "{} while the snapshot was taken",
+                plural(check.during_snapshot, "transition", "transitions")
+            ));
+        }
+        if causes.is_empty() {
+            causes.push("no transition was lost: sockets of another kind moved".to_owned());
+        }
+        writeln!(out, "(differences: {})", causes.join("; "))?;
+    }
+    Ok(())
+}
+
+/// A redraw between snapshots: counts kept current from the stream, with the change since the
+/// last snapshot.
+pub fn live_text(out: &mut impl Write, frame: &LiveFrame<'_>) -> io::Result<()> {
+    let before = &frame.snapshot.total;
+    writeln!(out, "{:<12} {:>8} {:>8}", "STATE", "COUNT", "CHANGE")?;
+    let mut starred = false;
+    for (state, n) in frame.counts.iter() {
+        let b = before.get(state);
+        if n > 0 || b > 0 {
+            let name = if SNAPSHOT_ONLY.contains(&state) {
+                starred = true;
+                format!("{}*", state.name())
+            } else {
+                state.name().to_owned()
+            };
+            writeln!(out, "{name:<12} {n:>8} {:>8}", signed(diff(n, b)))?;
+        }
+    }
+    writeln!(
+        out,
+        "{:<12} {:>8} {:>8}",
+        "TOTAL",
+        frame.counts.total(),
+        signed(diff(frame.counts.total(), before.total()))
+    )?;
+    if starred {
+        writeln!(
+            out,
+            "* as the last snapshot found them: {SNAPSHOT_ONLY_WHY}."
+        )?;
+    }
+    findings(
+        out,
+        &frame.snapshot.findings,
+        "Findings (at the last snapshot):",
+    )
 }
 
 fn group_table(
@@ -150,21 +301,55 @@ fn plural(n: u64, one: &str, many: &str) -> String {
     format!("{n} {}", if n == 1 { one } else { many })
 }
 
+/// `; the oldest for 12.0s, 2 of them over 60 s` (or `for at least 40.0s (...)`).
+fn age_text(age: &CloseWaitAge, count: u64) -> String {
+    if age.timed == 0 {
+        return String::new();
+    }
+    let mut text = if age.oldest_exact {
+        format!("; the oldest for {}", units::duration(age.oldest_ns))
+    } else if age.oldest_ns < 1_000_000_000 {
+        "; already in CLOSE_WAIT when tracing started: timed from now on".to_owned()
+    } else {
+        format!(
+            "; the oldest for at least {} (already in CLOSE_WAIT when first seen)",
+            units::duration(age.oldest_ns)
+        )
+    };
+    if age.old > 0 {
+        text.push_str(&format!(
+            ", {} of them over {} s",
+            age.old,
+            CLOSE_WAIT_OLD_NS / 1_000_000_000
+        ));
+    }
+    if age.timed < count {
+        text.push_str(&format!(
+            " ({} of {count} timed: too many to follow)",
+            age.timed
+        ));
+    }
+    text
+}
+
 /// One finding in a sentence.
 pub fn describe(finding: &Finding) -> String {
     match finding {
         Finding::CloseWait {
             owner: GroupKey::Process { pid, comm },
             count,
+            age,
         } => format!(
             "CLOSE_WAIT: {pid}/{comm} holds {} whose peer closed; it never closed {} itself \
-             (CLOSE_WAIT never times out: a leak in the application)",
+             (CLOSE_WAIT never times out: a leak in the application){}",
             plural(*count, "socket", "sockets"),
-            if *count == 1 { "it" } else { "them" }
+            if *count == 1 { "it" } else { "them" },
+            age.map(|a| age_text(&a, *count)).unwrap_or_default()
         ),
-        Finding::CloseWait { count, .. } => format!(
-            "CLOSE_WAIT: {} whose owner is unknown (run as root to see all processes)",
-            plural(*count, "socket", "sockets")
+        Finding::CloseWait { count, age, .. } => format!(
+            "CLOSE_WAIT: {} whose owner is unknown (run as root to see all processes){}",
+            plural(*count, "socket", "sockets"),
+            age.map(|a| age_text(&a, *count)).unwrap_or_default()
         ),
         Finding::TimeWaitPorts {
             total,
@@ -227,12 +412,21 @@ struct JsonGroup {
 
 fn finding_json(finding: &Finding) -> Value {
     let mut value = match finding {
-        Finding::CloseWait { owner, count } => {
+        Finding::CloseWait { owner, count, age } => {
             let (pid, comm) = match owner {
                 GroupKey::Process { pid, comm } => (Some(*pid), Some(comm.clone())),
                 _ => (None, None),
             };
-            json!({"kind": "close_wait", "pid": pid, "comm": comm, "count": count})
+            let age = age.map(|a| {
+                json!({
+                    "timed": a.timed,
+                    "oldest_s": a.oldest_ns as f64 / 1e9,
+                    "oldest_exact": a.oldest_exact,
+                    "old": a.old,
+                    "old_threshold_s": CLOSE_WAIT_OLD_NS / 1_000_000_000,
+                })
+            });
+            json!({"kind": "close_wait", "pid": pid, "comm": comm, "count": count, "age": age})
         }
         Finding::TimeWaitPorts {
             total,
@@ -254,6 +448,34 @@ fn finding_json(finding: &Finding) -> Value {
     value["risk"] = json!(finding.is_risk());
     value["text"] = json!(describe(finding));
     value
+}
+
+fn check_json(check: &Check) -> Value {
+    let states: Map<String, Value> = check
+        .states
+        .iter()
+        .map(|s| {
+            (
+                s.state.name().to_owned(),
+                json!({"stream": s.stream, "snapshot": s.snapshot, "difference": s.difference()}),
+            )
+        })
+        .collect();
+    json!({
+        "agrees": check.agrees(),
+        "states": states,
+        "transitions": check.transitions,
+        "during_snapshot": check.during_snapshot,
+        "lost": check.lost,
+    })
+}
+
+fn live_json(live: LiveInfo<'_>) -> Value {
+    json!({
+        "snapshot_ns": live.snapshot_ns,
+        "check": live.check.map(check_json),
+        "snapshot_only": SNAPSHOT_ONLY.map(TcpState::name),
+    })
 }
 
 /// One JSON object per snapshot.
@@ -285,6 +507,7 @@ pub fn json_line(out: &mut impl Write, frame: &Frame<'_>) -> io::Result<()> {
         "groups": groups,
         "findings": census.findings.iter().map(finding_json).collect::<Vec<_>>(),
         "interrupted": frame.interrupted,
+        "live": frame.live.map(live_json),
     });
     serde_json::to_writer(&mut *out, &value)?;
     out.write_all(b"\n")
@@ -313,6 +536,7 @@ mod tests {
                 low: 32768,
                 high: 60999,
             }),
+            close_wait_ages: None,
         };
         let mut sockets = population();
         let before = count(&sockets, None, &ctx, None);
@@ -324,6 +548,7 @@ mod tests {
             previous: Some(&before),
             by: None,
             interrupted: false,
+            live: None,
         };
         assert_eq!(
             render(&frame),
@@ -350,6 +575,7 @@ Findings:
         let ctx = Context {
             owners: None,
             port_range: None,
+            close_wait_ages: None,
         };
         let census = count(&population(), Some(GroupBy::Port), &ctx, None);
         let frame = Frame {
@@ -357,6 +583,7 @@ Findings:
             previous: None,
             by: Some(GroupBy::Port),
             interrupted: true,
+            live: None,
         };
         assert_eq!(
             render(&frame),
@@ -374,11 +601,188 @@ Findings:
         );
     }
 
+    /// A watch while tracing: a first snapshot at 100 s, transitions, a second at 102 s.
+    fn traced() -> (Census, Census, Check, Counts) {
+        use crate::{
+            diag::owners::Owners,
+            event::{Family, Transition},
+            live_census::{CloseWaitAges, LiveCensus, Split},
+        };
+        const S: u64 = 1_000_000_000;
+        let owners = owners();
+        let mut ages = CloseWaitAges::default();
+        let mut live = LiveCensus::new();
+        let first = population();
+        ages.snapshot(&first, 100 * S);
+        fn ctx<'a>(owners: &'a Owners, ages: &'a CloseWaitAges, at: u64) -> Context<'a> {
+            Context {
+                owners: Some(owners),
+                port_range: None,
+                close_wait_ages: Some((ages, at)),
+            }
+        }
+        let before = count(&first, None, &ctx(&owners, &ages, 100 * S), None);
+        live.rebase(Split::of(&first), 100 * S, 100 * S + 1000, 0);
+        let moved = |ts_ns, lport, rport, from, to| Transition {
+            ts_ns,
+            sk: 1,
+            pid: Some(101),
+            comm: "nginx".into(),
+            family: Family::Inet,
+            laddr: "10.0.0.1".parse().unwrap(),
+            lport,
+            raddr: "10.0.0.9".parse().unwrap(),
+            rport,
+            from,
+            to,
+            time_in_from_ns: None,
+            netns: 0,
+            first_seen_midlife: false,
+        };
+        use TcpState::*;
+        // 80 <- 40000 goes to CLOSE_WAIT; a connection the stream lost the start of closes.
+        for t in [
+            moved(101 * S, 80, 40000, Established, CloseWait),
+            moved(101 * S, 80, 40005, Established, Close),
+        ] {
+            live.apply(&t);
+            ages.apply(&t);
+        }
+        let live_counts = live.counts();
+        let mut second = population();
+        second[1].state = CloseWait;
+        ages.snapshot(&second, 102 * S);
+        let now = count(&second, None, &ctx(&owners, &ages, 102 * S), Some(&before));
+        live.rebase(Split::of(&second), 102 * S, 102 * S + 1000, 1);
+        let check = live.settle(103 * S, S / 2, 1).remove(0);
+        (before, now, check, live_counts)
+    }
+
+    #[test]
+    fn a_snapshot_with_the_streams_check_and_close_wait_ages() {
+        let (before, now, check, _) = traced();
+        let frame = Frame {
+            census: &now,
+            previous: Some(&before),
+            by: None,
+            interrupted: false,
+            live: Some(LiveInfo {
+                snapshot_ns: 102_000_000_000,
+                check: Some(&check),
+            }),
+        };
+        assert_eq!(
+            render(&frame),
+            "\
+STATE           COUNT   CHANGE  STREAM
+ESTABLISHED         1       -1  differs by -1
+SYN_RECV            1        0  snapshot only
+TIME_WAIT           3        0  snapshot only
+CLOSE_WAIT          3       +1  agrees
+LISTEN              1        0  agrees
+TOTAL               9        0
+STREAM: the previous snapshot plus the 2 transitions since, against this snapshot. SYN_RECV, TIME_WAIT, CLOSE come from snapshots only: Linux never reports TIME_WAIT or request sockets (SYN_RECV) through the tracepoint: a closing socket goes FIN_WAIT2 -> CLOSE or CLOSING -> CLOSE when a timewait socket takes its place, and that socket's expiry is invisible (timewait sockets still in FIN_WAIT2 are counted from snapshots too).
+(differences: 1 transition lost by the kernel)
+
+Findings:
+  ! CLOSE_WAIT: 101/nginx holds 2 sockets whose peer closed; it never closed them itself (CLOSE_WAIT never times out: a leak in the application); the oldest for at least 2.00s (already in CLOSE_WAIT when first seen)
+  ! CLOSE_WAIT: 102/worker holds 1 socket whose peer closed; it never closed it itself (CLOSE_WAIT never times out: a leak in the application); the oldest for at least 2.00s (already in CLOSE_WAIT when first seen)
+  - SYN_RECV: 1 half-open connection on port 80, 0 since the last snapshot
+"
+        );
+        // The first snapshot: its CLOSE_WAIT sockets are timed from the start of tracing.
+        let first = Frame {
+            census: &before,
+            previous: None,
+            by: None,
+            interrupted: false,
+            live: Some(LiveInfo {
+                snapshot_ns: 100_000_000_000,
+                check: None,
+            }),
+        };
+        assert!(render(&first).contains(
+            "a leak in the application); already in CLOSE_WAIT when tracing started: timed from now on\n"
+        ));
+    }
+
+    #[test]
+    fn live_counts_between_snapshots() {
+        let (before, _, _, counts) = traced();
+        let mut out = Vec::new();
+        live_text(
+            &mut out,
+            &LiveFrame {
+                counts: &counts,
+                snapshot: &before,
+            },
+        )
+        .unwrap();
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "\
+STATE           COUNT   CHANGE
+ESTABLISHED         0       -2
+SYN_RECV*           1        0
+TIME_WAIT*          3        0
+CLOSE_WAIT          3       +1
+LISTEN              1        0
+TOTAL               8       -1
+* as the last snapshot found them: Linux never reports TIME_WAIT or request sockets (SYN_RECV) through the tracepoint: a closing socket goes FIN_WAIT2 -> CLOSE or CLOSING -> CLOSE when a timewait socket takes its place, and that socket's expiry is invisible (timewait sockets still in FIN_WAIT2 are counted from snapshots too).
+
+Findings (at the last snapshot):
+  ! CLOSE_WAIT: 101/nginx holds 1 socket whose peer closed; it never closed it itself (CLOSE_WAIT never times out: a leak in the application); already in CLOSE_WAIT when tracing started: timed from now on
+  ! CLOSE_WAIT: 102/worker holds 1 socket whose peer closed; it never closed it itself (CLOSE_WAIT never times out: a leak in the application); already in CLOSE_WAIT when tracing started: timed from now on
+  - SYN_RECV: 1 half-open connection on port 80
+"
+        );
+    }
+
+    #[test]
+    fn json_carries_the_check_and_the_ages() {
+        let (before, now, check, _) = traced();
+        let mut out = Vec::new();
+        json_line(
+            &mut out,
+            &Frame {
+                census: &now,
+                previous: Some(&before),
+                by: None,
+                interrupted: false,
+                live: Some(LiveInfo {
+                    snapshot_ns: 102_000_000_000,
+                    check: Some(&check),
+                }),
+            },
+        )
+        .unwrap();
+        let value: Value = serde_json::from_slice(&out).unwrap();
+        let live = &value["live"];
+        assert_eq!(live["snapshot_ns"], 102_000_000_000u64);
+        assert_eq!(
+            live["snapshot_only"],
+            json!(["SYN_RECV", "TIME_WAIT", "CLOSE"])
+        );
+        assert_eq!(live["check"]["agrees"], false);
+        assert_eq!(live["check"]["lost"], 1);
+        assert_eq!(live["check"]["transitions"], 2);
+        assert_eq!(
+            live["check"]["states"]["ESTABLISHED"],
+            json!({"stream": 0, "snapshot": 1, "difference": -1})
+        );
+        assert_eq!(live["check"]["states"]["TIME_WAIT"], Value::Null);
+        assert_eq!(
+            value["findings"][0]["age"],
+            json!({"timed": 2, "oldest_s": 2.0, "oldest_exact": false, "old": 0, "old_threshold_s": 60})
+        );
+    }
+
     #[test]
     fn json_has_every_state_and_typed_findings() {
         let ctx = Context {
             owners: None,
             port_range: None,
+            close_wait_ages: None,
         };
         let census = count(&population(), Some(GroupBy::Remote), &ctx, None);
         let mut out = Vec::new();
@@ -389,6 +793,7 @@ Findings:
                 previous: None,
                 by: Some(GroupBy::Remote),
                 interrupted: false,
+                live: None,
             },
         )
         .unwrap();
