@@ -134,3 +134,13 @@ fn unmounted_tracefs_is_mounted() {
         "tcptrace did not mount tracefs"
     );
 }
+
+#[test]
+fn snapshots_of_another_namespace_are_refused_with_the_way_there() {
+    for command in ["states", "sockets"] {
+        let (code, stderr) = run(&[command, "--netns", "1"]);
+        assert_eq!(code, 1, "{command}: {stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+        assert!(stderr.contains("ip netns exec"), "{stderr}");
+    }
+}

@@ -62,6 +62,7 @@ pub fn selected_snapshot(
 }
 
 pub fn run(args: SocketsArgs) -> anyhow::Result<()> {
+    crate::diag::ensure_own_netns(args.filter.netns)?;
     let selection = selection(args.state.as_ref(), &args.filter);
     let mut diag = DiagSocket::open()?;
     let (sockets, owners, _) = selected_snapshot(

@@ -51,6 +51,7 @@ fn port_range() -> Option<PortRange> {
 }
 
 pub async fn run(args: StatesArgs) -> anyhow::Result<()> {
+    crate::diag::ensure_own_netns(args.filter.netns)?;
     let selection = selection(args.state.as_ref(), &args.filter);
     let mut diag = DiagSocket::open()?;
     let range = port_range();

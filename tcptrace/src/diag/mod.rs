@@ -70,3 +70,21 @@ pub fn snapshot(
         interrupted,
     })
 }
+
+/// inet_diag answers for the caller's own network namespace only: `--netns` naming another one
+/// would be silently ignored, so it is refused with the way to get there.
+pub fn ensure_own_netns(wanted: Option<u32>) -> anyhow::Result<()> {
+    let Some(wanted) = wanted else {
+        return Ok(());
+    };
+    let own = crate::aggregate::kernel_counters::own_netns()
+        .map_err(|err| anyhow::anyhow!("cannot read /proc/self/ns/net: {err}"))?;
+    if wanted != own {
+        anyhow::bail!(
+            "snapshots read the sockets of tcptrace's own network namespace ({own}); for \
+             namespace {wanted}, run tcptrace inside it (`ip netns exec NAME tcptrace …` or \
+             `nsenter --net=/proc/PID/ns/net tcptrace …`)"
+        );
+    }
+    Ok(())
+}
