@@ -261,19 +261,21 @@ impl Report {
 /// The memory run's table.
 pub fn memory_markdown(rows: &[RunResult]) -> String {
     let mut out = format!(
-        "Machine: {}.\n\n| run | connections | storm conn/s | transitions seen | lost | tracer peak RSS |\n\
-         | --- | ---: | ---: | ---: | ---: | ---: |\n",
+        "Machine: {}.\n\n| run | connections | storm conn/s | transitions seen | expected | lost | skipped by the kernel | tracer peak RSS |\n\
+         | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n",
         Machine::read().describe()
     );
     for r in rows {
         let t = r.tracer_result.as_ref();
         out.push_str(&format!(
-            "| {} | {} | {} | {} | {} | {} |\n",
+            "| {} | {} | {} | {} | {} | {} | {} | {} |\n",
             r.label,
             thousands(r.storm.connections as f64),
             thousands(r.storm.conn_per_s),
             opt(t.and_then(|t| t.observed).map(|n| thousands(n as f64))),
+            thousands(r.storm.expected_transitions as f64),
             opt(t.and_then(|t| t.lost).map(|n| thousands(n as f64))),
+            opt(t.map(|t| thousands(t.kernel_misses as f64))),
             opt(r.peak_rss_mib().map(|m| format!("{m:.1} MiB"))),
         ));
     }
