@@ -93,8 +93,7 @@ Tables (redrawn each interval on a terminal, printed one after the other otherwi
   ABNORMAL       closes from SYN_SENT, SYN_RECV, ESTABLISHED, FIN_WAIT1, CLOSE_WAIT, and from
                  FIN_WAIT2, CLOSING or LAST_ACK after a reset, with their cause: refused (reset
                  in SYN_SENT), reset_received, reset_sent, timeout (no reset, after N
-                 retransmissions), other (neither was seen: mostly a local abort, a close()
-                 with SO_LINGER 0, whose RST Linux does not trace; or a keepalive timeout)
+                 retransmissions), other (neither was seen, e.g. a keepalive timeout)
   REQUEST SOCKETS  half-open passive connections, from the kernel's counters: counted, without
                  latency
   KERNEL AS WITNESS  the kernel's own counters against the stream, over the same window, in
