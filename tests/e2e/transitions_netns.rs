@@ -315,6 +315,18 @@ fn kernel_counters_agree_exactly_with_a_known_workload_in_a_namespace() {
         ]
     );
 
+    // The unfiltered tracer's per-namespace breakdown has this namespace, marked as its own,
+    // with the workload's opens.
+    let own: Vec<&serde_json::Value> = witness["namespaces"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|ns| ns["own"] == true)
+        .collect();
+    assert_eq!(own.len(), 1, "{}", witness["namespaces"]);
+    assert_eq!(own[0]["active_opens"], active, "{}", own[0]);
+    assert_eq!(own[0]["passive_opens"], passive, "{}", own[0]);
+
     // The rows of this namespace: every transition of the workload, exactly.
     let n = |from: &str, to: &str, abnormal: bool| count(&rows, from, to, abnormal);
     assert_eq!(n("CLOSE", "SYN_SENT", false), active, "{rows}");

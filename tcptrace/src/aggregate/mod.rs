@@ -6,6 +6,7 @@
 pub mod causes;
 pub mod histogram;
 pub mod kernel_counters;
+pub mod namespaces;
 pub mod paths;
 pub mod signatures;
 pub mod sockets;
@@ -16,6 +17,7 @@ use self::{
     causes::{Cause, SignalMemo},
     histogram::{HistogramSummary, TimeHistogram},
     kernel_counters::TcpCounters,
+    namespaces::{Namespaces, NamespacesSnapshot},
     paths::{Side, is_diagram_edge, place},
     signatures::{PathKey, SignatureSnapshot, Signatures},
     sockets::{FastHash, Socket, Sockets},
@@ -99,6 +101,7 @@ pub struct Aggregator {
     /// that `tcp_disconnect` sends (SO_LINGER 0, unread data) right *after* the →CLOSE. Settled
     /// by that signal, or as `other` at the end of the wake-up.
     undetermined: HashMap<u64, usize, FastHash>,
+    namespaces: Namespaces,
     signatures: Signatures,
     witness: Witness,
     kernel_first: Option<TcpCounters>,
@@ -158,6 +161,7 @@ impl Aggregator {
             sockets: Sockets::new(config.max_sockets),
             pending: HashMap::default(),
             undetermined: HashMap::default(),
+            namespaces: Namespaces::default(),
             signatures: Signatures::new(MAX_SIGNATURES),
             witness: Witness::default(),
             kernel_first: None,
@@ -259,6 +263,7 @@ impl Aggregator {
         }
 
         let placement = place(t.from, t.to, socket.signals.reset_seen());
+        self.namespaces.record(t, placement.abnormal);
         let row = &mut self.rows[row_index(socket.side, t.from, placement.to, placement.abnormal)];
         row.count += 1;
         match t.time_in_from_ns {
@@ -484,6 +489,7 @@ impl Aggregator {
             signatures_other: self.signatures.other(),
             request_sockets,
             witness,
+            namespaces: self.namespaces.snapshot(self.config.own_netns),
         }
     }
 }
@@ -578,6 +584,8 @@ pub struct Snapshot {
     /// `None` until the kernel counters were read.
     pub request_sockets: Option<RequestSockets>,
     pub witness: Option<WitnessCheck>,
+    /// Per network namespace, busiest first.
+    pub namespaces: NamespacesSnapshot,
 }
 
 #[cfg(test)]

@@ -36,6 +36,20 @@ struct Interval<'a> {
     paths_other: u64,
     request_sockets: Option<Vec<Counted>>,
     kernel_check: Option<Check>,
+    namespaces: Vec<Namespace>,
+}
+
+#[derive(Serialize)]
+struct Namespace {
+    /// The inode, as in `readlink /proc/PID/ns/net`; 0 when unknown, -1 for the ones past
+    /// the cap, summed.
+    netns: i64,
+    own: bool,
+    transitions: u64,
+    interval_transitions: u64,
+    active_opens: u64,
+    passive_opens: u64,
+    abnormal: u64,
 }
 
 #[derive(Serialize)]
@@ -147,6 +161,32 @@ struct CheckRow {
 
 /// One interval's object, on one line.
 pub fn interval(out: &mut impl Write, snap: &Snapshot, is_final: bool) -> io::Result<()> {
+    let namespaces = snap
+        .namespaces
+        .rows
+        .iter()
+        .map(|r| Namespace {
+            netns: i64::from(r.netns),
+            own: r.own,
+            transitions: r.counts.transitions,
+            interval_transitions: r.interval_transitions,
+            active_opens: r.counts.active_opens,
+            passive_opens: r.counts.passive_opens,
+            abnormal: r.counts.abnormal,
+        })
+        .chain((snap.namespaces.other.transitions > 0).then(|| {
+            let o = &snap.namespaces.other;
+            Namespace {
+                netns: -1,
+                own: false,
+                transitions: o.transitions,
+                interval_transitions: 0,
+                active_opens: o.active_opens,
+                passive_opens: o.passive_opens,
+                abnormal: o.abnormal,
+            }
+        }))
+        .collect();
     let object = Interval {
         kind: "interval",
         is_final,
@@ -214,6 +254,7 @@ pub fn interval(out: &mut impl Write, snap: &Snapshot, is_final: bool) -> io::Re
                 })
                 .collect()
         }),
+        namespaces,
         kernel_check: snap.witness.as_ref().map(|w| Check {
             comparable: w.comparable,
             netns_unknown: w.netns_unknown,

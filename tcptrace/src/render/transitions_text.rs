@@ -67,7 +67,58 @@ pub fn interval(out: &mut impl Write, snap: &Snapshot) -> io::Result<()> {
         }
     }
     request_sockets(out, snap)?;
-    witness(out, snap)
+    witness(out, snap)?;
+    namespaces(out, snap)
+}
+
+/// Shown once a second namespace appears: with one, it would repeat the totals.
+fn namespaces(out: &mut impl Write, snap: &Snapshot) -> io::Result<()> {
+    let ns = &snap.namespaces;
+    if ns.rows.len() + usize::from(ns.other.transitions > 0) < 2 {
+        return Ok(());
+    }
+    writeln!(out)?;
+    writeln!(
+        out,
+        "{:<28} {:>11} {:>9} {:>9} {:>9} {:>9}",
+        "NETWORK NAMESPACES", "TRANSITIONS", "+NEW", "ACTIVE", "PASSIVE", "ABNORMAL"
+    )?;
+    const SHOWN: usize = 10;
+    for r in ns.rows.iter().take(SHOWN) {
+        let name = match (r.netns, r.own) {
+            (0, _) => "unknown".to_owned(),
+            (inode, true) => format!("{inode} (this one)"),
+            (inode, false) => inode.to_string(),
+        };
+        writeln!(
+            out,
+            "  {:<26} {:>11} {:>9} {:>9} {:>9} {:>9}",
+            name,
+            r.counts.transitions,
+            r.interval_transitions,
+            r.counts.active_opens,
+            r.counts.passive_opens,
+            r.counts.abnormal
+        )?;
+    }
+    let hidden = ns.rows.len().saturating_sub(SHOWN);
+    if hidden > 0 || ns.other.transitions > 0 {
+        let rest = ns
+            .rows
+            .iter()
+            .skip(SHOWN)
+            .fold(ns.other.transitions, |sum, r| sum + r.counts.transitions);
+        writeln!(
+            out,
+            "  ({hidden} more namespaces{}: {rest} transitions; --json lists them)",
+            if ns.other.transitions > 0 {
+                " and the ones past the cap"
+            } else {
+                ""
+            }
+        )?;
+    }
+    Ok(())
 }
 
 fn plus(retries: u32) -> &'static str {
