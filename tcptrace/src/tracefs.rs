@@ -295,6 +295,18 @@ mod tests {
     }
 
     #[test]
+    fn a_missing_tracepoint_says_which_kernel_is_needed() {
+        let root = std::env::temp_dir().join(format!("tcptrace-tracefs-{}", std::process::id()));
+        std::fs::create_dir_all(root.join("events/sock")).unwrap();
+        let err = read_format(&root, "sock", "inet_sock_set_state").unwrap_err();
+        std::fs::remove_dir_all(&root).unwrap();
+        assert_eq!(
+            err.to_string(),
+            "the kernel has no sock:inet_sock_set_state tracepoint; tcptrace needs Linux 4.16 or later"
+        );
+    }
+
+    #[test]
     fn fields_beyond_the_copied_record_are_refused() {
         let moved = FORMAT_6_18.replace("daddr_v6[16];\toffset:56", "daddr_v6[16];\toffset:72");
         let err = inet_sock_set_state_layout(&moved).unwrap_err();
