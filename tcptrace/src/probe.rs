@@ -178,9 +178,41 @@ fn raise_memlock_limit() {
 
 fn load_error(err: &(dyn std::error::Error + 'static)) -> ProbeError {
     if is_permission(err) {
-        ProbeError::Permission
-    } else {
-        ProbeError::Load(chain(err))
+        return ProbeError::Permission;
+    }
+    match kernel_release() {
+        Some(release) if release_before(&release, (5, 8)) => ProbeError::Load(format!(
+            "BPF ring buffers need Linux 5.8 or later; this kernel is {release} ({})",
+            chain(err)
+        )),
+        _ => ProbeError::Load(chain(err)),
+    }
+}
+
+/// The running kernel's release (`uname -r`).
+fn kernel_release() -> Option<String> {
+    // SAFETY: `uname` fills the zeroed struct; its fields are NUL-terminated.
+    let mut name: libc::utsname = unsafe { std::mem::zeroed() };
+    if unsafe { libc::uname(&mut name) } != 0 {
+        return None;
+    }
+    let release = name
+        .release
+        .iter()
+        .take_while(|c| **c != 0)
+        .map(|c| *c as u8)
+        .collect();
+    String::from_utf8(release).ok()
+}
+
+/// Whether a release like `5.4.0-150-generic` is older than `major.minor`.
+fn release_before(release: &str, (major, minor): (u32, u32)) -> bool {
+    let mut numbers = release
+        .split(|c: char| !c.is_ascii_digit())
+        .filter_map(|n| n.parse::<u32>().ok());
+    match (numbers.next(), numbers.next()) {
+        (Some(a), Some(b)) => (a, b) < (major, minor),
+        _ => false,
     }
 }
 
@@ -296,6 +328,15 @@ mod tests {
             chain(&Outer(io::Error::from_raw_os_error(libc::EINVAL))),
             "outer: Invalid argument (os error 22)"
         );
+    }
+
+    #[test]
+    fn kernel_releases_compare() {
+        assert!(release_before("5.4.0-150-generic", (5, 8)));
+        assert!(release_before("4.19.0", (5, 8)));
+        assert!(!release_before("5.8.0", (5, 8)));
+        assert!(!release_before("6.18.44-fc-v657", (5, 8)));
+        assert!(!release_before("garbage", (5, 8)));
     }
 
     #[test]
