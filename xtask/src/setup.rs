@@ -146,7 +146,13 @@ fn ensure_bpf_linker() -> anyhow::Result<()> {
 
 /// Programs the end-to-end tests run, and the Debian packages that provide them: `ip` and `ss`
 /// build network namespaces and cross-check counts, `nft` drops packets inside them.
-const TEST_TOOLS: &[(&str, &str)] = &[("ip", "iproute2"), ("ss", "iproute2"), ("nft", "nftables")];
+const TEST_TOOLS: &[(&str, &str)] = &[
+    ("ip", "iproute2"),
+    ("ss", "iproute2"),
+    ("nft", "nftables"),
+    ("sysctl", "procps"),
+    ("setpriv", "util-linux"),
+];
 
 fn on_path(program: &str) -> bool {
     env::var_os("PATH").is_some_and(|path| {
