@@ -1,6 +1,8 @@
 //! `tcptrace trace --json` against real connections.
 
-use crate::support::{Peer, Tracer, find, ms_in_from, path_of, privileged, socket};
+use crate::support::{
+    Peer, Tracer, find, ms_in_from, path_of, privileged, ring_buffer_lost, socket,
+};
 
 /// Hold times long enough to stand out from scheduling noise on a loaded 2-core machine.
 const CLIENT_HOLD_MS: f64 = 300.0;
@@ -100,8 +102,9 @@ fn lifecycle(addr: &str, family: &str) {
     assert!(find(&lines, &server_side, "LISTEN", "SYN_RECV")["time_in_from_ns"].is_null());
     // The handshake on loopback takes well under the hold times.
     assert!(ms_in_from(find(&lines, &client_side, "SYN_SENT", "ESTABLISHED")) < 100.0);
-    assert!(
-        finished.stderr.contains(" transitions, 0 lost"),
+    assert_eq!(
+        ring_buffer_lost(&finished.stderr),
+        Some(0),
         "{}",
         finished.stderr
     );
@@ -245,7 +248,14 @@ fn duration_ends_the_trace_with_a_summary() {
     let finished = tracer.wait();
     assert!(finished.status.success(), "{}", finished.stderr);
     assert!(
-        finished.stderr.contains("0 transitions, 0 lost"),
+        finished.stderr.contains("\n0 transitions, ")
+            || finished.stderr.starts_with("0 transitions, "),
+        "{}",
+        finished.stderr
+    );
+    assert_eq!(
+        ring_buffer_lost(&finished.stderr),
+        Some(0),
         "{}",
         finished.stderr
     );

@@ -75,6 +75,9 @@ struct Row {
 pub struct Losses {
     /// Events the kernel dropped because the ring buffer was full.
     pub lost_events: u64,
+    /// Of those, runs the kernel skipped (a BPF program was already running on the CPU);
+    /// the rest found the ring buffer full.
+    pub skipped_by_kernel: u64,
     /// Records the decoder rejected.
     pub invalid_records: u64,
     /// Sockets evicted from the kernel's own per-socket map.

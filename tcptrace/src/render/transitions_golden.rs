@@ -182,6 +182,7 @@ fn fixture() -> (Snapshot, Snapshot) {
     agg.feed_kernel_counters(counters(1023, 2022, 31, 8));
     agg.set_losses(Losses {
         lost_events: 1,
+        skipped_by_kernel: 0,
         invalid_records: 0,
         kernel_evicted: 0,
     });

@@ -29,6 +29,8 @@ struct Interval<'a> {
     events_per_s: f64,
     signals: u64,
     lost_events: u64,
+    ring_buffer_full: u64,
+    skipped_by_kernel: u64,
     invalid_records: u64,
     sockets: Sockets,
     transitions: Vec<Row>,
@@ -197,6 +199,8 @@ pub fn interval(out: &mut impl Write, snap: &Snapshot, is_final: bool) -> io::Re
         events_per_s: round(snap.events_per_s),
         signals: snap.signals,
         lost_events: snap.losses.lost_events,
+        ring_buffer_full: snap.losses.lost_events - snap.losses.skipped_by_kernel,
+        skipped_by_kernel: snap.losses.skipped_by_kernel,
         invalid_records: snap.losses.invalid_records,
         sockets: Sockets {
             tracked: snap.sockets.tracked,

@@ -143,11 +143,12 @@ fn header(out: &mut impl Write, snap: &Snapshot) -> io::Result<()> {
     let s = &snap.sockets;
     writeln!(
         out,
-        "tcptrace transitions: {} elapsed, {} events/s, {} transitions, {} lost events, {} invalid records",
+        "tcptrace transitions: {} elapsed, {} events/s, {} transitions, {} lost events{}, {} invalid records",
         duration(snap.elapsed_ns),
         rate(snap.events_per_s),
         snap.transitions,
         l.lost_events,
+        lost_detail(l),
         l.invalid_records
     )?;
     writeln!(
@@ -387,13 +388,27 @@ pub fn summary(out: &mut impl Write, snap: &Snapshot) -> io::Result<()> {
     writeln!(out, "{}", losses_line(snap))
 }
 
+/// How the events were lost, when some were.
+fn lost_detail(l: &crate::aggregate::Losses) -> String {
+    if l.lost_events == 0 {
+        String::new()
+    } else {
+        format!(
+            " ({} ring buffer full, {} skipped by the kernel)",
+            l.lost_events - l.skipped_by_kernel,
+            l.skipped_by_kernel
+        )
+    }
+}
+
 /// Every loss on one line.
 pub fn losses_line(snap: &Snapshot) -> String {
     let (l, s) = (&snap.losses, &snap.sockets);
     format!(
-        "{} transitions, {} lost events, {} invalid records, {} sockets evicted (max {}), {} evicted from the kernel's map, {} signals unmatched",
+        "{} transitions, {} lost events{}, {} invalid records, {} sockets evicted (max {}), {} evicted from the kernel's map, {} signals unmatched",
         snap.transitions,
         l.lost_events,
+        lost_detail(l),
         l.invalid_records,
         s.evicted,
         s.max,

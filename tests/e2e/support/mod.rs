@@ -427,3 +427,20 @@ fn run_ok(command: &mut Command, what: &str) -> String {
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
+
+/// Events lost to a full ring buffer, from tcptrace's `N transitions, M lost[, R ring buffer
+/// full, K skipped by the kernel …]` line. Runs the kernel skipped are left out on purpose:
+/// they are counted machine-wide (whatever the filters) and any traffic of a parallel test can
+/// cause one, so they cannot be asserted to be zero.
+pub fn ring_buffer_lost(stderr: &str) -> Option<u64> {
+    stderr.lines().rev().find_map(|line| {
+        let mut parts = line.split(", ");
+        parts.next()?.strip_suffix(" transitions")?;
+        let lost: u64 = parts.next()?.strip_suffix(" lost")?.parse().ok()?;
+        Some(
+            parts
+                .find_map(|part| part.strip_suffix(" ring buffer full")?.parse().ok())
+                .unwrap_or(lost),
+        )
+    })
+}
