@@ -95,10 +95,16 @@ static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(counter::COUNT
 #[map]
 static SOCKETS: LruHashMap<u64, SockState> = LruHashMap::with_max_entries(262_144, 0);
 
-/// Owners of listening sockets, keyed by local port: a passively opened child is created in
-/// softirq, where the current task is whoever the CPU interrupted, so it inherits this owner.
+/// Owners of listening sockets, keyed by network namespace and local port: a passively opened
+/// child is created in softirq, where the current task is whoever the CPU interrupted, so it
+/// inherits this owner. The namespace is in the key because every container listens on :80.
 #[map]
-static LISTENERS: HashMap<u16, Owner> = HashMap::with_max_entries(65_536, 0);
+static LISTENERS: HashMap<u64, Owner> = HashMap::with_max_entries(65_536, 0);
+
+#[inline(always)]
+fn listener_key(netns: u32, port: u16) -> u64 {
+    (u64::from(netns) << 16) | u64::from(port)
+}
 
 const IPPROTO_TCP: u16 = 6;
 
@@ -279,15 +285,15 @@ fn try_inet_sock_set_state(ctx: &TracePointContext) -> Result<(), i32> {
                 event_flags |= flags::FIRST_SEEN;
                 bump(counter::FIRST_SEEN);
             }
+            netns = netns_of(skaddr);
             if owner_here {
                 owner = current_owner();
             } else if old == TCP_LISTEN && new == TCP_SYN_RECV {
                 // SAFETY: read-only copy of the value out of the map.
-                if let Some(listener) = unsafe { LISTENERS.get(&sport) } {
+                if let Some(listener) = unsafe { LISTENERS.get(listener_key(netns, sport)) } {
                     owner = *listener;
                 }
             }
-            netns = netns_of(skaddr);
             if new != TCP_CLOSE {
                 let state = SockState {
                     entered_ns: now,
@@ -308,7 +314,9 @@ fn try_inet_sock_set_state(ctx: &TracePointContext) -> Result<(), i32> {
     }
 
     if new == TCP_LISTEN {
-        if LISTENERS.insert(&sport, &owner, 0).is_err()
+        if LISTENERS
+            .insert(listener_key(netns, sport), &owner, 0)
+            .is_err()
             && bump(counter::LISTENER_UPDATE_FAILED) == 0
         {
             error!(
@@ -317,7 +325,7 @@ fn try_inet_sock_set_state(ctx: &TracePointContext) -> Result<(), i32> {
             );
         }
     } else if old == TCP_LISTEN && new == TCP_CLOSE {
-        let _ = LISTENERS.remove(&sport);
+        let _ = LISTENERS.remove(listener_key(netns, sport));
     }
 
     if owner.tgid == 0 {

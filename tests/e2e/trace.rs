@@ -1,7 +1,7 @@
 //! `tcptrace trace --json` against real connections.
 
 use crate::support::{
-    Peer, Tracer, find, ms_in_from, path_of, privileged, ring_buffer_lost, socket,
+    Netns, Peer, Tracer, find, ms_in_from, path_of, privileged, ring_buffer_lost, socket,
 };
 
 /// Hold times long enough to stand out from scheduling noise on a loaded 2-core machine.
@@ -265,4 +265,43 @@ fn duration_ends_the_trace_with_a_summary() {
         "{:?}",
         finished.stdout
     );
+}
+
+#[test]
+fn children_inherit_their_own_namespace_s_listener() {
+    if !privileged("children_inherit_their_own_namespace_s_listener") {
+        return;
+    }
+    // Two namespaces, a listener on the same port in each, owned by different processes: the
+    // accepted children must each inherit their own listener's owner.
+    const PORT: u16 = 5999;
+    let (a, b) = (
+        Netns::new("children_inherit_a"),
+        Netns::new("children_inherit_b"),
+    );
+    let tracer = Tracer::start(&["trace", "--json", "--lport", &PORT.to_string()]);
+    let mut servers = Vec::new();
+    for ns in [&a, &b] {
+        let mut server = Peer::spawn_in(ns);
+        assert_eq!(server.port(&format!("listen 127.0.0.1 {PORT}")), PORT);
+        let mut client = Peer::spawn_in(ns);
+        client.cmd(&format!("connect 127.0.0.1 {PORT}"));
+        server.cmd("accept");
+        servers.push((ns.inode(), server, client));
+    }
+    let lines = tracer.wait_json("both children", |lines| {
+        path_of(lines, |l| l["from"] == "LISTEN" && l["to"] == "SYN_RECV").len() == 2
+    });
+    for (inode, server, _client) in &servers {
+        let netns: u64 = inode
+            .trim_start_matches("net:[")
+            .trim_end_matches(']')
+            .parse()
+            .unwrap();
+        let child = lines
+            .iter()
+            .find(|l| l["from"] == "LISTEN" && l["to"] == "SYN_RECV" && l["netns"] == netns)
+            .unwrap_or_else(|| panic!("no child in {inode}: {lines:#?}"));
+        assert_eq!(child["pid"], server.pid(), "{child}");
+    }
 }

@@ -2,7 +2,7 @@
 //! each side has its own pid. Reads one command per line on stdin, answers one line on stdout
 //! (`ok [value]` or `error <reason>`).
 //!
-//! Commands: `listen ADDR` (port 0, answers the port), `accept` (answers the peer's port),
+//! Commands: `listen ADDR [PORT]` (port 0 unless given; answers the port), `accept` (answers the peer's port),
 //! `connect ADDR PORT` (answers the local port), `linger0`, `keepalive IDLE_S`, `close`,
 //! `shutdown-write`, `wait-eof`, `send N`, `sleep MS`, `close-listener`, `pid`, `exit`.
 
@@ -56,7 +56,11 @@ fn handle(
         "pid" => Ok(Some(std::process::id().to_string())),
         "listen" => {
             let addr: IpAddr = arg(1)?.parse().map_err(|_| "bad address")?;
-            let l = TcpListener::bind(SocketAddr::new(addr, 0)).map_err(err)?;
+            let port: u16 = match words.get(2) {
+                Some(port) => port.parse().map_err(|_| "bad port")?,
+                None => 0,
+            };
+            let l = TcpListener::bind(SocketAddr::new(addr, port)).map_err(err)?;
             let port = l.local_addr().map_err(err)?.port();
             *listener = Some(l);
             Ok(Some(port.to_string()))
