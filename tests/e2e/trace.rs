@@ -280,19 +280,26 @@ fn children_inherit_their_own_namespace_s_listener() {
         Netns::new("children_inherit_b"),
     );
     let tracer = Tracer::start(&["trace", "--json", "--lport", &PORT.to_string()]);
-    let mut servers = Vec::new();
-    for ns in [&a, &b] {
-        let mut server = Peer::spawn_in(ns);
-        assert_eq!(server.port(&format!("listen 127.0.0.1 {PORT}")), PORT);
+    // Both listen before either accepts: a listener keyed by port alone would be overwritten.
+    let mut servers: Vec<(String, Peer)> = [&a, &b]
+        .into_iter()
+        .map(|ns| {
+            let mut server = Peer::spawn_in(ns);
+            assert_eq!(server.port(&format!("listen 127.0.0.1 {PORT}")), PORT);
+            (ns.inode(), server)
+        })
+        .collect();
+    let mut clients = Vec::new();
+    for (ns, (_, server)) in [&a, &b].into_iter().zip(&mut servers) {
         let mut client = Peer::spawn_in(ns);
         client.cmd(&format!("connect 127.0.0.1 {PORT}"));
         server.cmd("accept");
-        servers.push((ns.inode(), server, client));
+        clients.push(client);
     }
     let lines = tracer.wait_json("both children", |lines| {
         path_of(lines, |l| l["from"] == "LISTEN" && l["to"] == "SYN_RECV").len() == 2
     });
-    for (inode, server, _client) in &servers {
+    for (inode, server) in &servers {
         let netns: u64 = inode
             .trim_start_matches("net:[")
             .trim_end_matches(']')
