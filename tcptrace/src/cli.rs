@@ -100,6 +100,8 @@ Tables (redrawn each interval on a terminal, printed one after the other otherwi
                  tcptrace's network namespace: TcpActiveOpens = CLOSE -> SYN_SENT,
                  TcpPassiveOpens = LISTEN -> SYN_RECV, TcpEstabResets = ESTABLISHED -> CLOSE +
                  CLOSE_WAIT -> CLOSE; 'agrees' or 'differs by N' (not comparable with filters)
+  NETWORK NAMESPACES  per namespace (inode, as in readlink /proc/PID/ns/net): transitions,
+                 active and passive opens, abnormal closes; shown once a second one appears
 Columns: COUNT since start, +NEW this interval, RATE/s, P50 P90 P99 MAX of the time spent in
 the from-state, and a bar of that time per decade from under 10us to over 1000s.
 
