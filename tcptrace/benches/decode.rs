@@ -7,7 +7,7 @@ use std::hint::black_box;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use tcptrace::{
     aggregate::{Aggregator, Config},
-    decode::decode,
+    decode::{decode, encode},
     event::Record,
     peer_fill::PeerFill,
 };
@@ -76,9 +76,7 @@ fn stream() -> Vec<[u8; size_of::<Event>()]> {
                 newstate,
                 _reserved: 0,
             };
-            // SAFETY: `Event` is plain old data without implicit padding: every byte is
-            // initialized, as the kernel side writes it.
-            unsafe { std::mem::transmute_copy(&event) }
+            encode(&event)
         })
         .collect()
 }

@@ -18,7 +18,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Task {
-    /// Install what the build needs (rust-src, bpf-linker for this toolchain's LLVM). Idempotent.
+    /// Install what the build needs (rust-src, bpf-linker for this toolchain's LLVM) and the
+    /// test tools (iproute2, nftables, ...). Idempotent.
     Setup,
     /// Set up, then `cargo build --release`.
     Build,
@@ -42,11 +43,11 @@ enum Task {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.task.unwrap_or(Task::Setup) {
-        Task::Setup => setup::run(),
+        Task::Setup => setup::run_for_tests(),
         Task::Build => setup::run().and_then(|_| run::build()),
         Task::Run { args } => setup::run().and_then(|_| run::run(&args)),
-        Task::Test { args } => setup::run().and_then(|_| test::run(&args)),
-        Task::Bench(args) => setup::run().and_then(|_| bench::run(&args)),
+        Task::Test { args } => setup::run_for_tests().and_then(|_| test::run(&args)),
+        Task::Bench(args) => setup::run_for_tests().and_then(|_| bench::run(&args)),
     };
     match result {
         Ok(code) => code,

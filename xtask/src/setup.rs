@@ -11,9 +11,17 @@ use anyhow::{Context as _, bail};
 /// bpf-linker's version; its LLVM feature must match the toolchain's LLVM major.
 const BPF_LINKER_VERSION: &str = "0.13.0";
 
+/// What building tcptrace needs.
 pub fn run() -> anyhow::Result<ExitCode> {
     ensure_rust_src()?;
     ensure_bpf_linker()?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// What building needs, plus the tools the tests and benchmarks drive (only their tasks and
+/// `cargo xtask setup` install packages: running tcptrace does not).
+pub fn run_for_tests() -> anyhow::Result<ExitCode> {
+    run()?;
     ensure_test_tools()?;
     Ok(ExitCode::SUCCESS)
 }
