@@ -32,6 +32,14 @@ impl KernelCounters {
     pub fn lost(&self) -> u64 {
         self.ringbuf_full + self.recursion_misses
     }
+
+    /// How the events were lost: `R ring buffer full, K skipped by the kernel`.
+    pub fn loss_breakdown(&self) -> String {
+        format!(
+            "{} ring buffer full, {} skipped by the kernel",
+            self.ringbuf_full, self.recursion_misses
+        )
+    }
 }
 
 /// Everything read from a running probe. Fields are separate so that one event loop can wait on

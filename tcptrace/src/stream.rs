@@ -88,8 +88,8 @@ impl Summary {
         if t.kernel.lost() > 0 {
             // Comma-separated like the rest, so that scripts can split the line.
             line.push_str(&format!(
-                ", {} ring buffer full, {} skipped by the kernel (a BPF program was running)",
-                t.kernel.ringbuf_full, t.kernel.recursion_misses
+                ", {} (a BPF program was running)",
+                t.kernel.loss_breakdown()
             ));
         }
         if t.invalid > 0 {

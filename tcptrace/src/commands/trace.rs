@@ -39,8 +39,8 @@ pub async fn run(args: TraceArgs) -> anyhow::Result<()> {
             let lost = totals.kernel.lost();
             if lost > reported_lost {
                 eprintln!(
-                    "tcptrace: {} events lost so far, {} ring buffer full, {} skipped by the kernel",
-                    lost, totals.kernel.ringbuf_full, totals.kernel.recursion_misses
+                    "tcptrace: {lost} events lost so far, {}",
+                    totals.kernel.loss_breakdown()
                 );
                 reported_lost = lost;
             }

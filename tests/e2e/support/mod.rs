@@ -444,3 +444,21 @@ pub fn ring_buffer_lost(stderr: &str) -> Option<u64> {
         )
     })
 }
+
+/// A tracer that saw nothing (filtered to an unused port) ended with its summary line and no
+/// event lost to the ring buffer.
+pub fn assert_empty_summary(finished: &Finished) {
+    assert!(finished.status.success(), "{}", finished.stderr);
+    assert!(
+        finished.stderr.contains("\n0 transitions, ")
+            || finished.stderr.starts_with("0 transitions, "),
+        "{}",
+        finished.stderr
+    );
+    assert_eq!(
+        ring_buffer_lost(&finished.stderr),
+        Some(0),
+        "{}",
+        finished.stderr
+    );
+}
