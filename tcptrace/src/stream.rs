@@ -125,8 +125,8 @@ pub async fn run(
     let mut sigint = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
     let mut sigterm = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
     let deadline = config.duration.map(|d| Instant::now() + d);
-    let mut fill_tick = interval(DRAIN_EVERY);
-    fill_tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let mut drain_tick = interval(DRAIN_EVERY);
+    drain_tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
 
     // The command takes its baselines (kernel counters) first: whoever waits for this line
     // to start a workload must find them taken.
@@ -153,7 +153,7 @@ pub async fn run(
             forwarded = async { session.log.as_mut().expect("guarded").forward().await }, if session.log.is_some() => {
                 forwarded.context("reading the kernel log")?;
             }
-            _ = fill_tick.tick() => drain_ticked = true,
+            _ = drain_tick.tick() => drain_ticked = true,
             _ = user_tick.tick(), if config.interval.is_some() => user_ticked = true,
         }
         if stop || drain_ticked {
