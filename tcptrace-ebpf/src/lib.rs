@@ -100,64 +100,45 @@ pub mod counter {
     pub const COUNT: u32 = 8;
 }
 
-/// Bytes of a `sock:inet_sock_set_state` record the program copies at once (72 on current
-/// kernels). Every field offset must be below [`RECORD_OFFSET_LIMIT`].
-pub const RECORD_BYTES: usize = 80;
-/// Exclusive bound of a field offset in the copied record; a 16-byte field at the largest
-/// offset still ends inside [`RECORD_BYTES`].
-pub const RECORD_OFFSET_LIMIT: u32 = 64;
-
-/// Where each field of the `sock:inet_sock_set_state` record lies, read from the tracepoint's
-/// `format` file at load time: the layout changed across kernels (`protocol` widened from u8 to
-/// u16 in 5.6, shifting everything after it), so offsets are never compiled in.
+/// Byte offsets of the `struct sock` fields the probe reads, and of the namespace inode in
+/// `struct net`, resolved from the kernel's BTF at load time: struct layouts differ between
+/// kernel versions and builds, so no offset is compiled in. The BTF-typed tracepoint hands the
+/// program the socket itself, and the verifier checks every load against these same types.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct TracepointLayout {
-    pub skaddr: u32,
-    pub oldstate: u32,
-    pub newstate: u32,
-    pub sport: u32,
-    pub dport: u32,
+pub struct SockLayout {
+    /// `__sk_common.skc_family` (u16).
     pub family: u32,
+    /// `sk_protocol` (u16).
     pub protocol: u32,
-    /// 1 or 2 bytes.
-    pub protocol_size: u32,
-    pub saddr: u32,
-    pub daddr: u32,
-    pub saddr_v6: u32,
-    pub daddr_v6: u32,
-}
-
-const _: () = assert!(core::mem::size_of::<TracepointLayout>() == 48);
-
-/// Where the socket address and (optionally) the socket state lie in a record of one of the
-/// `tcp:*` tracepoints that explain transitions (resets, retransmissions).
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct SignalLayout {
-    pub skaddr: u32,
-    /// [`NO_FIELD`] when the record has no `state`.
+    /// `__sk_common.skc_state` (u8).
     pub state: u32,
-}
-
-/// `SignalLayout::state` of a record without that field.
-pub const NO_FIELD: u32 = u32::MAX;
-
-const _: () = assert!(core::mem::size_of::<SignalLayout>() == 8);
-
-/// How to read a socket's network namespace inode: `sk + sk_net` holds a `struct net *`
-/// (`sk->__sk_common.skc_net.net`), and `net + net_inum` the inode (`net->ns.inum`). Resolved
-/// from the kernel's BTF at load time, since struct layouts differ between kernels and builds.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct NetnsOffsets {
-    pub sk_net: u32,
+    /// `__sk_common.skc_num`: the local port, host order (u16). Zeroed when the port is
+    /// released, just before →CLOSE.
+    pub num: u32,
+    /// `inet_sport` in `struct inet_sock` (which begins with the `struct sock`): the local
+    /// port, network order (u16), kept after the port is released.
+    pub inet_sport: u32,
+    /// `__sk_common.skc_dport`: the remote port, network order (u16).
+    pub dport: u32,
+    /// `__sk_common.skc_rcv_saddr` (4 bytes).
+    pub rcv_saddr: u32,
+    /// `__sk_common.skc_daddr` (4 bytes).
+    pub daddr: u32,
+    /// `__sk_common.skc_v6_rcv_saddr` (16 bytes).
+    pub v6_rcv_saddr: u32,
+    /// `__sk_common.skc_v6_daddr` (16 bytes).
+    pub v6_daddr: u32,
+    /// `__sk_common.skc_net.net`: a `struct net *`.
+    pub net: u32,
+    /// `ns.inum` in `struct net` (u32).
     pub net_inum: u32,
-    /// 0: unknown (no BTF): events carry netns 0.
-    pub valid: u32,
+    /// 0 when the kernel has no network namespaces (`skc_net` is empty): events carry netns 0.
+    pub has_netns: u32,
+    pub _pad: u32,
 }
 
-const _: () = assert!(core::mem::size_of::<NetnsOffsets>() == 12);
+const _: () = assert!(core::mem::size_of::<SockLayout>() == 56);
 
 /// Maximum number of ports in each of the load-time port filters.
 pub const MAX_FILTER_PORTS: usize = 16;
@@ -205,40 +186,21 @@ const _: () = assert!(core::mem::size_of::<Owner>() == 20);
 
 /// Names of the globals and maps, shared so that a rename breaks the build rather than a run.
 pub mod names {
-    pub const LAYOUT: &str = "LAYOUT";
+    pub const SOCK_LAYOUT: &str = "SOCK_LAYOUT";
     pub const FILTER: &str = "FILTER";
     pub const EVENTS: &str = "EVENTS";
     pub const COUNTERS: &str = "COUNTERS";
     pub const SOCKETS: &str = "SOCKETS";
     pub const LISTENERS: &str = "LISTENERS";
-    pub const PROGRAM: &str = "inet_sock_set_state";
-    pub const NETNS: &str = "NETNS";
     pub const WAKEUP_BYTES: &str = "WAKEUP_BYTES";
-    pub const LAYOUT_RESET_RECEIVED: &str = "LAYOUT_RESET_RECEIVED";
-    pub const LAYOUT_RESET_SENT: &str = "LAYOUT_RESET_SENT";
-    pub const LAYOUT_RETRANSMIT: &str = "LAYOUT_RETRANSMIT";
-    pub const LAYOUT_RETRANSMIT_SYNACK: &str = "LAYOUT_RETRANSMIT_SYNACK";
-    /// The programs that explain transitions: (program, tracepoint category, name, layout).
-    pub const SIGNAL_PROGRAMS: [(&str, &str, &str, &str); 4] = [
-        (
-            "tcp_receive_reset",
-            "tcp",
-            "tcp_receive_reset",
-            LAYOUT_RESET_RECEIVED,
-        ),
-        ("tcp_send_reset", "tcp", "tcp_send_reset", LAYOUT_RESET_SENT),
-        (
-            "tcp_retransmit_skb",
-            "tcp",
-            "tcp_retransmit_skb",
-            LAYOUT_RETRANSMIT,
-        ),
-        (
-            "tcp_retransmit_synack",
-            "tcp",
-            "tcp_retransmit_synack",
-            LAYOUT_RETRANSMIT_SYNACK,
-        ),
+    /// The program on `sock:inet_sock_set_state`; programs are named after their tracepoints.
+    pub const PROGRAM: &str = "inet_sock_set_state";
+    /// The programs that explain transitions, on the `tcp:` tracepoints of the same names.
+    pub const SIGNAL_PROGRAMS: [&str; 4] = [
+        "tcp_receive_reset",
+        "tcp_send_reset",
+        "tcp_retransmit_skb",
+        "tcp_retransmit_synack",
     ];
 }
 
@@ -248,13 +210,9 @@ mod pod {
     // pattern is valid and there are no implicit padding bytes.
     unsafe impl aya::Pod for super::Event {}
     // SAFETY: as above.
-    unsafe impl aya::Pod for super::TracepointLayout {}
+    unsafe impl aya::Pod for super::SockLayout {}
     // SAFETY: as above.
     unsafe impl aya::Pod for super::Filter {}
     // SAFETY: as above.
     unsafe impl aya::Pod for super::SockState {}
-    // SAFETY: as above.
-    unsafe impl aya::Pod for super::SignalLayout {}
-    // SAFETY: as above.
-    unsafe impl aya::Pod for super::NetnsOffsets {}
 }

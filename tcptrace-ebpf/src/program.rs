@@ -1,68 +1,37 @@
 use core::ptr::addr_of_mut;
 
 use aya_ebpf::{
-    EbpfContext as _,
     bindings::{BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP},
     helpers::{
         bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_ktime_get_ns, bpf_probe_read_kernel,
-        bpf_probe_read_kernel_buf,
     },
-    macros::{map, tracepoint},
+    macros::{btf_tracepoint, map},
     maps::{HashMap, LruHashMap, PerCpuArray, RingBuf},
-    programs::TracePointContext,
+    programs::BtfTracePointContext,
 };
 use aya_log_ebpf::error;
 use tcptrace_ebpf::{
-    COMM_LEN, Event, Filter, MAX_FILTER_PORTS, NO_FIELD, NetnsOffsets, Owner, RECORD_BYTES,
-    RECORD_OFFSET_LIMIT, SignalLayout, SockState, TIME_UNKNOWN, TracepointLayout, counter, flags,
-    kind,
+    COMM_LEN, Event, Filter, MAX_FILTER_PORTS, Owner, SockLayout, SockState, TIME_UNKNOWN, counter,
+    flags, kind,
 };
 
-/// Field offsets of the tracepoint record, set by userspace from the `format` file.
+/// Where the probe finds the socket's fields, set by userspace from the kernel's BTF.
 #[unsafe(no_mangle)]
-static LAYOUT: TracepointLayout = TracepointLayout {
-    skaddr: 0,
-    oldstate: 0,
-    newstate: 0,
-    sport: 0,
-    dport: 0,
+static SOCK_LAYOUT: SockLayout = SockLayout {
     family: 0,
     protocol: 0,
-    protocol_size: 0,
-    saddr: 0,
+    state: 0,
+    num: 0,
+    inet_sport: 0,
+    dport: 0,
+    rcv_saddr: 0,
     daddr: 0,
-    saddr_v6: 0,
-    daddr_v6: 0,
-};
-
-/// How to read a socket's network namespace, set by userspace from the kernel's BTF.
-#[unsafe(no_mangle)]
-static NETNS: NetnsOffsets = NetnsOffsets {
-    sk_net: 0,
+    v6_rcv_saddr: 0,
+    v6_daddr: 0,
+    net: 0,
     net_inum: 0,
-    valid: 0,
-};
-
-/// Record layouts of the `tcp:*` tracepoints that explain transitions.
-#[unsafe(no_mangle)]
-static LAYOUT_RESET_RECEIVED: SignalLayout = SignalLayout {
-    skaddr: 0,
-    state: NO_FIELD,
-};
-#[unsafe(no_mangle)]
-static LAYOUT_RESET_SENT: SignalLayout = SignalLayout {
-    skaddr: 0,
-    state: NO_FIELD,
-};
-#[unsafe(no_mangle)]
-static LAYOUT_RETRANSMIT: SignalLayout = SignalLayout {
-    skaddr: 0,
-    state: NO_FIELD,
-};
-#[unsafe(no_mangle)]
-static LAYOUT_RETRANSMIT_SYNACK: SignalLayout = SignalLayout {
-    skaddr: 0,
-    state: NO_FIELD,
+    has_netns: 0,
+    _pad: 0,
 };
 
 /// Wake userspace early once this many bytes wait in the ring buffer (0: the kernel's own
@@ -118,10 +87,14 @@ const TCP_CLOSE_WAIT: i32 = 8;
 const TCP_LAST_ACK: i32 = 9;
 const TCP_LISTEN: i32 = 10;
 
-#[tracepoint(category = "sock", name = "inet_sock_set_state")]
-pub fn inet_sock_set_state(ctx: TracePointContext) -> u32 {
-    // Errors are reads of the tracepoint record that failed: nothing sensible to emit.
-    let _ = try_inet_sock_set_state(&ctx);
+#[btf_tracepoint(function = "inet_sock_set_state")]
+pub fn inet_sock_set_state(ctx: BtfTracePointContext) -> i32 {
+    on_set_state(
+        &ctx,
+        ctx.arg::<*const u8>(0),
+        ctx.arg::<i32>(1),
+        ctx.arg::<i32>(2),
+    );
     0
 }
 
@@ -144,10 +117,14 @@ macro_rules! global_field {
     }};
 }
 
+/// A field of the socket, at an offset from [`SOCK_LAYOUT`]. The offset is a constant to the
+/// verifier (read-only data, frozen at load), which checks the load against the kernel's BTF
+/// of `struct sock`: a plain load, no helper call.
 #[inline(always)]
-fn read<T>(ctx: &TracePointContext, offset: u32) -> Result<T, i32> {
-    // SAFETY: the offsets come from the tracepoint's own format file; the helper checks bounds.
-    unsafe { ctx.read_at::<T>(offset as usize) }
+fn sk_field<T: Copy>(sk: *const u8, offset: u32) -> T {
+    // SAFETY: `sk` is the BTF-typed socket of the tracepoint; the verifier turns the load into
+    // a checked kernel memory read (a faulting one reads zero).
+    unsafe { core::ptr::read(sk.add(offset as usize).cast::<T>()) }
 }
 
 #[inline(always)]
@@ -205,39 +182,19 @@ fn port_allowed(port: u16, count: u16, ports: &'static [u16; MAX_FILTER_PORTS]) 
     false
 }
 
-/// A field of the copied record. The mask keeps the access provably inside the buffer for
-/// the verifier; userspace checked that every offset is below the limit.
-#[inline(always)]
-fn field<T: Copy>(record: &[u8; RECORD_BYTES], offset: u32) -> T {
-    let offset = (offset & (RECORD_OFFSET_LIMIT - 1)) as usize;
-    // SAFETY: offset < 64 and size_of::<T>() <= 16, so the read stays within the 80 bytes.
-    unsafe { core::ptr::read_unaligned(record.as_ptr().add(offset).cast::<T>()) }
-}
-
-fn try_inet_sock_set_state(ctx: &TracePointContext) -> Result<(), i32> {
-    // One copy of the record instead of a helper call per field: the program's run time is
-    // what decides how often a softirq interrupts it and the kernel skips a nested run.
-    let mut record = [0u8; RECORD_BYTES];
-    // SAFETY: the tracepoint record lives in a per-CPU buffer larger than RECORD_BYTES.
-    unsafe { bpf_probe_read_kernel_buf(ctx.as_ptr().cast::<u8>(), &mut record) }?;
-    let protocol: u16 = if global_field!(LAYOUT.protocol_size) == 1 {
-        field::<u8>(&record, global_field!(LAYOUT.protocol)) as u16
-    } else {
-        field::<u16>(&record, global_field!(LAYOUT.protocol))
-    };
+fn on_set_state(ctx: &BtfTracePointContext, sk: *const u8, old: i32, new: i32) {
+    let protocol: u16 = sk_field(sk, global_field!(SOCK_LAYOUT.protocol));
     if protocol != IPPROTO_TCP {
-        return Ok(());
+        return;
     }
-    let family: u16 = field(&record, global_field!(LAYOUT.family));
+    let family: u16 = sk_field(sk, global_field!(SOCK_LAYOUT.family));
     let wanted_family: u16 = global_field!(FILTER.family);
     if wanted_family != 0 && family != wanted_family {
-        return Ok(());
+        return;
     }
-    let skaddr: u64 = field(&record, global_field!(LAYOUT.skaddr));
-    let old: i32 = field(&record, global_field!(LAYOUT.oldstate));
-    let new: i32 = field(&record, global_field!(LAYOUT.newstate));
-    let sport: u16 = field(&record, global_field!(LAYOUT.sport));
-    let dport: u16 = field(&record, global_field!(LAYOUT.dport));
+    let skaddr = sk as u64;
+    let sport = local_port(sk);
+    let dport = u16::from_be(sk_field(sk, global_field!(SOCK_LAYOUT.dport)));
     // SAFETY: helper without preconditions.
     let now = unsafe { bpf_ktime_get_ns() };
 
@@ -285,7 +242,7 @@ fn try_inet_sock_set_state(ctx: &TracePointContext) -> Result<(), i32> {
                 event_flags |= flags::FIRST_SEEN;
                 bump(counter::FIRST_SEEN);
             }
-            netns = netns_of(skaddr);
+            netns = netns_of(sk);
             if owner_here {
                 owner = current_owner();
             } else if old == TCP_LISTEN && new == TCP_SYN_RECV {
@@ -335,32 +292,39 @@ fn try_inet_sock_set_state(ctx: &TracePointContext) -> Result<(), i32> {
     if !port_allowed(sport, global_field!(FILTER.lport_count), &FILTER.lports)
         || !port_allowed(dport, global_field!(FILTER.rport_count), &FILTER.rports)
     {
-        return Ok(());
+        return;
     }
 
     let Some(mut entry) = EVENTS.reserve::<Event>(0) else {
         bump(counter::RINGBUF_FULL);
-        return Ok(());
+        return;
     };
     let event = entry.as_mut_ptr();
-    // Fields are written in place: an `Event` built on the stack as well would not fit the
-    // 512-byte BPF stack next to the record copy.
+    // Fields are written in place, not built on the stack and copied.
     // SAFETY: `event` points to a reserved, exclusively owned, 8-byte aligned slot of
     // `size_of::<Event>()` bytes; every field is written before submit.
     unsafe {
         addr_of_mut!((*event).ts_ns).write(now);
         addr_of_mut!((*event).skaddr).write(skaddr);
         addr_of_mut!((*event).time_in_old_ns).write(time_in_old);
-        if family == AF_INET6 {
-            addr_of_mut!((*event).saddr).write(field(&record, global_field!(LAYOUT.saddr_v6)));
-            addr_of_mut!((*event).daddr).write(field(&record, global_field!(LAYOUT.daddr_v6)));
+        let (saddr, daddr): ([u32; 4], [u32; 4]) = if family == AF_INET6 {
+            (
+                sk_field(sk, global_field!(SOCK_LAYOUT.v6_rcv_saddr)),
+                sk_field(sk, global_field!(SOCK_LAYOUT.v6_daddr)),
+            )
         } else {
-            let mut v4 = [0u8; 16];
-            v4[..4].copy_from_slice(&field::<[u8; 4]>(&record, global_field!(LAYOUT.saddr)));
-            addr_of_mut!((*event).saddr).write(v4);
-            v4[..4].copy_from_slice(&field::<[u8; 4]>(&record, global_field!(LAYOUT.daddr)));
-            addr_of_mut!((*event).daddr).write(v4);
-        }
+            (
+                [sk_field(sk, global_field!(SOCK_LAYOUT.rcv_saddr)), 0, 0, 0],
+                [sk_field(sk, global_field!(SOCK_LAYOUT.daddr)), 0, 0, 0],
+            )
+        };
+        // Addresses are read as words (the fields are 4-byte aligned) and stored as bytes.
+        addr_of_mut!((*event).saddr)
+            .cast::<[u32; 4]>()
+            .write_unaligned(saddr);
+        addr_of_mut!((*event).daddr)
+            .cast::<[u32; 4]>()
+            .write_unaligned(daddr);
         addr_of_mut!((*event).comm).write(owner.comm);
         addr_of_mut!((*event).tgid).write(owner.tgid);
         addr_of_mut!((*event).netns).write(netns);
@@ -374,31 +338,38 @@ fn try_inet_sock_set_state(ctx: &TracePointContext) -> Result<(), i32> {
         addr_of_mut!((*event)._reserved).write(0);
     }
     entry.submit(wakeup_flags());
-    Ok(())
 }
 
 const AF_INET6: u16 = 10;
 
-/// The inode of the socket's network namespace, or 0 when it cannot be read.
+/// The socket's local port, host order, or 0 before it has one (CLOSE→SYN_SENT).
 #[inline(always)]
-fn netns_of(skaddr: u64) -> u32 {
-    if global_field!(NETNS.valid) == 0 || skaddr == 0 {
+fn local_port(sk: *const u8) -> u16 {
+    let num: u16 = sk_field(sk, global_field!(SOCK_LAYOUT.num));
+    if num != 0 {
+        return num;
+    }
+    // Released just before →CLOSE, while `inet_sport` keeps it. That field lies past
+    // `struct sock`, out of reach of a BTF-checked load: a helper reads it.
+    // SAFETY: bpf_probe_read_kernel checks the address.
+    let sport = unsafe {
+        bpf_probe_read_kernel(
+            sk.add(global_field!(SOCK_LAYOUT.inet_sport) as usize)
+                .cast::<u16>(),
+        )
+    };
+    u16::from_be(sport.unwrap_or(0))
+}
+
+/// The inode of the socket's network namespace, or 0 when the kernel has none.
+#[inline(always)]
+fn netns_of(sk: *const u8) -> u32 {
+    if global_field!(SOCK_LAYOUT.has_netns) == 0 {
         return 0;
     }
-    // SAFETY: bpf_probe_read_kernel checks the addresses; offsets come from the kernel's BTF.
-    unsafe {
-        let net: u64 = match bpf_probe_read_kernel(
-            (skaddr + global_field!(NETNS.sk_net) as u64) as *const u64,
-        ) {
-            Ok(net) => net,
-            Err(_) => return 0,
-        };
-        if net == 0 {
-            return 0;
-        }
-        bpf_probe_read_kernel((net + global_field!(NETNS.net_inum) as u64) as *const u32)
-            .unwrap_or(0)
-    }
+    let net: *const u8 = sk_field(sk, global_field!(SOCK_LAYOUT.net));
+    // A null `net` (never seen on a live socket) reads as 0 through the checked load.
+    sk_field(net, global_field!(SOCK_LAYOUT.net_inum))
 }
 
 /// Whether this submit wakes the reader. Waking (and even asking how much data waits) reads
@@ -425,35 +396,32 @@ fn wakeup_flags() -> u64 {
 /// How often (in events per CPU) the program checks whether the reader should be woken.
 const WAKEUP_CHECK_EVERY: u64 = 256;
 
-/// Emits a record that explains transitions: a reset, a retransmission.
+/// Emits a record that explains transitions: a reset, a retransmission. Every one of these
+/// tracepoints has the socket as its first argument.
 #[inline(always)]
-fn emit_signal(ctx: &TracePointContext, layout: SignalLayout, signal: u8) -> Result<(), i32> {
-    let skaddr: u64 = read(ctx, layout.skaddr)?;
-    if skaddr == 0 {
+fn emit_signal(ctx: &BtfTracePointContext, signal: u8) {
+    let sk: *const u8 = ctx.arg(0);
+    if sk.is_null() {
         // A reset sent for no socket (e.g. a SYN to a closed port): nothing to explain.
-        return Ok(());
+        return;
     }
-    let state = if layout.state == NO_FIELD {
-        0
-    } else {
-        clamp_state(read::<i32>(ctx, layout.state)?)
-    };
+    let state: u8 = sk_field(sk, global_field!(SOCK_LAYOUT.state));
     let event = Event {
         // SAFETY: helper without preconditions.
         ts_ns: unsafe { bpf_ktime_get_ns() },
-        skaddr,
+        skaddr: sk as u64,
         time_in_old_ns: TIME_UNKNOWN,
         saddr: [0; 16],
         daddr: [0; 16],
         comm: [0; COMM_LEN],
         tgid: 0,
-        netns: netns_of(skaddr),
+        netns: netns_of(sk),
         sport: 0,
         dport: 0,
         family: 0,
         kind: signal,
         flags: flags::OWNER_UNKNOWN,
-        oldstate: state,
+        oldstate: u16::from(state),
         newstate: 0,
         _reserved: 0,
     };
@@ -466,34 +434,29 @@ fn emit_signal(ctx: &TracePointContext, layout: SignalLayout, signal: u8) -> Res
             bump(counter::RINGBUF_FULL);
         }
     }
-    Ok(())
 }
 
-#[tracepoint(category = "tcp", name = "tcp_receive_reset")]
-pub fn tcp_receive_reset(ctx: TracePointContext) -> u32 {
-    let _ = emit_signal(&ctx, global(&LAYOUT_RESET_RECEIVED), kind::RESET_RECEIVED);
+#[btf_tracepoint(function = "tcp_receive_reset")]
+pub fn tcp_receive_reset(ctx: BtfTracePointContext) -> i32 {
+    emit_signal(&ctx, kind::RESET_RECEIVED);
     0
 }
 
-#[tracepoint(category = "tcp", name = "tcp_send_reset")]
-pub fn tcp_send_reset(ctx: TracePointContext) -> u32 {
-    let _ = emit_signal(&ctx, global(&LAYOUT_RESET_SENT), kind::RESET_SENT);
+#[btf_tracepoint(function = "tcp_send_reset")]
+pub fn tcp_send_reset(ctx: BtfTracePointContext) -> i32 {
+    emit_signal(&ctx, kind::RESET_SENT);
     0
 }
 
-#[tracepoint(category = "tcp", name = "tcp_retransmit_skb")]
-pub fn tcp_retransmit_skb(ctx: TracePointContext) -> u32 {
-    let _ = emit_signal(&ctx, global(&LAYOUT_RETRANSMIT), kind::RETRANSMIT);
+#[btf_tracepoint(function = "tcp_retransmit_skb")]
+pub fn tcp_retransmit_skb(ctx: BtfTracePointContext) -> i32 {
+    emit_signal(&ctx, kind::RETRANSMIT);
     0
 }
 
-#[tracepoint(category = "tcp", name = "tcp_retransmit_synack")]
-pub fn tcp_retransmit_synack(ctx: TracePointContext) -> u32 {
-    let _ = emit_signal(
-        &ctx,
-        global(&LAYOUT_RETRANSMIT_SYNACK),
-        kind::RETRANSMIT_SYNACK,
-    );
+#[btf_tracepoint(function = "tcp_retransmit_synack")]
+pub fn tcp_retransmit_synack(ctx: BtfTracePointContext) -> i32 {
+    emit_signal(&ctx, kind::RETRANSMIT_SYNACK);
     0
 }
 

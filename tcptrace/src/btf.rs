@@ -1,22 +1,30 @@
 //! Struct member offsets from the kernel's BTF (`/sys/kernel/btf/vmlinux`), so that the probe
-//! can follow `sk->__sk_common.skc_net.net->ns.inum` on any kernel build.
+//! reads the right bytes of `struct sock` (ports, addresses, namespace) on any kernel build.
 //!
 //! A deliberately small reader of the stable BTF format (include/uapi/linux/btf.h): it walks the
 //! type section once and answers "byte offset of member M in struct S", looking through
 //! anonymous struct and union members as C does. aya-obj's BTF parser keeps its type table
 //! private, and the one BTF crate that exposes it is LGPL, hence this.
 
-use std::{collections::HashMap, fs, io};
+use std::{
+    collections::{HashMap, HashSet},
+    fs, io,
+};
 
-use tcptrace_ebpf::NetnsOffsets;
+use tcptrace_ebpf::SockLayout;
 
 const BTF_MAGIC: u16 = 0xeb9f;
+
+/// The kernel declares `typedef void (*btf_trace_<name>)(void *, args...)` for every
+/// tracepoint: what a BTF-typed tracepoint program attaches to.
+const TRACEPOINT_TYPEDEF: &str = "btf_trace_";
 
 const KIND_INT: u32 = 1;
 const KIND_ARRAY: u32 = 3;
 const KIND_STRUCT: u32 = 4;
 const KIND_UNION: u32 = 5;
 const KIND_ENUM: u32 = 6;
+const KIND_TYPEDEF: u32 = 8;
 const KIND_FUNC_PROTO: u32 = 13;
 const KIND_VAR: u32 = 14;
 const KIND_DATASEC: u32 = 15;
@@ -43,6 +51,8 @@ pub struct Btf {
     by_name: HashMap<String, u32>,
     /// Typedefs and qualifiers: id → the id they refer to.
     aliases: HashMap<u32, u32>,
+    /// Names of the `btf_trace_*` typedefs: one per BTF-typed tracepoint.
+    tracepoints: HashSet<String>,
 }
 
 fn u32_at(data: &[u8], at: usize) -> Option<u32> {
@@ -118,6 +128,12 @@ impl Btf {
                 // typedef, volatile, const, restrict, type tag: follow to the referred type.
                 8..=11 | 18 => {
                     btf.aliases.insert(id, size_or_type);
+                    if kind == KIND_TYPEDEF {
+                        let name = string_at(strings, name_off);
+                        if let Some(tracepoint) = name.strip_prefix(TRACEPOINT_TYPEDEF) {
+                            btf.tracepoints.insert(tracepoint.to_owned());
+                        }
+                    }
                 }
                 _ => {}
             }
@@ -169,13 +185,40 @@ impl Btf {
         (bits % 8 == 0).then_some(bits / 8)
     }
 
-    /// Where a socket's network namespace inode is, if this kernel has the usual fields.
-    pub fn netns_offsets(&self) -> Option<NetnsOffsets> {
-        Some(NetnsOffsets {
-            sk_net: self.offset_of("sock", &["__sk_common", "skc_net", "net"])?,
-            net_inum: self.offset_of("net", &["ns", "inum"])?,
-            valid: 1,
+    /// Where the probe finds each field it reads. `Err` names the first field this kernel
+    /// lacks. The namespace is optional: without `CONFIG_NET_NS`, `skc_net` has no `net`.
+    pub fn sock_layout(&self) -> Result<SockLayout, String> {
+        let sock = |path: &[&str]| {
+            self.offset_of("sock", path)
+                .ok_or_else(|| format!("struct sock has no {}", path.join(".")))
+        };
+        let common = |field: &str| sock(&["__sk_common", field]);
+        let netns = sock(&["__sk_common", "skc_net", "net"])
+            .ok()
+            .zip(self.offset_of("net", &["ns", "inum"]));
+        Ok(SockLayout {
+            family: common("skc_family")?,
+            protocol: sock(&["sk_protocol"])?,
+            state: common("skc_state")?,
+            num: common("skc_num")?,
+            inet_sport: self
+                .offset_of("inet_sock", &["inet_sport"])
+                .ok_or("struct inet_sock has no inet_sport")?,
+            dport: common("skc_dport")?,
+            rcv_saddr: common("skc_rcv_saddr")?,
+            daddr: common("skc_daddr")?,
+            v6_rcv_saddr: common("skc_v6_rcv_saddr")?,
+            v6_daddr: common("skc_v6_daddr")?,
+            net: netns.map_or(0, |(net, _)| net),
+            net_inum: netns.map_or(0, |(_, inum)| inum),
+            has_netns: u32::from(netns.is_some()),
+            _pad: 0,
         })
+    }
+
+    /// Whether the kernel has a BTF-typed tracepoint of this name (`btf_trace_<name>`).
+    pub fn has_tracepoint(&self, name: &str) -> bool {
+        self.tracepoints.contains(name)
     }
 }
 
@@ -187,6 +230,8 @@ pub fn read_kernel_btf() -> io::Result<Btf> {
 
 #[cfg(test)]
 mod tests {
+    use tcptrace_ebpf::names;
+
     use super::*;
 
     /// A tiny BTF blob builder: enough to describe structs with members.
@@ -294,6 +339,8 @@ mod tests {
             1024,
             &[("__sk_common", sock_common, 0), ("sk_rx", uint, 1088)],
         );
+        let name = b.string("btf_trace_inet_sock_set_state");
+        b.push(&[name, KIND_TYPEDEF << 24, uint]);
         b.build()
     }
 
@@ -309,13 +356,16 @@ mod tests {
         assert_eq!(btf.offset_of("sock", &["nope"]), None);
         assert_eq!(btf.offset_of("nostruct", &["x"]), None);
         assert_eq!(
-            btf.netns_offsets(),
-            Some(NetnsOffsets {
-                sk_net: 48,
-                net_inum: 24,
-                valid: 1
-            })
+            btf.sock_layout(),
+            Err("struct sock has no __sk_common.skc_family".to_owned())
         );
+    }
+
+    #[test]
+    fn finds_tracepoints_by_their_typedef() {
+        let btf = Btf::parse(&synthetic()).unwrap();
+        assert!(btf.has_tracepoint("inet_sock_set_state"));
+        assert!(!btf.has_tracepoint("tcp_send_reset"));
     }
 
     #[test]
@@ -328,12 +378,23 @@ mod tests {
     }
 
     #[test]
-    fn the_running_kernel_has_the_netns_fields() {
+    fn the_running_kernel_has_every_field_and_tracepoint() {
         // Skipped (with a reason) on kernels without BTF.
         match read_kernel_btf() {
             Ok(btf) => {
-                let offsets = btf.netns_offsets().expect("sock/net fields in vmlinux BTF");
-                assert!(offsets.sk_net > 0 && offsets.net_inum > 0, "{offsets:?}");
+                let layout = btf
+                    .sock_layout()
+                    .expect("struct sock fields in vmlinux BTF");
+                // The head of `struct sock_common` has not moved since Linux 4.x.
+                assert_eq!(
+                    (layout.dport, layout.num, layout.family, layout.state),
+                    (12, 14, 16, 18),
+                    "{layout:?}"
+                );
+                assert!(layout.has_netns == 1 && layout.net > 0 && layout.net_inum > 0);
+                for tracepoint in std::iter::once(names::PROGRAM).chain(names::SIGNAL_PROGRAMS) {
+                    assert!(btf.has_tracepoint(tracepoint), "{tracepoint}");
+                }
             }
             Err(err) => eprintln!("skipped: no kernel BTF: {err}"),
         }

@@ -22,4 +22,3 @@ pub mod select;
 pub mod source;
 pub mod state;
 pub mod stream;
-pub mod tracefs;

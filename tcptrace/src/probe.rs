@@ -3,11 +3,11 @@
 
 use std::{io, os::fd::AsFd as _};
 
-use aya::{Ebpf, EbpfLoader, programs::TracePoint};
-use tcptrace_ebpf::{Filter, NetnsOffsets, names};
+use aya::{Btf as AyaBtf, Ebpf, EbpfLoader, programs::BtfTracePoint};
+use tcptrace_ebpf::{Filter, names};
 use thiserror::Error;
 
-use crate::{btf, privileges, tracefs};
+use crate::{btf, privileges};
 
 /// The object built from `tcptrace-ebpf` by `build.rs`.
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/tcptrace"));
@@ -24,8 +24,15 @@ pub const DEFAULT_WAKEUP_BYTES: u64 = 1 << 20;
 pub enum ProbeError {
     #[error("{}", privileges::denied_message())]
     Permission,
-    #[error(transparent)]
-    Tracefs(#[from] tracefs::TracefsError),
+    #[error(
+        "cannot read the kernel's BTF ({0}); tcptrace needs a kernel built with \
+         CONFIG_DEBUG_INFO_BTF (/sys/kernel/btf/vmlinux), as distribution kernels are"
+    )]
+    NoBtf(String),
+    #[error("the kernel has no {0} tracepoint (no btf_trace_{0} in its BTF)")]
+    MissingTracepoint(String),
+    #[error("unexpected kernel BTF: {0}")]
+    Layout(String),
     #[error("loading the BPF program failed: {0}")]
     Load(String),
     #[error("attaching to {tracepoint} failed: {reason}")]
@@ -216,87 +223,66 @@ fn release_before(release: &str, (major, minor): (u32, u32)) -> bool {
     }
 }
 
-/// Loads and attaches one more tracepoint program of the object.
-fn attach_tracepoint(
-    ebpf: &mut Ebpf,
-    program: &str,
-    category: &str,
-    name: &str,
-) -> Result<(), ProbeError> {
+/// Loads and attaches one more program of the object, on the BTF-typed tracepoint it is named
+/// after.
+fn attach_program(ebpf: &mut Ebpf, btf: &AyaBtf, name: &str) -> Result<(), ProbeError> {
     let attach_error = |err: &(dyn std::error::Error + 'static)| ProbeError::Attach {
-        tracepoint: format!("{category}:{name}"),
+        tracepoint: name.to_owned(),
         reason: chain(err),
     };
-    let program: &mut TracePoint = ebpf
-        .program_mut(program)
-        .ok_or_else(|| ProbeError::Load(format!("program {program} missing")))?
+    let program: &mut BtfTracePoint = ebpf
+        .program_mut(name)
+        .ok_or_else(|| ProbeError::Load(format!("program {name} missing")))?
         .try_into()
         .map_err(|err: aya::programs::ProgramError| attach_error(&err))?;
-    program.load().map_err(|err| load_error(&err))?;
-    program
-        .attach(category, name)
-        .map_err(|err| attach_error(&err))?;
+    program.load(name, btf).map_err(|err| load_error(&err))?;
+    program.attach().map_err(|err| attach_error(&err))?;
     Ok(())
 }
 
 impl Probe {
-    /// Checks privileges, finds tracefs and the tracepoint layout, loads and attaches.
+    /// Checks privileges, reads the socket layout from the kernel's BTF, loads and attaches.
     pub fn load(config: &ProbeConfig) -> Result<Self, ProbeError> {
         privileges::check().map_err(|_| ProbeError::Permission)?;
-        let root = tracefs::ensure_mounted()?;
-        let format = tracefs::read_format(&root, "sock", "inet_sock_set_state")?;
-        let layout = tracefs::inet_sock_set_state_layout(&format)?;
-        let mut signal_layouts = Vec::new();
+        let kernel_btf =
+            btf::read_kernel_btf().map_err(|err| ProbeError::NoBtf(err.to_string()))?;
+        let mut programs = vec![names::PROGRAM];
         if config.causes {
-            for (_, category, name, global) in names::SIGNAL_PROGRAMS {
-                let format = tracefs::read_format(&root, category, name)?;
-                let tracepoint = format!("{category}:{name}");
-                signal_layouts.push((global, tracefs::signal_layout(&tracepoint, &format)?));
-            }
+            programs.extend(names::SIGNAL_PROGRAMS);
         }
-        // Without BTF the namespace stays unknown (0): tracing works, per-namespace views do not.
-        let netns = match btf::read_kernel_btf().map(|btf| btf.netns_offsets()) {
-            Ok(Some(offsets)) => offsets,
-            Ok(None) => {
-                log::warn!("kernel BTF lacks sock/net fields: network namespaces unknown");
-                NetnsOffsets::default()
-            }
-            Err(err) => {
-                log::info!("no kernel BTF ({err}): network namespaces unknown");
-                NetnsOffsets::default()
-            }
-        };
+        if let Some(missing) = programs.iter().find(|p| !kernel_btf.has_tracepoint(p)) {
+            return Err(ProbeError::MissingTracepoint((*missing).to_owned()));
+        }
+        let layout = kernel_btf.sock_layout().map_err(ProbeError::Layout)?;
+        if layout.has_netns == 0 {
+            log::info!("the kernel has no network namespaces: events carry namespace 0");
+        }
+        drop(kernel_btf);
+        let aya_btf = AyaBtf::from_sys_fs().map_err(|err| ProbeError::NoBtf(chain(&err)))?;
         raise_memlock_limit();
 
-        let mut loader = EbpfLoader::new();
-        for (global, signal_layout) in &signal_layouts {
-            loader.override_global(global, signal_layout, true);
-        }
-        let mut ebpf = loader
-            .override_global(names::LAYOUT, &layout, true)
-            .override_global(names::NETNS, &netns, true)
+        let mut ebpf = EbpfLoader::new()
+            .btf(Some(&aya_btf))
+            .override_global(names::SOCK_LAYOUT, &layout, true)
             .override_global(names::WAKEUP_BYTES, &config.wakeup_bytes, true)
             .override_global(names::FILTER, &config.filter, true)
             .map_max_entries(names::EVENTS, config.ring_bytes)
             .load(OBJECT)
             .map_err(|err| load_error(&err))?;
-
-        attach_tracepoint(&mut ebpf, names::PROGRAM, "sock", "inet_sock_set_state")?;
-        let mut attached = vec![names::PROGRAM];
-        if config.causes {
-            for (program_name, category, name, _) in names::SIGNAL_PROGRAMS {
-                attach_tracepoint(&mut ebpf, program_name, category, name)?;
-                attached.push(program_name);
-            }
+        for name in &programs {
+            attach_program(&mut ebpf, &aya_btf, name)?;
         }
-        Ok(Self { ebpf, attached })
+        Ok(Self {
+            ebpf,
+            attached: programs,
+        })
     }
 
     /// Statistics of the attached programs, summed (see [`program_stats`]).
     pub fn stats(&self) -> io::Result<ProgramStats> {
         let mut total = ProgramStats::default();
         for name in &self.attached {
-            let program: &TracePoint = self
+            let program: &BtfTracePoint = self
                 .ebpf
                 .program(name)
                 .ok_or_else(|| io::Error::other(format!("program {name} missing")))?
