@@ -96,8 +96,10 @@ pub mod counter {
     pub const STALE_REPLACED: u32 = 6;
     /// Events submitted to the ring buffer (also paces the wake-up checks).
     pub const EVENTS_SUBMITTED: u32 = 7;
+    /// Transitions taken by the nested program: the kernel skipped the main one for them.
+    pub const NESTED_CAUGHT: u32 = 8;
     /// Number of counters.
-    pub const COUNT: u32 = 8;
+    pub const COUNT: u32 = 9;
 }
 
 /// Byte offsets of the `struct sock` fields the probe reads, and of the namespace inode in
@@ -193,9 +195,15 @@ pub mod names {
     pub const SOCKETS: &str = "SOCKETS";
     pub const LISTENERS: &str = "LISTENERS";
     pub const WAKEUP_BYTES: &str = "WAKEUP_BYTES";
-    /// The program on `sock:inet_sock_set_state`; programs are named after their tracepoints.
+    /// The program on `sock:inet_sock_set_state`.
     pub const PROGRAM: &str = "inet_sock_set_state";
+    /// The programs attached before and after [`PROGRAM`] on the same tracepoint, so that a
+    /// transition that fires while it runs on the same CPU (and which the kernel skips it for)
+    /// is still recorded.
+    pub const ENTER_PROGRAM: &str = "inet_sock_set_state_enter";
+    pub const NESTED_PROGRAM: &str = "inet_sock_set_state_nested";
     /// The programs that explain transitions, on the `tcp:` tracepoints of the same names.
+    /// Every program is named after its tracepoint but the enter and nested programs.
     pub const SIGNAL_PROGRAMS: [&str; 4] = [
         "tcp_receive_reset",
         "tcp_send_reset",

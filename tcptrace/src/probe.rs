@@ -223,11 +223,15 @@ fn release_before(release: &str, (major, minor): (u32, u32)) -> bool {
     }
 }
 
-/// Loads and attaches one more program of the object, on the BTF-typed tracepoint it is named
-/// after.
-fn attach_program(ebpf: &mut Ebpf, btf: &AyaBtf, name: &str) -> Result<(), ProbeError> {
+/// Loads and attaches one more program of the object on a BTF-typed tracepoint.
+fn attach_program(
+    ebpf: &mut Ebpf,
+    btf: &AyaBtf,
+    name: &str,
+    tracepoint: &str,
+) -> Result<(), ProbeError> {
     let attach_error = |err: &(dyn std::error::Error + 'static)| ProbeError::Attach {
-        tracepoint: name.to_owned(),
+        tracepoint: tracepoint.to_owned(),
         reason: chain(err),
     };
     let program: &mut BtfTracePoint = ebpf
@@ -235,7 +239,9 @@ fn attach_program(ebpf: &mut Ebpf, btf: &AyaBtf, name: &str) -> Result<(), Probe
         .ok_or_else(|| ProbeError::Load(format!("program {name} missing")))?
         .try_into()
         .map_err(|err: aya::programs::ProgramError| attach_error(&err))?;
-    program.load(name, btf).map_err(|err| load_error(&err))?;
+    program
+        .load(tracepoint, btf)
+        .map_err(|err| load_error(&err))?;
     program.attach().map_err(|err| attach_error(&err))?;
     Ok(())
 }
@@ -246,11 +252,17 @@ impl Probe {
         privileges::check().map_err(|_| ProbeError::Permission)?;
         let kernel_btf =
             btf::read_kernel_btf().map_err(|err| ProbeError::NoBtf(err.to_string()))?;
-        let mut programs = vec![names::PROGRAM];
+        // (program, tracepoint). The kernel runs the programs of a tracepoint in the order they
+        // were attached, which the three transition programs rely on.
+        let mut programs = vec![
+            (names::ENTER_PROGRAM, names::PROGRAM),
+            (names::PROGRAM, names::PROGRAM),
+            (names::NESTED_PROGRAM, names::PROGRAM),
+        ];
         if config.causes {
-            programs.extend(names::SIGNAL_PROGRAMS);
+            programs.extend(names::SIGNAL_PROGRAMS.map(|name| (name, name)));
         }
-        if let Some(missing) = programs.iter().find(|p| !kernel_btf.has_tracepoint(p)) {
+        if let Some((_, missing)) = programs.iter().find(|(_, t)| !kernel_btf.has_tracepoint(t)) {
             return Err(ProbeError::MissingTracepoint((*missing).to_owned()));
         }
         let layout = kernel_btf.sock_layout().map_err(ProbeError::Layout)?;
@@ -269,29 +281,67 @@ impl Probe {
             .map_max_entries(names::EVENTS, config.ring_bytes)
             .load(OBJECT)
             .map_err(|err| load_error(&err))?;
-        for name in &programs {
-            attach_program(&mut ebpf, &aya_btf, name)?;
+        for (name, tracepoint) in &programs {
+            attach_program(&mut ebpf, &aya_btf, name, tracepoint)?;
         }
         Ok(Self {
             ebpf,
-            attached: programs,
+            attached: programs.into_iter().map(|(name, _)| name).collect(),
         })
+    }
+
+    fn program_stats(&self, name: &str) -> io::Result<ProgramStats> {
+        let program: &BtfTracePoint = self
+            .ebpf
+            .program(name)
+            .ok_or_else(|| io::Error::other(format!("program {name} missing")))?
+            .try_into()
+            .map_err(io::Error::other)?;
+        let fd = program.fd().map_err(io::Error::other)?;
+        program_stats(fd.as_fd())
     }
 
     /// Statistics of the attached programs, summed (see [`program_stats`]).
     pub fn stats(&self) -> io::Result<ProgramStats> {
         let mut total = ProgramStats::default();
         for name in &self.attached {
-            let program: &BtfTracePoint = self
-                .ebpf
-                .program(name)
-                .ok_or_else(|| io::Error::other(format!("program {name} missing")))?
-                .try_into()
-                .map_err(io::Error::other)?;
-            let fd = program.fd().map_err(io::Error::other)?;
-            total += program_stats(fd.as_fd())?;
+            total += self.program_stats(name)?;
         }
         Ok(total)
+    }
+
+    /// Runs the kernel skipped so far, by role. The enter and nested programs' own misses lose
+    /// nothing and are left out: when one of them is skipped, the main program was not running
+    /// and took the transition.
+    pub fn misses(&self) -> io::Result<Misses> {
+        let mut misses = Misses {
+            transitions: self.program_stats(names::PROGRAM)?.recursion_misses,
+            signals: 0,
+        };
+        for name in &self.attached {
+            if names::SIGNAL_PROGRAMS.contains(name) {
+                misses.signals += self.program_stats(name)?.recursion_misses;
+            }
+        }
+        Ok(misses)
+    }
+}
+
+/// Runs of the probe's programs the kernel skipped.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Misses {
+    /// Of the main transition program: the nested program takes each of these.
+    pub transitions: u64,
+    /// Of the programs that explain transitions: lost.
+    pub signals: u64,
+}
+
+impl Misses {
+    /// Events no program took, given how many the nested program `caught`. Read the misses
+    /// first: the kernel counts a miss before the nested program catches it, so a later read
+    /// of `caught` can only be ahead, never behind, and a loss is never reported falsely.
+    pub fn unrecovered(self, caught: u64) -> u64 {
+        self.transitions.saturating_sub(caught) + self.signals
     }
 }
 
@@ -314,6 +364,18 @@ mod tests {
             chain(&Outer(io::Error::from_raw_os_error(libc::EINVAL))),
             "outer: Invalid argument (os error 22)"
         );
+    }
+
+    #[test]
+    fn misses_of_the_main_program_are_lost_only_beyond_what_the_nested_one_caught() {
+        let misses = Misses {
+            transitions: 16,
+            signals: 1,
+        };
+        assert_eq!(misses.unrecovered(16), 1);
+        assert_eq!(misses.unrecovered(14), 3);
+        // Caught read after the misses may be ahead of them: never a negative loss.
+        assert_eq!(misses.unrecovered(20), 1);
     }
 
     #[test]

@@ -15,9 +15,11 @@ use crate::probe::Probe;
 pub struct KernelCounters {
     /// Events lost because the ring buffer was full.
     pub ringbuf_full: u64,
-    /// Events lost because the kernel skipped the program: it fired while a BPF program was
-    /// already running on that CPU (a softirq interrupting it).
-    pub recursion_misses: u64,
+    /// Events lost because the kernel skipped a program (it fired while the same program was
+    /// running on that CPU, from a softirq interrupting it) and no other program took them.
+    pub skipped_by_kernel: u64,
+    /// Transitions the nested program took because the kernel skipped the main one for them.
+    pub nested_caught: u64,
     pub sock_update_failed: u64,
     pub sock_inserted: u64,
     pub sock_removed: u64,
@@ -30,14 +32,14 @@ pub struct KernelCounters {
 impl KernelCounters {
     /// Every event the kernel side could not deliver.
     pub fn lost(&self) -> u64 {
-        self.ringbuf_full + self.recursion_misses
+        self.ringbuf_full + self.skipped_by_kernel
     }
 
     /// How the events were lost: `R ring buffer full, K skipped by the kernel`.
     pub fn loss_breakdown(&self) -> String {
         format!(
             "{} ring buffer full, {} skipped by the kernel",
-            self.ringbuf_full, self.recursion_misses
+            self.ringbuf_full, self.skipped_by_kernel
         )
     }
 }
@@ -118,9 +120,12 @@ impl Session {
             let values = self.counters.get(&index, 0).map_err(io::Error::other)?;
             Ok(values.iter().sum())
         };
+        let misses = self.probe.misses()?;
+        let nested_caught = get(counter::NESTED_CAUGHT)?;
         Ok(KernelCounters {
             ringbuf_full: get(counter::RINGBUF_FULL)?,
-            recursion_misses: self.probe.stats()?.recursion_misses,
+            skipped_by_kernel: misses.unrecovered(nested_caught),
+            nested_caught,
             sock_update_failed: get(counter::SOCK_UPDATE_FAILED)?,
             sock_inserted: get(counter::SOCK_INSERTED)?,
             sock_removed: get(counter::SOCK_REMOVED)?,

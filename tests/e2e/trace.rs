@@ -1,7 +1,7 @@
 //! `tcptrace trace --json` against real connections.
 
 use crate::support::{
-    Netns, Peer, Tracer, find, ms_in_from, path_of, privileged, ring_buffer_lost, socket,
+    Netns, Peer, Tracer, events_lost, find, ms_in_from, path_of, privileged, socket,
 };
 
 /// Hold times long enough to stand out from scheduling noise on a loaded 2-core machine.
@@ -103,7 +103,7 @@ fn lifecycle(addr: &str, family: &str) {
     // The handshake on loopback takes well under the hold times.
     assert!(ms_in_from(find(&lines, &client_side, "SYN_SENT", "ESTABLISHED")) < 100.0);
     assert_eq!(
-        ring_buffer_lost(&finished.stderr),
+        events_lost(&finished.stderr),
         Some(0),
         "{}",
         finished.stderr

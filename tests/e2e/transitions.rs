@@ -65,8 +65,8 @@ pub(crate) fn finish(tracer: Tracer) -> Value {
     let (last, earlier) = objects.split_last().expect("at least the final object");
     assert_eq!(last["final"], true, "{last}");
     assert!(earlier.iter().all(|o| o["final"] == false));
-    // Runs the kernel skipped are counted machine-wide: a parallel test's traffic may cause one.
     assert_eq!(last["ring_buffer_full"], 0, "{stderr}");
+    assert_eq!(last["skipped_by_kernel"], 0, "{stderr}");
     last.clone()
 }
 

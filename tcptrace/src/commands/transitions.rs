@@ -57,7 +57,7 @@ fn losses(kernel: &KernelCounters, invalid: u64, kernel_evicted: u64) -> Losses 
     Losses {
         // A full ring buffer and runs the kernel skipped lose transitions alike.
         lost_events: kernel.lost(),
-        skipped_by_kernel: kernel.recursion_misses,
+        skipped_by_kernel: kernel.skipped_by_kernel,
         invalid_records: invalid,
         kernel_evicted,
     }

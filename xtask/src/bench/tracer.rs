@@ -108,9 +108,11 @@ pub struct Finished {
     pub observed: Option<u64>,
     /// Events the tracer reports it lost; `None` when it cannot lose any or cannot say.
     pub lost: Option<u64>,
-    /// Runs of the tracer's BPF programs that the kernel skipped because another BPF program
-    /// was already running on that CPU (a softirq interrupting one): events lost before any
-    /// tracer could count them. Read from the programs' `recursion_misses` in fdinfo.
+    /// Runs of the tracer's BPF programs that the kernel skipped because the program was
+    /// already running on that CPU (a softirq interrupting it), and that the tracer did not make
+    /// up for: events lost before it could count them. The programs' `recursion_misses` in
+    /// fdinfo, or for tcptrace the count it reports (it records the others with a second
+    /// program).
     pub kernel_misses: u64,
     /// User + sys seconds from the moment it was attached to its exit.
     pub cpu_s: f64,
@@ -305,16 +307,18 @@ impl Running {
         let seconds = |tv: libc::timeval| tv.tv_sec as f64 + tv.tv_usec as f64 / 1e6;
         let cpu_total = seconds(usage.ru_utime) + seconds(usage.ru_stime);
         let cpu_s = (cpu_total - self.ticks_at_attach as f64 / clock_ticks_per_s()).max(0.0);
+        let mut kernel_misses = kernel_misses;
         let (observed, lost) = match self.tracer {
             Tracer::Transitions | Tracer::TraceJson => {
-                let (n, lost) = tcptrace_summary(&stderr).with_context(|| {
+                let summary = tcptrace_summary(&stderr).with_context(|| {
                     format!(
                         "{} printed no `N transitions, M lost` line: {}",
                         self.tracer.name(),
                         stderr.trim()
                     )
                 })?;
-                (Some(n), Some(lost))
+                kernel_misses = summary.skipped;
+                (Some(summary.transitions), Some(summary.ring_full))
             }
             Tracer::Tcpstates => {
                 let lines = match &self.stdout_file {
@@ -465,18 +469,35 @@ fn bytecount(bytes: &[u8], byte: u8) -> u64 {
 }
 
 /// tcptrace's last `N transitions, M lost[, R ring buffer full, K skipped by the kernel …]`
-/// line: the transitions and the events lost to a full ring buffer (the runs the kernel
-/// skipped are read from the program's own statistics instead).
-pub fn tcptrace_summary(stderr: &str) -> Option<(u64, u64)> {
+/// line: the transitions, the events lost to a full ring buffer, and the runs the kernel skipped
+/// that tcptrace could not make up for (its own programs' `recursion_misses` count runs that its
+/// nested program recorded instead).
+pub fn tcptrace_summary(stderr: &str) -> Option<TcptraceSummary> {
     stderr.lines().rev().find_map(|line| {
         let mut parts = line.split(", ");
-        let n = parts.next()?.strip_suffix(" transitions")?.parse().ok()?;
+        let transitions = parts.next()?.strip_suffix(" transitions")?.parse().ok()?;
         let lost: u64 = parts.next()?.strip_suffix(" lost")?.parse().ok()?;
-        let ring_full = parts
-            .find_map(|part| part.strip_suffix(" ring buffer full")?.parse().ok())
-            .unwrap_or(lost);
-        Some((n, ring_full))
+        let rest: Vec<&str> = parts.collect();
+        let count = |suffix: &str| {
+            rest.iter()
+                .find_map(|part| part.split(" (").next()?.strip_suffix(suffix)?.parse().ok())
+        };
+        let ring_full = count(" ring buffer full").unwrap_or(lost);
+        let skipped = count(" skipped by the kernel").unwrap_or(lost - ring_full);
+        Some(TcptraceSummary {
+            transitions,
+            ring_full,
+            skipped,
+        })
     })
+}
+
+/// What tcptrace's summary line says.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TcptraceSummary {
+    pub transitions: u64,
+    pub ring_full: u64,
+    pub skipped: u64,
 }
 
 /// libbpf-tools' perf-buffer loss lines: `lost N events on CPU #C`.
@@ -510,10 +531,21 @@ mod tests {
     fn reads_tcptrace_summaries() {
         let stderr = "[INFO] probe attached\ntcptrace: 3 events lost: the ring buffer was full\n\
                       1200 transitions, 3 lost, 2 invalid records\n";
-        assert_eq!(tcptrace_summary(stderr), Some((1200, 3)));
+        let summary = |transitions, ring_full, skipped| {
+            Some(TcptraceSummary {
+                transitions,
+                ring_full,
+                skipped,
+            })
+        };
+        assert_eq!(tcptrace_summary(stderr), summary(1200, 3, 0));
         assert_eq!(tcptrace_summary("tcptrace: 3 events lost\n"), None);
         let split = "9 transitions, 5 lost, 1 ring buffer full, 4 skipped by the kernel (x)\n";
-        assert_eq!(tcptrace_summary(split), Some((9, 1)));
+        assert_eq!(tcptrace_summary(split), summary(9, 1, 4));
+        assert_eq!(
+            tcptrace_summary("7 transitions, 0 lost\n"),
+            summary(7, 0, 0)
+        );
     }
 
     #[test]
