@@ -5,7 +5,7 @@ use std::{
     process::{Command, Stdio},
 };
 
-use crate::support::{Peer, privileged, start_lock, tcptrace_bin, wait_until};
+use crate::support::{Peer, events_lost, privileged, start_lock, tcptrace_bin, wait_until};
 
 fn run(args: &[&str]) -> (i32, String) {
     let out = Command::new(tcptrace_bin())
@@ -129,7 +129,9 @@ fn tracefs_is_not_needed() {
     }
     let (code, stderr) = run(&["trace", "--duration", "0.2"]);
     assert_eq!(code, 0, "{stderr}");
-    assert!(stderr.is_empty(), "{stderr}");
+    // Only the summary line: no error, no warning.
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert_eq!(events_lost(&stderr), Some(0), "{stderr}");
 }
 
 #[test]
