@@ -23,19 +23,18 @@ pub mod kind {
 
 /// Bits of `Event::flags`.
 pub mod flags {
-    /// The owner (tgid, comm) is not known: the socket was first seen outside process context.
+    /// The owner (tgid, comm) is not in the event: the transition ran outside a syscall of
+    /// the socket's owner (in softirq, say). Userspace carries the owner over from the socket's
+    /// earlier transitions.
     pub const OWNER_UNKNOWN: u8 = 1 << 0;
-    /// The socket was not in the per-socket map: its time in the old state is unknown.
-    pub const FIRST_SEEN: u8 = 1 << 1;
 }
-
-/// `Event::time_in_old_ns` when the socket was first seen in its old state.
-pub const TIME_UNKNOWN: u64 = u64::MAX;
 
 /// Length of a task's comm, as in the kernel's `TASK_COMM_LEN`.
 pub const COMM_LEN: usize = 16;
 
-/// One record of the event ring buffer: 96 bytes, 8-byte aligned as the ring buffer requires.
+/// One record of the event ring buffer: 88 bytes, 8-byte aligned as the ring buffer requires.
+/// The kernel keeps no state per socket: the time in the old state is the difference between
+/// a socket's consecutive timestamps, taken in userspace, which sees every transition in order.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Event {
@@ -43,8 +42,6 @@ pub struct Event {
     pub ts_ns: u64,
     /// The kernel address of the socket: the identity of a connection while it lives.
     pub skaddr: u64,
-    /// Nanoseconds the socket spent in `oldstate`, or [`TIME_UNKNOWN`].
-    pub time_in_old_ns: u64,
     /// Local address: IPv4 in the first 4 bytes (network order), or IPv6.
     pub saddr: [u8; 16],
     /// Remote address, as `saddr`.
@@ -74,32 +71,21 @@ pub struct Event {
     pub _reserved: u32,
 }
 
-const _: () = assert!(core::mem::size_of::<Event>() == 96);
+const _: () = assert!(core::mem::size_of::<Event>() == 88);
 const _: () = assert!(core::mem::align_of::<Event>() == 8);
 
 /// Indices of the per-CPU counter array `COUNTERS`.
 pub mod counter {
     /// `bpf_ringbuf_reserve` failed: an event was lost.
     pub const RINGBUF_FULL: u32 = 0;
-    /// Inserting into the per-socket map failed.
-    pub const SOCK_UPDATE_FAILED: u32 = 1;
-    /// Sockets inserted into the per-socket map.
-    pub const SOCK_INSERTED: u32 = 2;
-    /// Sockets removed from the per-socket map on →CLOSE.
-    pub const SOCK_REMOVED: u32 = 3;
     /// Inserting into the listener map failed.
-    pub const LISTENER_UPDATE_FAILED: u32 = 4;
-    /// Events of sockets first seen after their birth (existing before tracing, or evicted).
-    pub const FIRST_SEEN: u32 = 5;
-    /// A socket was born at an address whose previous socket's entry was still there: that
-    /// socket's →CLOSE was missed.
-    pub const STALE_REPLACED: u32 = 6;
-    /// Events submitted to the ring buffer (also paces the wake-up checks).
-    pub const EVENTS_SUBMITTED: u32 = 7;
+    pub const LISTENER_UPDATE_FAILED: u32 = 1;
+    /// Events submitted to the ring buffer (paces the wake-up checks).
+    pub const EVENTS_SUBMITTED: u32 = 2;
     /// Transitions taken by the nested program: the kernel skipped the main one for them.
-    pub const NESTED_CAUGHT: u32 = 8;
+    pub const NESTED_CAUGHT: u32 = 3;
     /// Number of counters.
-    pub const COUNT: u32 = 9;
+    pub const COUNT: u32 = 4;
 }
 
 /// Byte offsets of the `struct sock` fields the probe reads, and of the namespace inode in
@@ -162,20 +148,6 @@ pub struct Filter {
 
 const _: () = assert!(core::mem::size_of::<Filter>() == 72);
 
-/// Value of the per-socket map: when the socket entered its current state, and its owner.
-#[repr(C)]
-#[derive(Clone, Copy, Debug)]
-pub struct SockState {
-    pub entered_ns: u64,
-    pub comm: [u8; COMM_LEN],
-    /// 0 = owner unknown.
-    pub tgid: u32,
-    /// Network namespace inode, read once when the socket is first seen.
-    pub netns: u32,
-}
-
-const _: () = assert!(core::mem::size_of::<SockState>() == 32);
-
 /// Value of the listener map (keyed by local port): the owner a passively opened child inherits.
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
@@ -192,7 +164,6 @@ pub mod names {
     pub const FILTER: &str = "FILTER";
     pub const EVENTS: &str = "EVENTS";
     pub const COUNTERS: &str = "COUNTERS";
-    pub const SOCKETS: &str = "SOCKETS";
     pub const LISTENERS: &str = "LISTENERS";
     pub const WAKEUP_BYTES: &str = "WAKEUP_BYTES";
     /// The program on `sock:inet_sock_set_state`.
@@ -221,6 +192,4 @@ mod pod {
     unsafe impl aya::Pod for super::SockLayout {}
     // SAFETY: as above.
     unsafe impl aya::Pod for super::Filter {}
-    // SAFETY: as above.
-    unsafe impl aya::Pod for super::SockState {}
 }

@@ -6,13 +6,12 @@ use aya_ebpf::{
         bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_ktime_get_ns, bpf_probe_read_kernel,
     },
     macros::{btf_tracepoint, map},
-    maps::{HashMap, LruHashMap, PerCpuArray, RingBuf},
+    maps::{HashMap, PerCpuArray, RingBuf},
     programs::BtfTracePointContext,
 };
 use aya_log_ebpf::error;
 use tcptrace_ebpf::{
-    COMM_LEN, Event, Filter, MAX_FILTER_PORTS, Owner, SockLayout, SockState, TIME_UNKNOWN, counter,
-    flags, kind,
+    COMM_LEN, Event, Filter, MAX_FILTER_PORTS, Owner, SockLayout, counter, flags, kind,
 };
 
 /// Where the probe finds the socket's fields, set by userspace from the kernel's BTF.
@@ -58,11 +57,6 @@ static EVENTS: RingBuf = RingBuf::with_byte_size(4 << 20, 0);
 /// Per-CPU counters, indexed by [`counter`].
 #[map]
 static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(counter::COUNT, 0);
-
-/// Per-socket state, keyed by socket address. LRU so that sockets whose →CLOSE we never see
-/// (none should exist, but a tracer must not trust that) cannot fill it for good.
-#[map]
-static SOCKETS: LruHashMap<u64, SockState> = LruHashMap::with_max_entries(262_144, 0);
 
 /// Owners of listening sockets, keyed by network namespace and local port: a passively opened
 /// child is created in softirq, where the current task is whoever the CPU interrupted, so it
@@ -254,81 +248,25 @@ fn on_set_state(ctx: &BtfTracePointContext, sk: *const u8, old: i32, new: i32) {
     if wanted_family != 0 && family != wanted_family {
         return;
     }
-    let skaddr = sk as u64;
     let sport = local_port(sk);
     let dport = u16::from_be(sk_field(sk, global_field!(SOCK_LAYOUT.dport)));
     // SAFETY: helper without preconditions.
     let now = unsafe { bpf_ktime_get_ns() };
 
-    let mut event_flags = 0u8;
-    let mut time_in_old = TIME_UNKNOWN;
-    let owner_here = in_owner_context(old, new);
+    let netns = netns_of(sk);
+    // The owner is known here only in a syscall of the owner, or for a passively opened child,
+    // from its listener: the transition runs in softirq, on whatever task the CPU interrupted.
+    // Userspace carries it over to the socket's later transitions.
     let mut owner = Owner {
         comm: [0; COMM_LEN],
         tgid: 0,
     };
-    let netns: u32;
-
-    // The per-socket map is kept for every TCP socket of the family, before the port filters:
-    // a connecting socket only learns its local port after CLOSE→SYN_SENT.
-    // A birth always starts afresh: an entry found here belongs to an earlier socket at the
-    // same address whose →CLOSE was never seen (the kernel skipped the program).
-    let born = old == TCP_CLOSE || (old == TCP_LISTEN && new == TCP_SYN_RECV);
-    let existing = SOCKETS.get_ptr_mut(&skaddr);
-    if born && existing.is_some() {
-        bump(counter::STALE_REPLACED);
-    }
-    match existing.filter(|_| !born) {
-        Some(state) => {
-            // SAFETY: pointer into a map value returned by the kernel for this key.
-            let state = unsafe { &mut *state };
-            time_in_old = now.saturating_sub(state.entered_ns);
-            if owner_here {
-                let current = current_owner();
-                state.comm = current.comm;
-                state.tgid = current.tgid;
-            }
-            owner.comm = state.comm;
-            owner.tgid = state.tgid;
-            netns = state.netns;
-            if new == TCP_CLOSE {
-                if SOCKETS.remove(&skaddr).is_ok() {
-                    bump(counter::SOCK_REMOVED);
-                }
-            } else {
-                state.entered_ns = now;
-            }
-        }
-        None => {
-            if !born {
-                event_flags |= flags::FIRST_SEEN;
-                bump(counter::FIRST_SEEN);
-            }
-            netns = netns_of(sk);
-            if owner_here {
-                owner = current_owner();
-            } else if old == TCP_LISTEN && new == TCP_SYN_RECV {
-                // SAFETY: read-only copy of the value out of the map.
-                if let Some(listener) = unsafe { LISTENERS.get(listener_key(netns, sport)) } {
-                    owner = *listener;
-                }
-            }
-            if new != TCP_CLOSE {
-                let state = SockState {
-                    entered_ns: now,
-                    comm: owner.comm,
-                    tgid: owner.tgid,
-                    netns,
-                };
-                if SOCKETS.insert(&skaddr, &state, 0).is_ok() {
-                    bump(counter::SOCK_INSERTED);
-                } else if bump(counter::SOCK_UPDATE_FAILED) == 0 {
-                    error!(
-                        ctx,
-                        "tcptrace: per-socket map update failed; times will be missing"
-                    );
-                }
-            }
+    if in_owner_context(old, new) {
+        owner = current_owner();
+    } else if old == TCP_LISTEN && new == TCP_SYN_RECV {
+        // SAFETY: read-only copy of the value out of the map.
+        if let Some(listener) = unsafe { LISTENERS.get(listener_key(netns, sport)) } {
+            owner = *listener;
         }
     }
 
@@ -347,9 +285,11 @@ fn on_set_state(ctx: &BtfTracePointContext, sk: *const u8, old: i32, new: i32) {
         let _ = LISTENERS.remove(listener_key(netns, sport));
     }
 
-    if owner.tgid == 0 {
-        event_flags |= flags::OWNER_UNKNOWN;
-    }
+    let event_flags = if owner.tgid == 0 {
+        flags::OWNER_UNKNOWN
+    } else {
+        0
+    };
 
     if !port_allowed(sport, global_field!(FILTER.lport_count), &FILTER.lports)
         || !port_allowed(dport, global_field!(FILTER.rport_count), &FILTER.rports)
@@ -367,8 +307,7 @@ fn on_set_state(ctx: &BtfTracePointContext, sk: *const u8, old: i32, new: i32) {
     // `size_of::<Event>()` bytes; every field is written before submit.
     unsafe {
         addr_of_mut!((*event).ts_ns).write(now);
-        addr_of_mut!((*event).skaddr).write(skaddr);
-        addr_of_mut!((*event).time_in_old_ns).write(time_in_old);
+        addr_of_mut!((*event).skaddr).write(sk as u64);
         let (saddr, daddr): ([u32; 4], [u32; 4]) = if family == AF_INET6 {
             (
                 sk_field(sk, global_field!(SOCK_LAYOUT.v6_rcv_saddr)),
@@ -472,7 +411,6 @@ fn emit_signal(ctx: &BtfTracePointContext, signal: u8) {
         // SAFETY: helper without preconditions.
         ts_ns: unsafe { bpf_ktime_get_ns() },
         skaddr: sk as u64,
-        time_in_old_ns: TIME_UNKNOWN,
         saddr: [0; 16],
         daddr: [0; 16],
         comm: [0; COMM_LEN],

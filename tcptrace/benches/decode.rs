@@ -9,6 +9,7 @@ use tcptrace::{
     aggregate::{Aggregator, Config},
     decode::{decode, encode},
     event::Record,
+    lifecycle::Lifecycles,
     peer_fill::PeerFill,
 };
 use tcptrace_ebpf::{Event, kind};
@@ -53,7 +54,6 @@ fn stream() -> Vec<[u8; size_of::<Event>()]> {
                 skaddr: 0xffff_8880_0000_0000
                     + (connection % SOCKET_SLOTS) * 0x1000
                     + u64::from(server) * 0x800,
-                time_in_old_ns: 40_000,
                 saddr: addr,
                 daddr: addr,
                 comm,
@@ -99,18 +99,22 @@ fn decode_stream(c: &mut Criterion) {
     group.finish();
 }
 
-/// The userspace hot path of `tcptrace transitions`: decode, the port fill, and the
-/// aggregation into per-transition histograms, paths and signatures.
+/// The userspace hot path of `tcptrace transitions`: decode, the per-socket times and owners,
+/// the port fill, and the aggregation into per-transition histograms, paths and signatures.
 fn decode_and_aggregate(c: &mut Criterion) {
     let records = stream();
     let mut group = c.benchmark_group("pipeline");
     group.throughput(Throughput::Elements(records.len() as u64));
     group.bench_function("decode_fill_aggregate", |b| {
         let mut aggregator = Aggregator::new(Config::default());
+        let mut lifecycles = Lifecycles::default();
         let mut fill = PeerFill::new(250_000_000);
         b.iter(|| {
             for record in &records {
-                if let Ok(record) = decode(black_box(record)) {
+                if let Ok(mut record) = decode(black_box(record)) {
+                    if let Record::Transition(t) = &mut record {
+                        lifecycles.apply(t);
+                    }
                     fill.push(record, &mut |ready| match ready {
                         Record::Transition(t) => aggregator.feed_transition(&t),
                         Record::Signal(s) => aggregator.feed_signal(&s),

@@ -6,7 +6,7 @@ use std::{
     net::{IpAddr, Ipv4Addr, Ipv6Addr},
 };
 
-use tcptrace_ebpf::{Event, TIME_UNKNOWN, flags, kind};
+use tcptrace_ebpf::{Event, flags, kind};
 use thiserror::Error;
 
 use crate::{
@@ -115,9 +115,10 @@ fn decode_transition(event: &Event) -> Result<Transition, DecodeError> {
         rport: event.dport,
         from,
         to,
-        time_in_from_ns: (event.time_in_old_ns != TIME_UNKNOWN).then_some(event.time_in_old_ns),
+        // Filled in by `lifecycle`, from the socket's earlier transitions.
+        time_in_from_ns: None,
         netns: event.netns,
-        first_seen_midlife: event.flags & flags::FIRST_SEEN != 0,
+        first_seen_midlife: false,
     })
 }
 
@@ -142,7 +143,6 @@ pub(crate) mod tests {
         Event {
             ts_ns: 1_000,
             skaddr: 0xffff_8880_1234_5678,
-            time_in_old_ns: 52_000,
             saddr,
             daddr,
             comm,
@@ -174,7 +174,7 @@ pub(crate) mod tests {
         assert_eq!(t.raddr, "127.0.0.2".parse::<IpAddr>().unwrap());
         assert_eq!((t.lport, t.rport), (40000, 80));
         assert_eq!((t.from, t.to), (TcpState::SynSent, TcpState::Established));
-        assert_eq!(t.time_in_from_ns, Some(52_000));
+        assert_eq!(t.time_in_from_ns, None);
         assert!(!t.first_seen_midlife);
     }
 
@@ -188,7 +188,7 @@ pub(crate) mod tests {
     #[test]
     fn short_records_are_rejected() {
         let bytes = encode(&sample());
-        assert_eq!(decode(&bytes[..95]), Err(DecodeError::Short(95)));
+        assert_eq!(decode(&bytes[..87]), Err(DecodeError::Short(87)));
         assert_eq!(decode(&[]), Err(DecodeError::Short(0)));
     }
 
@@ -212,17 +212,14 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn unknown_time_owner_and_first_seen_flags() {
+    fn unknown_owner() {
         let mut e = sample();
-        e.time_in_old_ns = TIME_UNKNOWN;
-        e.flags = flags::OWNER_UNKNOWN | flags::FIRST_SEEN;
+        e.flags = flags::OWNER_UNKNOWN;
         let Ok(Record::Transition(t)) = decode(&encode(&e)) else {
             panic!("not a transition")
         };
-        assert_eq!(t.time_in_from_ns, None);
         assert_eq!(t.pid, None);
         assert_eq!(t.comm, "");
-        assert!(t.first_seen_midlife);
     }
 
     #[test]

@@ -13,6 +13,7 @@ pub mod diag;
 pub mod event;
 pub mod explain;
 pub mod filter;
+pub mod lifecycle;
 pub mod live_census;
 pub mod peer_fill;
 pub mod privileges;

@@ -3,9 +3,9 @@
 
 use std::{io, os::fd::AsRawFd};
 
-use aya::maps::{HashMap as BpfHashMap, MapData, PerCpuArray, RingBuf};
+use aya::maps::{MapData, PerCpuArray, RingBuf};
 use aya_log::EbpfLogger;
-use tcptrace_ebpf::{SockState, counter, names};
+use tcptrace_ebpf::{counter, names};
 use tokio::io::{Interest, unix::AsyncFd};
 
 use crate::probe::Probe;
@@ -20,13 +20,7 @@ pub struct KernelCounters {
     pub skipped_by_kernel: u64,
     /// Transitions the nested program took because the kernel skipped the main one for them.
     pub nested_caught: u64,
-    pub sock_update_failed: u64,
-    pub sock_inserted: u64,
-    pub sock_removed: u64,
     pub listener_update_failed: u64,
-    pub first_seen: u64,
-    /// Births at an address whose previous socket's →CLOSE was missed.
-    pub stale_replaced: u64,
 }
 
 impl KernelCounters {
@@ -50,7 +44,6 @@ pub struct Session {
     pub events: EventReader,
     pub log: Option<LogReader>,
     counters: PerCpuArray<MapData, u64>,
-    sockets: BpfHashMap<MapData, u64, SockState>,
     // Last: dropping it detaches the program after the readers are gone.
     probe: Probe,
 }
@@ -88,11 +81,6 @@ impl Session {
                 .ok_or_else(|| missing(names::COUNTERS))?,
         )
         .map_err(io::Error::other)?;
-        let sockets = BpfHashMap::try_from(
-            ebpf.take_map(names::SOCKETS)
-                .ok_or_else(|| missing(names::SOCKETS))?,
-        )
-        .map_err(io::Error::other)?;
         // The kernel log is a diagnostic aid: without it, tracing still works.
         let log = match EbpfLogger::init(ebpf) {
             Ok(logger) => Some(LogReader {
@@ -109,7 +97,6 @@ impl Session {
             },
             log,
             counters,
-            sockets,
             probe,
         })
     }
@@ -126,23 +113,13 @@ impl Session {
             ringbuf_full: get(counter::RINGBUF_FULL)?,
             skipped_by_kernel: misses.unrecovered(nested_caught),
             nested_caught,
-            sock_update_failed: get(counter::SOCK_UPDATE_FAILED)?,
-            sock_inserted: get(counter::SOCK_INSERTED)?,
-            sock_removed: get(counter::SOCK_REMOVED)?,
             listener_update_failed: get(counter::LISTENER_UPDATE_FAILED)?,
-            first_seen: get(counter::FIRST_SEEN)?,
-            stale_replaced: get(counter::STALE_REPLACED)?,
         })
     }
 
     /// The kernel's statistics of the attached programs.
     pub fn program_stats(&self) -> io::Result<crate::probe::ProgramStats> {
         self.probe.stats()
-    }
-
-    /// Sockets the kernel is tracking now. Walks the map: for summaries, not for every tick.
-    pub fn tracked_sockets(&self) -> usize {
-        self.sockets.keys().filter(Result::is_ok).count()
     }
 }
 

@@ -15,6 +15,7 @@ use crate::{
     decode::decode,
     event::{Record, Signal, Transition},
     filter::EventFilter,
+    lifecycle::Lifecycles,
     peer_fill::PeerFill,
     probe::{Probe, ProbeConfig},
     source::{KernelCounters, Session},
@@ -52,6 +53,9 @@ pub struct Totals {
     pub kernel: KernelCounters,
     /// Kernel monotonic time of the last tick.
     pub now_ns: u64,
+    /// Sockets forgotten because the per-socket table was full: their later transitions lack
+    /// a time in state.
+    pub untracked_sockets: u64,
 }
 
 pub struct StreamConfig {
@@ -65,22 +69,9 @@ pub struct StreamConfig {
 /// What is left at the end.
 pub struct Summary {
     pub totals: Totals,
-    /// Sockets the kernel still tracked at the end.
-    pub tracked_sockets: usize,
 }
 
 impl Summary {
-    /// Sockets evicted from the kernel's per-socket map (their next transitions lack a time in
-    /// state). Every insert leaves the map on →CLOSE, is overwritten by a birth at the same
-    /// address after a missed →CLOSE, or is still there; the rest were evicted.
-    pub fn kernel_evicted(&self) -> u64 {
-        let k = &self.totals.kernel;
-        k.sock_inserted
-            .saturating_sub(k.sock_removed)
-            .saturating_sub(k.stale_replaced)
-            .saturating_sub(self.tracked_sockets as u64)
-    }
-
     /// `N transitions, M lost` and any other loss, for stderr.
     pub fn line(&self) -> String {
         let t = &self.totals;
@@ -95,16 +86,10 @@ impl Summary {
         if t.invalid > 0 {
             line.push_str(&format!(", {} invalid records", t.invalid));
         }
-        let evicted = self.kernel_evicted();
-        if evicted > 0 {
+        if t.untracked_sockets > 0 {
             line.push_str(&format!(
-                ", {evicted} sockets evicted from the kernel's map"
-            ));
-        }
-        if t.kernel.sock_update_failed > 0 {
-            line.push_str(&format!(
-                ", {} socket-map updates failed",
-                t.kernel.sock_update_failed
+                ", {} sockets untracked (table full)",
+                t.untracked_sockets
             ));
         }
         line
@@ -118,6 +103,7 @@ pub async fn run(
 ) -> anyhow::Result<Summary> {
     let probe = Probe::load(&config.probe)?;
     let mut session = Session::new(probe).context("reading the probe's maps")?;
+    let mut lifecycles = Lifecycles::default();
     let mut fill = PeerFill::new(FILL_HOLD_NS);
     let mut totals = Totals::default();
     let filter = config.filter;
@@ -161,7 +147,10 @@ pub async fn run(
                 .events
                 .drain(|bytes| decode_into(bytes, &mut decoded, &mut totals.invalid));
         }
-        for record in decoded.drain(..) {
+        for mut record in decoded.drain(..) {
+            if let Record::Transition(t) = &mut record {
+                lifecycles.apply(t);
+            }
             fill.push(record, &mut |r| ready.push(r));
         }
         let now_ns = clock::monotonic_ns();
@@ -187,6 +176,7 @@ pub async fn run(
         if user_ticked || stop {
             totals.kernel = session.counters().context("reading the probe's counters")?;
             totals.now_ns = now_ns;
+            totals.untracked_sockets = lifecycles.untracked();
         }
         if user_ticked {
             on_update(Update::Tick(&totals))?;
@@ -195,7 +185,6 @@ pub async fn run(
             break;
         }
     }
-    let tracked_sockets = session.tracked_sockets();
     // With `sysctl kernel.bpf_stats_enabled=1` the kernel times every run: the probe's own cost.
     if let Ok(stats) = session.program_stats()
         && stats.run_count > 0
@@ -206,10 +195,7 @@ pub async fn run(
             stats.run_time_ns / stats.run_count
         );
     }
-    Ok(Summary {
-        totals,
-        tracked_sockets,
-    })
+    Ok(Summary { totals })
 }
 
 /// Decodes one raw record into `records`, counting what is invalid.

@@ -80,8 +80,8 @@ pub struct Losses {
     pub skipped_by_kernel: u64,
     /// Records the decoder rejected.
     pub invalid_records: u64,
-    /// Sockets evicted from the kernel's own per-socket map.
-    pub kernel_evicted: u64,
+    /// Sockets whose times and owners the stream could not follow: its table was full.
+    pub untracked_sockets: u64,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

@@ -13,8 +13,7 @@ use crate::{
     filter::EventFilter,
     probe::ProbeConfig,
     render::{transitions_json, transitions_text},
-    source::KernelCounters,
-    stream::{self, StreamConfig, Update},
+    stream::{self, StreamConfig, Totals, Update},
 };
 
 /// Clears the screen and homes the cursor: each interval redraws in place on a terminal.
@@ -53,13 +52,13 @@ impl CounterReader {
     }
 }
 
-fn losses(kernel: &KernelCounters, invalid: u64, kernel_evicted: u64) -> Losses {
+fn losses(totals: &Totals) -> Losses {
     Losses {
         // A full ring buffer and runs the kernel skipped lose transitions alike.
-        lost_events: kernel.lost(),
-        skipped_by_kernel: kernel.skipped_by_kernel,
-        invalid_records: invalid,
-        kernel_evicted,
+        lost_events: totals.kernel.lost(),
+        skipped_by_kernel: totals.kernel.skipped_by_kernel,
+        invalid_records: totals.invalid,
+        untracked_sockets: totals.untracked_sockets,
     }
 }
 
@@ -117,7 +116,7 @@ pub async fn run(args: TransitionsArgs) -> anyhow::Result<()> {
                 if let Some(c) = counters.read() {
                     aggregator.feed_kernel_counters(c);
                 }
-                aggregator.set_losses(losses(&totals.kernel, totals.invalid, 0));
+                aggregator.set_losses(losses(totals));
                 let snapshot = aggregator.snapshot(totals.now_ns);
                 match output {
                     Output::Json => transitions_json::interval(&mut out, &snapshot, false)?,
@@ -142,8 +141,7 @@ pub async fn run(args: TransitionsArgs) -> anyhow::Result<()> {
         aggregator.feed_kernel_counters(c);
     }
     let totals = &summary.totals;
-    let kernel_evicted = summary.kernel_evicted();
-    aggregator.set_losses(losses(&totals.kernel, totals.invalid, kernel_evicted));
+    aggregator.set_losses(losses(totals));
     let snapshot = aggregator.snapshot(totals.now_ns.max(clock::monotonic_ns()));
     match output {
         Output::Json => transitions_json::interval(&mut out, &snapshot, true)?,

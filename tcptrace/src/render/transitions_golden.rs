@@ -184,7 +184,7 @@ fn fixture() -> (Snapshot, Snapshot) {
         lost_events: 1,
         skipped_by_kernel: 0,
         invalid_records: 0,
-        kernel_evicted: 0,
+        untracked_sockets: 0,
     });
     let second = agg.snapshot(2_000 * MS);
     (first, second)

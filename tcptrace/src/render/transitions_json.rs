@@ -62,7 +62,7 @@ struct Sockets {
     first_seen_midlife: u64,
     reused_unclosed: u64,
     gaps: u64,
-    kernel_evicted: u64,
+    untracked: u64,
     signals_unmatched: u64,
 }
 
@@ -209,7 +209,7 @@ pub fn interval(out: &mut impl Write, snap: &Snapshot, is_final: bool) -> io::Re
             first_seen_midlife: snap.sockets.first_seen_midlife,
             reused_unclosed: snap.sockets.reused_unclosed,
             gaps: snap.sockets.gaps,
-            kernel_evicted: snap.losses.kernel_evicted,
+            untracked: snap.losses.untracked_sockets,
             signals_unmatched: snap.sockets.signals_unmatched,
         },
         transitions: snap

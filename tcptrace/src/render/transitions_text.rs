@@ -153,14 +153,14 @@ fn header(out: &mut impl Write, snap: &Snapshot) -> io::Result<()> {
     )?;
     writeln!(
         out,
-        "sockets: {} tracked (max {}), {} evicted, {} first seen mid-life, {} replaced unclosed, {} gaps; {} evicted from the kernel's map",
+        "sockets: {} tracked (max {}), {} evicted, {} first seen mid-life, {} replaced unclosed, {} gaps; {} untracked (table full)",
         s.tracked,
         s.max,
         s.evicted,
         s.first_seen_midlife,
         s.reused_unclosed,
         s.gaps,
-        l.kernel_evicted
+        l.untracked_sockets
     )
 }
 
@@ -405,14 +405,14 @@ fn lost_detail(l: &crate::aggregate::Losses) -> String {
 pub fn losses_line(snap: &Snapshot) -> String {
     let (l, s) = (&snap.losses, &snap.sockets);
     format!(
-        "{} transitions, {} lost events{}, {} invalid records, {} sockets evicted (max {}), {} evicted from the kernel's map, {} signals unmatched",
+        "{} transitions, {} lost events{}, {} invalid records, {} sockets evicted (max {}), {} untracked (table full), {} signals unmatched",
         snap.transitions,
         l.lost_events,
         lost_detail(l),
         l.invalid_records,
         s.evicted,
         s.max,
-        l.kernel_evicted,
+        l.untracked_sockets,
         s.signals_unmatched
     )
 }
