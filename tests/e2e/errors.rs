@@ -105,6 +105,22 @@ fn broken_pipe_exits_quietly_with_success() {
     assert!(!stderr.contains("tcptrace:"), "{stderr}");
 }
 
+/// Mounts tracefs back at these paths when dropped.
+struct Remount(Vec<&'static str>);
+
+impl Drop for Remount {
+    fn drop(&mut self) {
+        for path in &self.0 {
+            let status = Command::new("mount")
+                .args(["-t", "tracefs", "tracefs", path])
+                .status();
+            if !status.is_ok_and(|s| s.success()) {
+                eprintln!("could not mount tracefs back at {path}");
+            }
+        }
+    }
+}
+
 #[test]
 fn tracefs_is_not_needed() {
     if !privileged("tracefs_is_not_needed") {
@@ -117,13 +133,18 @@ fn tracefs_is_not_needed() {
             .lines()
             .any(|line| line.split_whitespace().nth(1) == Some(path))
     };
-    // Unmount every tracefs mount, as on a fresh machine where nobody mounted it.
+    // Unmount every tracefs mount, as on a fresh machine where nobody mounted it; mounted back
+    // afterwards, whatever happens, for the other tools that need it.
+    let mut remount = Remount(Vec::new());
     for path in ["/sys/kernel/debug/tracing", "/sys/kernel/tracing"] {
         while mounted(path) {
             let status = Command::new("umount").arg(path).status().unwrap();
             if !status.success() {
                 eprintln!("SKIPPED tracefs_is_not_needed: cannot unmount {path} (busy)");
                 return;
+            }
+            if !remount.0.contains(&path) {
+                remount.0.push(path);
             }
         }
     }

@@ -66,19 +66,44 @@ impl Tracer {
                     .ok_or_else(|| "this build of tcptrace has no `transitions` command".to_owned())
             }
             Self::TraceJson => Ok(()),
-            Self::Tcpstates => Path::new(TCPSTATES).exists().then_some(()).ok_or_else(|| {
-                format!("{TCPSTATES} is not installed (Debian package libbpf-tools)")
-            }),
-            Self::Bpftrace => Command::new("bpftrace")
-                .arg("--version")
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status()
-                .is_ok_and(|status| status.success())
-                .then_some(())
-                .ok_or_else(|| "bpftrace is not installed (Debian package bpftrace)".to_owned()),
+            Self::Tcpstates => {
+                Path::new(TCPSTATES).exists().then_some(()).ok_or_else(|| {
+                    format!("{TCPSTATES} is not installed (Debian package libbpf-tools)")
+                })?;
+                ensure_tracefs()
+            }
+            Self::Bpftrace => {
+                Command::new("bpftrace")
+                    .arg("--version")
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .status()
+                    .is_ok_and(|status| status.success())
+                    .then_some(())
+                    .ok_or_else(|| {
+                        "bpftrace is not installed (Debian package bpftrace)".to_owned()
+                    })?;
+                ensure_tracefs()
+            }
         }
     }
+}
+
+/// The anchors attach to the classic tracepoint, found through tracefs (tcptrace does not need
+/// it): mounts it where nobody did.
+fn ensure_tracefs() -> Result<(), String> {
+    const TRACEFS: &str = "/sys/kernel/tracing";
+    if Path::new(TRACEFS).join("events").is_dir() {
+        return Ok(());
+    }
+    eprintln!("xtask: mounting tracefs at {TRACEFS} for the anchors");
+    let mounted = Command::new("mount")
+        .args(["-t", "tracefs", "tracefs", TRACEFS])
+        .status()
+        .is_ok_and(|status| status.success());
+    mounted
+        .then_some(())
+        .ok_or_else(|| format!("tracefs is not mounted and mounting it at {TRACEFS} failed"))
 }
 
 /// Where the tracer's stdout goes.
