@@ -8,6 +8,7 @@
 use std::collections::HashMap;
 
 use crate::{
+    aggregate::sockets::FastHash,
     event::{Comm, Transition},
     state::TcpState,
 };
@@ -25,7 +26,7 @@ struct Entry {
 /// The live sockets seen so far, by kernel address.
 #[derive(Debug)]
 pub struct Lifecycles {
-    sockets: HashMap<u64, Entry>,
+    sockets: HashMap<u64, Entry, FastHash>,
     max_sockets: usize,
     untracked: u64,
 }
@@ -33,7 +34,7 @@ pub struct Lifecycles {
 impl Lifecycles {
     pub fn new(max_sockets: usize) -> Self {
         Self {
-            sockets: HashMap::new(),
+            sockets: HashMap::default(),
             max_sockets,
             untracked: 0,
         }
