@@ -114,7 +114,7 @@ SYN_RECV: an accepted socket appears at the final ACK of the handshake and leave
 microseconds later. Its SYN_RECV time is not the handshake time; the handshake lives on the
 request socket, whose fate is in REQUEST SOCKETS.
 
-Lost events, sockets evicted at --max-sockets or from the kernel's map, and invalid records
+Lost events, sockets evicted at --max-sockets or untracked (table full), and invalid records
 are always shown in the header and the summary. On Ctrl-C or at the end of --duration: a
 summary with a log2 histogram per transition and the most frequent paths.
 

@@ -117,8 +117,8 @@ pub struct Transition {
     pub time_in_from_ns: Option<u64>,
     /// Inode of the socket's network namespace (as in `/proc/PID/ns/net`); 0 when unknown.
     pub netns: u32,
-    /// The socket existed before it was first seen (before tracing, or evicted from the
-    /// kernel's per-socket map).
+    /// The socket existed before it was first seen (before tracing, or forgotten by a full
+    /// per-socket table).
     pub first_seen_midlife: bool,
 }
 

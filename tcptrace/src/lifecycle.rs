@@ -19,6 +19,8 @@ pub const DEFAULT_MAX_SOCKETS: usize = 1 << 20;
 #[derive(Clone, Copy, Debug)]
 struct Entry {
     entered_ns: u64,
+    /// The state the socket's last transition entered.
+    state: TcpState,
     pid: Option<u32>,
     comm: Comm,
 }
@@ -53,7 +55,10 @@ impl Lifecycles {
         };
         match known {
             Some(entry) => {
-                t.time_in_from_ns = Some(t.ts_ns.saturating_sub(entry.entered_ns));
+                // A lost event in between (a full ring buffer) would have the socket leave a
+                // state it never entered: its time is unknown then, never the sum of two.
+                t.time_in_from_ns =
+                    (entry.state == t.from).then(|| t.ts_ns.saturating_sub(entry.entered_ns));
                 t.first_seen_midlife = false;
                 if t.pid.is_some() {
                     // A syscall of the owner: the freshest word on who owns it.
@@ -67,6 +72,7 @@ impl Lifecycles {
                     self.sockets.remove(&t.sk);
                 } else {
                     entry.entered_ns = t.ts_ns;
+                    entry.state = t.to;
                 }
             }
             None => {
@@ -78,6 +84,7 @@ impl Lifecycles {
                 }
                 let entry = Entry {
                     entered_ns: t.ts_ns,
+                    state: t.to,
                     pid: t.pid,
                     comm: t.comm,
                 };
@@ -169,6 +176,20 @@ mod tests {
         assert!(steps.iter().all(|t| t.pid == Some(7) && t.comm == "curl"));
         assert!(steps.iter().all(|t| !t.first_seen_midlife));
         assert_eq!(lifecycles.tracked(), 0);
+    }
+
+    #[test]
+    fn after_a_lost_transition_the_time_is_unknown_not_summed() {
+        use TcpState::*;
+        let mut lifecycles = Lifecycles::default();
+        lifecycles.apply(&mut transition(5, 100, Close, SynSent));
+        // SYN_SENT → ESTABLISHED was lost.
+        let mut next = transition(5, 1_000, Established, FinWait1);
+        lifecycles.apply(&mut next);
+        assert_eq!(next.time_in_from_ns, None);
+        let mut after = transition(5, 1_100, FinWait1, FinWait2);
+        lifecycles.apply(&mut after);
+        assert_eq!(after.time_in_from_ns, Some(100));
     }
 
     #[test]

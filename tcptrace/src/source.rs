@@ -109,6 +109,10 @@ impl Session {
         };
         let misses = self.probe.misses()?;
         let nested_caught = get(counter::NESTED_CAUGHT)?;
+        log::debug!(
+            "main program skipped {} times, nested program caught {nested_caught}",
+            misses.transitions
+        );
         Ok(KernelCounters {
             ringbuf_full: get(counter::RINGBUF_FULL)?,
             skipped_by_kernel: misses.unrecovered(nested_caught),

@@ -195,6 +195,13 @@ pub async fn run(
             stats.run_time_ns / stats.run_count
         );
     }
+    log::info!(
+        "kernel: {} transitions recorded by the nested program; {} ring buffer full, {} skipped \
+         and not recorded",
+        totals.kernel.nested_caught,
+        totals.kernel.ringbuf_full,
+        totals.kernel.skipped_by_kernel
+    );
     Ok(Summary { totals })
 }
 

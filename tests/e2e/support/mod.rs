@@ -21,7 +21,8 @@ use serde_json::Value;
 /// How long any awaited condition may take before the test fails.
 pub const DEADLINE: Duration = Duration::from_secs(20);
 
-/// Serializes probe start-up against tests that unmount tracefs.
+/// Serializes probe start-up against the test that unmounts tracefs: no other test may find it
+/// gone (tcptrace does not need it, but that test alone should prove so).
 static START_LOCK: Mutex<()> = Mutex::new(());
 
 pub fn start_lock() -> MutexGuard<'static, ()> {

@@ -56,8 +56,9 @@ pub struct BenchArgs {
     /// Rounds of the interleaved runs (medians are reported).
     #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=100))]
     pub rounds: u32,
-    /// Connections per storm.
-    #[arg(long, default_value_t = 50_000, value_parser = clap::value_parser!(u64).range(4..=10_000_000))]
+    /// Connections per storm: ~8 s each here, long enough that the VM's noise (±10% between
+    /// 2-second storms) averages out.
+    #[arg(long, default_value_t = 200_000, value_parser = clap::value_parser!(u64).range(4..=10_000_000))]
     pub connections: u64,
     /// Client threads of the storm (and as many server threads).
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=256))]
