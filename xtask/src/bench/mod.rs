@@ -271,12 +271,12 @@ pub fn smoke() -> anyhow::Result<()> {
     )?;
     let finished = finished.context("the tracer's result is missing")?;
     ensure!(report.complete(), "smoke: {}", report.shortfall());
-    let seen = count_json_transitions(&out, port)?;
+    let seen = seen_in_trace(&out, port)?;
     check(
         "tcptrace trace --json",
         &report,
         &finished,
-        seen,
+        &seen,
         report.expected_transitions,
     )
     .with_context(|| format!("output kept in {}", out.display()))?;
@@ -292,21 +292,31 @@ pub fn smoke() -> anyhow::Result<()> {
         Ok(()) => {
             let port = free_port()?;
             let storm = StormArgs { port, ..storm };
+            let out = output_dir().join("smoke-transitions.jsonl");
             let (report, finished) = run_once(
                 Some(Tracer::Transitions),
-                &["--lport".to_owned(), port.to_string()],
-                Output::Null,
+                &["--lport".to_owned(), port.to_string(), "--json".to_owned()],
+                Output::File(out.clone()),
                 &storm,
             )?;
             let finished = finished.context("the tracer's result is missing")?;
             ensure!(report.complete(), "smoke: {}", report.shortfall());
+            let seen = seen_in_transitions(&out)?;
+            ensure!(
+                Some(seen.transitions) == finished.observed,
+                "smoke: transitions' rows add up to {}, its summary says {:?}",
+                seen.transitions,
+                finished.observed
+            );
             check(
                 "tcptrace transitions (server side)",
                 &report,
                 &finished,
-                finished.observed.unwrap_or(0),
+                &seen,
                 report.expected_server_transitions,
-            )?;
+            )
+            .with_context(|| format!("output kept in {}", out.display()))?;
+            let _ = fs::remove_file(&out);
             passed += 1;
         }
     }
@@ -316,44 +326,117 @@ pub fn smoke() -> anyhow::Result<()> {
 }
 
 /// Every expected transition seen, exactly; none lost to a full ring buffer, none skipped by
-/// the kernel without tcptrace recording it anyway.
+/// the kernel without tcptrace recording it anyway. The only shortfall allowed is the two
+/// transitions of each socket the kernel left in FIN_WAIT1 (see [`Seen`]), and it is shown.
 fn check(
     what: &str,
     report: &StormReport,
     finished: &tracer::Finished,
-    seen: u64,
+    seen: &Seen,
     expected: u64,
 ) -> anyhow::Result<()> {
     let lost = finished.lost.unwrap_or(0);
+    let unmade = 2 * seen.stuck_in_fin_wait1;
     ensure!(
-        lost == 0 && finished.kernel_misses == 0 && seen == expected,
-        "smoke: {what} saw {seen} of the storm's {expected} transitions, {lost} lost to the ring \
-         buffer, {} skipped by the kernel",
+        lost == 0 && finished.kernel_misses == 0 && seen.transitions + unmade == expected,
+        "smoke: {what} saw {} of the storm's {expected} transitions ({} sockets left in \
+         FIN_WAIT1), {lost} lost to the ring buffer, {} skipped by the kernel",
+        seen.transitions,
+        seen.stuck_in_fin_wait1,
         finished.kernel_misses
     );
     eprintln!(
-        "smoke: {what}: {} connections, {seen} of {expected} transitions seen, 0 lost: ok",
+        "smoke: {what}: {} connections, {} of {expected} transitions seen, 0 lost{}: ok",
         report.connections,
+        seen.transitions,
+        if unmade > 0 {
+            format!(
+                " ({} sockets left in FIN_WAIT1 by the kernel: {unmade} transitions not made)",
+                seen.stuck_in_fin_wait1
+            )
+        } else {
+            String::new()
+        }
     );
     Ok(())
 }
 
-/// Transitions in a `trace --json` output that belong to connections with the listener's port.
-fn count_json_transitions(path: &PathBuf, port: u16) -> anyhow::Result<u64> {
-    let text =
-        fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-    let mut count = 0;
-    for (number, line) in text.lines().enumerate() {
-        let value: serde_json::Value = serde_json::from_str(line)
-            .with_context(|| format!("{}:{}: not JSON", path.display(), number + 1))?;
-        let is_port = |key: &str| value.get(key).and_then(|p| p.as_u64()) == Some(port.into());
-        if value.get("type").and_then(|t| t.as_str()) == Some("transition")
-            && (is_port("lport") || is_port("rport"))
-        {
-            count += 1;
+/// What a tracer saw of the storm's connections.
+struct Seen {
+    transitions: u64,
+    /// Sockets that entered FIN_WAIT1 and never left it. Rarely (a few in a million
+    /// connections here), a socket closed first leaves FIN_WAIT1 with no further transition on
+    /// the tracepoint at all, for any tracer (bpftrace on the classic tracepoint does not see
+    /// one either), so the two the storm counts for it (→FIN_WAIT2, →CLOSE) never happen.
+    stuck_in_fin_wait1: u64,
+}
+
+impl Seen {
+    fn add(&mut self, from: &str, to: &str, count: u64) {
+        self.transitions += count;
+        if to == "FIN_WAIT1" {
+            self.stuck_in_fin_wait1 += count;
+        }
+        if from == "FIN_WAIT1" {
+            self.stuck_in_fin_wait1 = self.stuck_in_fin_wait1.saturating_sub(count);
         }
     }
-    Ok(count)
+}
+
+fn json_lines(path: &PathBuf) -> anyhow::Result<Vec<serde_json::Value>> {
+    let text =
+        fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    text.lines()
+        .enumerate()
+        .map(|(number, line)| {
+            serde_json::from_str(line)
+                .with_context(|| format!("{}:{}: not JSON", path.display(), number + 1))
+        })
+        .collect()
+}
+
+fn text<'a>(value: &'a serde_json::Value, key: &str) -> &'a str {
+    value.get(key).and_then(|v| v.as_str()).unwrap_or("")
+}
+
+/// Transitions in a `trace --json` output that belong to connections with the listener's port.
+fn seen_in_trace(path: &PathBuf, port: u16) -> anyhow::Result<Seen> {
+    let mut seen = Seen {
+        transitions: 0,
+        stuck_in_fin_wait1: 0,
+    };
+    for value in json_lines(path)? {
+        let is_port = |key: &str| value.get(key).and_then(|p| p.as_u64()) == Some(port.into());
+        if text(&value, "type") == "transition" && (is_port("lport") || is_port("rport")) {
+            seen.add(text(&value, "from"), text(&value, "to"), 1);
+        }
+    }
+    Ok(seen)
+}
+
+/// Transitions in the final object of a `transitions --json` output.
+fn seen_in_transitions(path: &PathBuf) -> anyhow::Result<Seen> {
+    let values = json_lines(path)?;
+    let last = values
+        .iter()
+        .rev()
+        .find(|v| v.get("final").and_then(|f| f.as_bool()) == Some(true))
+        .with_context(|| format!("{}: no final object", path.display()))?;
+    let mut seen = Seen {
+        transitions: 0,
+        stuck_in_fin_wait1: 0,
+    };
+    for row in last
+        .get("transitions")
+        .and_then(|t| t.as_array())
+        .into_iter()
+        .flatten()
+    {
+        // A FIN_WAIT2→CLOSE into TIME_WAIT shows as its inferred FIN_WAIT2→TIME_WAIT row.
+        let count = row.get("count").and_then(|c| c.as_u64()).unwrap_or(0);
+        seen.add(text(row, "from"), text(row, "to"), count);
+    }
+    Ok(seen)
 }
 
 /// 1,000,000 connections through each tcptrace command; peak memory.
@@ -389,4 +472,23 @@ fn memory(args: &BenchArgs) -> anyhow::Result<()> {
         .with_context(|| format!("cannot write {}", json_path.display()))?;
     eprintln!("xtask: wrote {}", json_path.display());
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sockets_left_in_fin_wait1_are_those_that_entered_and_never_left() {
+        let mut seen = Seen {
+            transitions: 0,
+            stuck_in_fin_wait1: 0,
+        };
+        seen.add("ESTABLISHED", "FIN_WAIT1", 3);
+        seen.add("SYN_RECV", "FIN_WAIT1", 1);
+        seen.add("FIN_WAIT1", "FIN_WAIT2", 2);
+        seen.add("FIN_WAIT1", "CLOSING", 1);
+        seen.add("FIN_WAIT2", "CLOSE", 2);
+        assert_eq!((seen.transitions, seen.stuck_in_fin_wait1), (9, 1));
+    }
 }
