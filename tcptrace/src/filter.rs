@@ -44,14 +44,22 @@ impl EventFilter {
 
     pub fn matches(&self, t: &Transition) -> bool {
         (self.family.is_none() || self.family == Some(t.family))
-            && (self.lports.is_empty() || self.lports.contains(&t.lport))
-            && (self.rports.is_empty() || self.rports.contains(&t.rport))
+            && self.ports_match(t)
             && (self.pid.is_none() || self.pid == t.pid)
             && self
                 .comm
                 .as_ref()
                 .is_none_or(|comm| t.comm == comm.as_str())
             && self.netns.is_none_or(|netns| netns == t.netns)
+    }
+}
+
+impl EventFilter {
+    /// Whether the ports pass. Unlike the owner, they never change over a socket's life: a
+    /// socket whose ports fail will never be shown.
+    pub fn ports_match(&self, t: &Transition) -> bool {
+        (self.lports.is_empty() || self.lports.contains(&t.lport))
+            && (self.rports.is_empty() || self.rports.contains(&t.rport))
     }
 }
 

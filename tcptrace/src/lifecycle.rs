@@ -18,6 +18,8 @@ pub const DEFAULT_MAX_SOCKETS: usize = 1 << 20;
 
 #[derive(Clone, Copy, Debug)]
 struct Entry {
+    /// When this socket was first seen: tells it from a later socket at the same address.
+    first_ns: u64,
     entered_ns: u64,
     /// The state the socket's last transition entered.
     state: TcpState,
@@ -83,6 +85,7 @@ impl Lifecycles {
                     return;
                 }
                 let entry = Entry {
+                    first_ns: t.ts_ns,
                     entered_ns: t.ts_ns,
                     state: t.to,
                     pid: t.pid,
@@ -104,6 +107,18 @@ impl Lifecycles {
         if let Some(&victim) = self.sockets.keys().next() {
             self.sockets.remove(&victim);
             self.untracked += 1;
+        }
+    }
+
+    /// Stops following the socket first seen at `first_ns` (the timestamp of its first
+    /// transition), if the address has not been taken by a newer socket since.
+    pub fn forget(&mut self, sk: u64, first_ns: u64) {
+        if self
+            .sockets
+            .get(&sk)
+            .is_some_and(|entry| entry.first_ns == first_ns)
+        {
+            self.sockets.remove(&sk);
         }
     }
 
@@ -227,6 +242,21 @@ mod tests {
         lifecycles.apply(&mut child);
         assert_eq!((child.time_in_from_ns, child.pid), (None, None));
         assert!(!child.first_seen_midlife);
+    }
+
+    #[test]
+    fn forgetting_a_socket_spares_a_newer_one_at_its_address() {
+        use TcpState::*;
+        let mut lifecycles = Lifecycles::default();
+        lifecycles.apply(&mut transition(6, 100, Close, SynSent));
+        lifecycles.forget(6, 100);
+        assert_eq!(lifecycles.tracked(), 0);
+        lifecycles.apply(&mut transition(6, 200, Close, SynSent));
+        lifecycles.apply(&mut transition(6, 300, SynSent, Close));
+        lifecycles.apply(&mut transition(6, 400, Close, SynSent));
+        // The first connect's socket is long gone: the newest stays.
+        lifecycles.forget(6, 200);
+        assert_eq!(lifecycles.tracked(), 1);
     }
 
     #[test]

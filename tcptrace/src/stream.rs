@@ -166,7 +166,14 @@ pub async fn run(
                     totals.transitions += 1;
                     on_update(Update::Transition(&t))?;
                 }
-                Record::Transition(_) => {}
+                Record::Transition(t) => {
+                    // Ports that fail here were unknown to the kernel's filter: a connecting
+                    // socket's local port, learned only after CLOSE→SYN_SENT. The kernel drops
+                    // its later transitions, so its →CLOSE would never free its entry.
+                    if !filter.ports_match(&t) {
+                        lifecycles.forget(t.sk, t.ts_ns);
+                    }
+                }
                 Record::Signal(signal) => on_update(Update::Signal(&signal))?,
             }
         }
@@ -195,6 +202,11 @@ pub async fn run(
             stats.run_time_ns / stats.run_count
         );
     }
+    log::info!(
+        "{} sockets followed at the end, {} forgotten (table full)",
+        lifecycles.tracked(),
+        lifecycles.untracked()
+    );
     log::info!(
         "kernel: {} transitions recorded by the nested program; {} ring buffer full, {} skipped \
          and not recorded",
