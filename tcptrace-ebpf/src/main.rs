@@ -1,9 +1,9 @@
-//! The kernel side of tcptrace: one program on `sock:inet_sock_set_state` that streams every TCP
-//! state transition into a ring buffer, with the time spent in the old state and the socket's
-//! owner computed here, in the kernel.
+//! The kernel side of tcptrace: programs on the BTF-typed `sock:inet_sock_set_state` tracepoint
+//! that stream every TCP state transition into a ring buffer (three of them, so that none is
+//! skipped: see `program/firing.rs`), and on the `tcp:*` tracepoints that explain transitions.
 //!
-//! Why in the kernel: if the timestamp of the previous transition lived in userspace, one lost
-//! event would corrupt the next sample of that socket. Here a lost event costs one sample only.
+//! It keeps no state per socket: that cost more than everything else together. Userspace sees
+//! every transition of a socket in order and takes the time in each state from the timestamps.
 
 #![cfg_attr(target_arch = "bpf", no_std)]
 #![cfg_attr(target_arch = "bpf", no_main)]

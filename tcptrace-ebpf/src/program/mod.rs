@@ -1,0 +1,19 @@
+//! The kernel side of tcptrace, for the BPF target only.
+
+// The settings' macro is used by the modules declared after it.
+#[macro_use]
+mod settings;
+mod firing;
+mod maps;
+mod signals;
+mod transition;
+
+#[cfg(not(test))]
+#[panic_handler]
+fn panic(_info: &core::panic::PanicInfo) -> ! {
+    loop {}
+}
+
+#[unsafe(link_section = "license")]
+#[unsafe(no_mangle)]
+static LICENSE: [u8; 13] = *b"Dual MIT/GPL\0";

@@ -1,0 +1,73 @@
+//! The programs that explain transitions: resets and retransmissions.
+
+use aya_ebpf::{helpers::bpf_ktime_get_ns, macros::btf_tracepoint, programs::BtfTracePointContext};
+use tcptrace_ebpf::{COMM_LEN, Event, counter, flags, kind};
+
+use super::{
+    maps::{EVENTS, bump},
+    settings::{SOCK_LAYOUT, sk_field},
+    transition::{netns_of, wakeup_flags},
+};
+
+/// Emits a record that explains transitions: a reset, a retransmission. Every one of these
+/// tracepoints has the socket as its first argument.
+#[inline(always)]
+fn emit_signal(ctx: &BtfTracePointContext, signal: u8) {
+    let sk: *const u8 = ctx.arg(0);
+    if sk.is_null() {
+        // A reset sent for no socket (e.g. a SYN to a closed port): nothing to explain.
+        return;
+    }
+    let state: u8 = sk_field(sk, global_field!(SOCK_LAYOUT.state));
+    let event = Event {
+        // SAFETY: helper without preconditions.
+        ts_ns: unsafe { bpf_ktime_get_ns() },
+        skaddr: sk as u64,
+        saddr: [0; 16],
+        daddr: [0; 16],
+        comm: [0; COMM_LEN],
+        tgid: 0,
+        netns: netns_of(sk),
+        sport: 0,
+        dport: 0,
+        family: 0,
+        kind: signal,
+        flags: flags::OWNER_UNKNOWN,
+        oldstate: u16::from(state),
+        newstate: 0,
+        _reserved: 0,
+    };
+    match EVENTS.reserve::<Event>(0) {
+        Some(mut entry) => {
+            entry.write(event);
+            entry.submit(wakeup_flags());
+        }
+        None => {
+            bump(counter::RINGBUF_FULL);
+        }
+    }
+}
+
+#[btf_tracepoint(function = "tcp_receive_reset")]
+pub fn tcp_receive_reset(ctx: BtfTracePointContext) -> i32 {
+    emit_signal(&ctx, kind::RESET_RECEIVED);
+    0
+}
+
+#[btf_tracepoint(function = "tcp_send_reset")]
+pub fn tcp_send_reset(ctx: BtfTracePointContext) -> i32 {
+    emit_signal(&ctx, kind::RESET_SENT);
+    0
+}
+
+#[btf_tracepoint(function = "tcp_retransmit_skb")]
+pub fn tcp_retransmit_skb(ctx: BtfTracePointContext) -> i32 {
+    emit_signal(&ctx, kind::RETRANSMIT);
+    0
+}
+
+#[btf_tracepoint(function = "tcp_retransmit_synack")]
+pub fn tcp_retransmit_synack(ctx: BtfTracePointContext) -> i32 {
+    emit_signal(&ctx, kind::RETRANSMIT_SYNACK);
+    0
+}
