@@ -13,7 +13,7 @@ use crate::{
     state::TcpState,
 };
 
-/// Default bound of the table: a million live sockets, ~100 MB at most.
+/// Default bound of the table: a million live sockets, ~120 MB when full.
 pub const DEFAULT_MAX_SOCKETS: usize = 1 << 20;
 
 #[derive(Clone, Copy, Debug)]
@@ -99,10 +99,9 @@ impl Lifecycles {
         }
     }
 
-    /// Makes room by forgetting an arbitrary socket. Sockets whose →CLOSE never arrives fill
-    /// the table over time (a kernel port filter lets every connect through while its local
-    /// port is still 0, and filters the rest), and they are the bulk of a full table, so an
-    /// arbitrary victim is most likely one of them.
+    /// Makes room by forgetting an arbitrary socket: the table is full of more live sockets
+    /// than its bound, or of sockets whose →CLOSE was lost. Either way the victim's next
+    /// transition is first seen, without a time; the count says how often.
     fn evict_one(&mut self) {
         if let Some(&victim) = self.sockets.keys().next() {
             self.sockets.remove(&victim);
