@@ -379,6 +379,21 @@ mod tests {
     }
 
     #[test]
+    fn btf_errors_say_what_the_kernel_lacks_on_one_line() {
+        let no_btf = ProbeError::NoBtf("No such file or directory (os error 2)".into()).to_string();
+        assert!(no_btf.contains("CONFIG_DEBUG_INFO_BTF"), "{no_btf}");
+        let missing = ProbeError::MissingTracepoint("inet_sock_set_state".into()).to_string();
+        assert_eq!(
+            missing,
+            "the kernel has no inet_sock_set_state tracepoint (no btf_trace_inet_sock_set_state \
+             in its BTF)"
+        );
+        for message in [no_btf, missing] {
+            assert_eq!(message.lines().count(), 1, "{message}");
+        }
+    }
+
+    #[test]
     fn kernel_releases_compare() {
         assert!(release_before("5.4.0-150-generic", (5, 8)));
         assert!(release_before("4.19.0", (5, 8)));
