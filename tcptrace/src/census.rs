@@ -544,20 +544,13 @@ pub(crate) mod tests {
         ages.snapshot(&sockets[..4], 100 * S);
         // Entered CLOSE_WAIT while tracing, at t = 150 s.
         ages.apply(&Transition {
-            ts_ns: 150 * S,
-            sk: 1,
             pid: Some(101),
             comm: "nginx".into(),
-            family: crate::event::Family::Inet,
             laddr: "10.0.0.1".parse().unwrap(),
             lport: 80,
             raddr: "10.0.0.4".parse().unwrap(),
             rport: 1,
-            from: TcpState::Established,
-            to: TcpState::CloseWait,
-            time_in_from_ns: None,
-            netns: 0,
-            first_seen_midlife: false,
+            ..Transition::fixture(1, 150 * S, TcpState::Established, TcpState::CloseWait)
         });
         let ctx = Context {
             owners: Some(&owners),

@@ -122,6 +122,30 @@ pub struct Transition {
     pub first_seen_midlife: bool,
 }
 
+#[cfg(test)]
+impl Transition {
+    /// A transition of socket `sk` on IPv4 loopback, with nothing else known (no ports, no
+    /// owner, no time): what the tests' fixtures start from and override.
+    pub(crate) fn fixture(sk: u64, ts_ns: u64, from: TcpState, to: TcpState) -> Self {
+        Self {
+            ts_ns,
+            sk,
+            pid: None,
+            comm: Comm::default(),
+            family: Family::Inet,
+            laddr: IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
+            lport: 0,
+            raddr: IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
+            rport: 0,
+            from,
+            to,
+            time_in_from_ns: None,
+            netns: 0,
+            first_seen_midlife: false,
+        }
+    }
+}
+
 /// A TCP event that is not a state change but explains one: why a connect failed, why an
 /// established connection closed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

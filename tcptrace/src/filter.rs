@@ -65,27 +65,16 @@ impl EventFilter {
 
 #[cfg(test)]
 mod tests {
-    use std::net::{IpAddr, Ipv4Addr};
-
     use super::*;
     use crate::state::TcpState;
 
     fn sample() -> Transition {
         Transition {
-            ts_ns: 0,
-            sk: 1,
             pid: Some(10),
             comm: "nginx".into(),
-            family: Family::Inet,
-            laddr: IpAddr::V4(Ipv4Addr::LOCALHOST),
             lport: 80,
-            raddr: IpAddr::V4(Ipv4Addr::LOCALHOST),
             rport: 5000,
-            from: TcpState::Established,
-            to: TcpState::CloseWait,
-            time_in_from_ns: None,
-            netns: 0,
-            first_seen_midlife: false,
+            ..Transition::fixture(1, 0, TcpState::Established, TcpState::CloseWait)
         }
     }
 

@@ -141,27 +141,13 @@ impl Default for Lifecycles {
 
 #[cfg(test)]
 mod tests {
-    use std::net::{IpAddr, Ipv4Addr};
-
     use super::*;
-    use crate::event::Family;
 
     fn transition(sk: u64, ts_ns: u64, from: TcpState, to: TcpState) -> Transition {
         Transition {
-            ts_ns,
-            sk,
-            pid: None,
-            comm: Comm::default(),
-            family: Family::Inet,
-            laddr: IpAddr::V4(Ipv4Addr::LOCALHOST),
             lport: 40000,
-            raddr: IpAddr::V4(Ipv4Addr::LOCALHOST),
             rport: 80,
-            from,
-            to,
-            time_in_from_ns: None,
-            netns: 0,
-            first_seen_midlife: false,
+            ..Transition::fixture(sk, ts_ns, from, to)
         }
     }
 

@@ -420,21 +420,15 @@ mod tests {
     const S: u64 = 1_000_000_000;
 
     fn tr(ts_ns: u64, from: TcpState, to: TcpState, lport: u16, rport: u16) -> Transition {
+        let sk = (u64::from(lport) << 16) | u64::from(rport);
         Transition {
-            ts_ns,
-            sk: (u64::from(lport) << 16) | u64::from(rport),
             pid: Some(1),
             comm: "t".into(),
-            family: Family::Inet,
             laddr: IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1)),
             lport,
             raddr: IpAddr::V4(Ipv4Addr::new(10, 0, 0, 9)),
             rport,
-            from,
-            to,
-            time_in_from_ns: None,
-            netns: 0,
-            first_seen_midlife: false,
+            ..Transition::fixture(sk, ts_ns, from, to)
         }
     }
 

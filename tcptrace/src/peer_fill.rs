@@ -176,7 +176,6 @@ mod tests {
     use std::net::Ipv4Addr;
 
     use super::*;
-    use crate::event::Family;
 
     fn t(sk: u64, ts: u64, from: TcpState, to: TcpState, lport: u16, rport: u16) -> Transition {
         let addr = |port: u16| {
@@ -187,20 +186,13 @@ mod tests {
             }
         };
         Transition {
-            ts_ns: ts,
-            sk,
             pid: Some(1),
             comm: "x".into(),
-            family: Family::Inet,
             laddr: addr(lport),
             lport,
             raddr: addr(rport),
             rport,
-            from,
-            to,
-            time_in_from_ns: None,
-            netns: 0,
-            first_seen_midlife: false,
+            ..Transition::fixture(sk, ts, from, to)
         }
     }
 

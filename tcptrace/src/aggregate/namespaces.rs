@@ -98,27 +98,14 @@ impl Namespaces {
 
 #[cfg(test)]
 mod tests {
-    use std::net::{IpAddr, Ipv4Addr};
-
     use super::*;
-    use crate::event::Family;
 
     fn t(netns: u32, from: TcpState, to: TcpState) -> Transition {
         Transition {
-            ts_ns: 0,
-            sk: 1,
-            pid: None,
-            comm: Default::default(),
-            family: Family::Inet,
-            laddr: IpAddr::V4(Ipv4Addr::LOCALHOST),
             lport: 1,
-            raddr: IpAddr::V4(Ipv4Addr::LOCALHOST),
             rport: 2,
-            from,
-            to,
-            time_in_from_ns: None,
             netns,
-            first_seen_midlife: false,
+            ..Transition::fixture(1, 0, from, to)
         }
     }
 

@@ -1,9 +1,6 @@
 //! The aggregator fed synthetic event sequences, as the kernel emits them.
 
-use std::net::{IpAddr, Ipv4Addr};
-
 use super::*;
-use crate::event::Family;
 use TcpState::*;
 
 const MS: u64 = 1_000_000;
@@ -33,20 +30,13 @@ impl Life {
 
     fn go(&mut self, agg: &mut Aggregator, ts_ns: u64, from: TcpState, to: TcpState) {
         let t = Transition {
-            ts_ns,
-            sk: self.sk,
             pid: Some(1),
             comm: "test".into(),
-            family: Family::Inet,
-            laddr: IpAddr::V4(Ipv4Addr::LOCALHOST),
             lport: 1000,
-            raddr: IpAddr::V4(Ipv4Addr::LOCALHOST),
             rport: 2000,
-            from,
-            to,
             time_in_from_ns: self.last_ns.map(|last| ts_ns - last),
             netns: self.netns,
-            first_seen_midlife: false,
+            ..Transition::fixture(self.sk, ts_ns, from, to)
         };
         self.last_ns = Some(ts_ns);
         agg.feed_transition(&t);

@@ -605,7 +605,7 @@ Findings:
     fn traced() -> (Census, Census, Check, Counts) {
         use crate::{
             diag::owners::Owners,
-            event::{Family, Transition},
+            event::Transition,
             live_census::{CloseWaitAges, LiveCensus, Split},
         };
         const S: u64 = 1_000_000_000;
@@ -624,20 +624,13 @@ Findings:
         let before = count(&first, None, &ctx(&owners, &ages, 100 * S), None);
         live.rebase(Split::of(&first), 100 * S, 100 * S + 1000, 0);
         let moved = |ts_ns, lport, rport, from, to| Transition {
-            ts_ns,
-            sk: 1,
             pid: Some(101),
             comm: "nginx".into(),
-            family: Family::Inet,
             laddr: "10.0.0.1".parse().unwrap(),
             lport,
             raddr: "10.0.0.9".parse().unwrap(),
             rport,
-            from,
-            to,
-            time_in_from_ns: None,
-            netns: 0,
-            first_seen_midlife: false,
+            ..Transition::fixture(1, ts_ns, from, to)
         };
         use TcpState::*;
         // 80 <- 40000 goes to CLOSE_WAIT; a connection the stream lost the start of closes.

@@ -56,20 +56,17 @@ mod tests {
     #[test]
     fn one_object_per_line_with_the_documented_keys() {
         let t = Transition {
-            ts_ns: 5,
-            sk: 0xffff_8880_0000_00ff,
-            pid: None,
-            comm: Default::default(),
             family: Family::Inet6,
             laddr: "::1".parse().unwrap(),
             lport: 8080,
-            raddr: "127.0.0.1".parse().unwrap(),
             rport: 40000,
-            from: TcpState::Established,
-            to: TcpState::CloseWait,
-            time_in_from_ns: None,
-            netns: 0,
             first_seen_midlife: true,
+            ..Transition::fixture(
+                0xffff_8880_0000_00ff,
+                5,
+                TcpState::Established,
+                TcpState::CloseWait,
+            )
         };
         let mut out = Vec::new();
         line(&mut out, &t).unwrap();

@@ -76,20 +76,17 @@ mod tests {
 
     fn transition() -> Transition {
         Transition {
-            ts_ns: 1_000_000_000,
-            sk: 0xffff_8880_0000_0001,
             pid: Some(1234),
             comm: "curl".into(),
-            family: Family::Inet,
-            laddr: "127.0.0.1".parse().unwrap(),
             lport: 40000,
-            raddr: "127.0.0.1".parse().unwrap(),
             rport: 8080,
-            from: TcpState::SynSent,
-            to: TcpState::Established,
             time_in_from_ns: Some(41_500),
-            netns: 0,
-            first_seen_midlife: false,
+            ..Transition::fixture(
+                0xffff_8880_0000_0001,
+                1_000_000_000,
+                TcpState::SynSent,
+                TcpState::Established,
+            )
         }
     }
 

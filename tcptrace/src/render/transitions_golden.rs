@@ -3,14 +3,11 @@
 //! of the output, `UPDATE_GOLDEN=1 cargo test -p tcptrace golden` rewrites the files; review
 //! the diff.
 
-use std::{
-    net::{IpAddr, Ipv4Addr},
-    path::PathBuf,
-};
+use std::path::PathBuf;
 
 use crate::{
     aggregate::{Aggregator, Config, Losses, Snapshot, kernel_counters::TcpCounters},
-    event::{Family, Signal, SignalKind, Transition},
+    event::{Signal, SignalKind, Transition},
     render::{transitions_json, transitions_text},
     state::TcpState::{self, *},
 };
@@ -20,20 +17,13 @@ const NETNS: u32 = 4026531840;
 
 fn transition(sk: u64, ts_ns: u64, from: TcpState, to: TcpState, time: Option<u64>) -> Transition {
     Transition {
-        ts_ns,
-        sk,
         pid: Some(4242),
         comm: "fixture".into(),
-        family: Family::Inet,
-        laddr: IpAddr::V4(Ipv4Addr::LOCALHOST),
         lport: 8080,
-        raddr: IpAddr::V4(Ipv4Addr::LOCALHOST),
         rport: 40000,
-        from,
-        to,
         time_in_from_ns: time,
         netns: NETNS,
-        first_seen_midlife: false,
+        ..Transition::fixture(sk, ts_ns, from, to)
     }
 }
 
