@@ -5,7 +5,9 @@ use std::{
     process::{Command, Stdio},
 };
 
-use crate::support::{Peer, events_lost, privileged, start_lock, tcptrace_bin, wait_until};
+use crate::support::{
+    AS_NOBODY, Peer, events_lost, privileged, start_lock, tcptrace_bin, wait_until,
+};
 
 fn run(args: &[&str]) -> (i32, String) {
     let out = Command::new(tcptrace_bin())
@@ -45,12 +47,7 @@ fn without_privileges_it_says_how_to_run() {
     // Needs root to drop to an unprivileged user; without root we already are one.
     let out = if unsafe { libc::geteuid() } == 0 {
         Command::new("setpriv")
-            .args([
-                "--reuid=65534",
-                "--regid=65534",
-                "--clear-groups",
-                "--inh-caps=-all",
-            ])
+            .args(AS_NOBODY)
             .arg(tcptrace_bin())
             .args(["trace", "--duration", "1"])
             .output()

@@ -11,7 +11,7 @@ use std::{
 
 use serde_json::Value;
 
-use crate::support::{Netns, Peer, privileged, start_lock, tcptrace_bin, wait_until};
+use crate::support::{AS_NOBODY, Netns, Peer, privileged, start_lock, tcptrace_bin, wait_until};
 
 const LO: &str = "127.0.0.1";
 
@@ -84,6 +84,14 @@ fn exact_counts_per_state_equal_ss_and_owners_are_the_right_pids() {
         peers.push(Peer::spawn_in(&netns));
         peers.len() - 1
     };
+    // A server and a client peer, connected and accepted: their indices.
+    let connected = |peers: &mut Vec<Peer>| {
+        let (s, c) = (spawn(peers), spawn(peers));
+        let port = peers[s].port(&format!("listen {LO}"));
+        peers[c].cmd(&format!("connect {LO} {port}"));
+        peers[s].cmd("accept");
+        (s, c)
+    };
 
     for _ in 0..IDLE_LISTENERS {
         let i = spawn(&mut peers);
@@ -92,30 +100,21 @@ fn exact_counts_per_state_equal_ss_and_owners_are_the_right_pids() {
     // (server pid, client pid) of each established pair.
     let mut established = Vec::new();
     for _ in 0..ESTABLISHED_PAIRS {
-        let (s, c) = (spawn(&mut peers), spawn(&mut peers));
-        let port = peers[s].port(&format!("listen {LO}"));
-        peers[c].cmd(&format!("connect {LO} {port}"));
-        peers[s].cmd("accept");
+        let (s, c) = connected(&mut peers);
         established.push((peers[s].cmd("pid"), peers[c].cmd("pid")));
     }
     // The client closes, the server never does: CLOSE_WAIT on the server, an orphaned
     // FIN_WAIT2 on the client.
     let mut close_wait_pids = Vec::new();
     for _ in 0..CLOSE_WAIT {
-        let (s, c) = (spawn(&mut peers), spawn(&mut peers));
-        let port = peers[s].port(&format!("listen {LO}"));
-        peers[c].cmd(&format!("connect {LO} {port}"));
-        peers[s].cmd("accept");
+        let (s, c) = connected(&mut peers);
         peers[c].cmd("close");
         peers[s].cmd("wait-eof");
         close_wait_pids.push(peers[s].cmd("pid"));
     }
     // The client closes first, then the server: TIME_WAIT on the client.
     for _ in 0..TIME_WAIT {
-        let (s, c) = (spawn(&mut peers), spawn(&mut peers));
-        let port = peers[s].port(&format!("listen {LO}"));
-        peers[c].cmd(&format!("connect {LO} {port}"));
-        peers[s].cmd("accept");
+        let (s, c) = connected(&mut peers);
         peers[c].cmd("close");
         peers[s].cmd("wait-eof");
         peers[s].cmd("close");
@@ -632,12 +631,7 @@ fn watch_without_privileges_shows_snapshots_and_says_so() {
     // As nobody, without capabilities: the probe cannot load, inet_diag still answers.
     let mut command = netns.command("setpriv");
     command
-        .args([
-            "--reuid=65534",
-            "--regid=65534",
-            "--clear-groups",
-            "--inh-caps=-all",
-        ])
+        .args(AS_NOBODY)
         .arg(tcptrace_bin())
         .args(["states", "--watch", "0.2", "--count", "2", "--json"]);
     let out = command.output().expect("run setpriv");

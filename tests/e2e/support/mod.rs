@@ -429,6 +429,14 @@ fn run_ok(command: &mut Command, what: &str) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// `setpriv` arguments that run the rest of its command line as nobody, without capabilities.
+pub const AS_NOBODY: [&str; 4] = [
+    "--reuid=65534",
+    "--regid=65534",
+    "--clear-groups",
+    "--inh-caps=-all",
+];
+
 /// The `M` of tcptrace's last `N transitions, M lost, …` summary line: every event the kernel
 /// side could not deliver, to a full ring buffer or skipped by the kernel.
 pub fn events_lost(stderr: &str) -> Option<u64> {
