@@ -57,14 +57,7 @@ fn ss_counts(netns: &Netns) -> BTreeMap<String, u64> {
 
 /// Drops the final ACK of handshakes to `port`, so its connections stay request sockets.
 fn hold_in_syn_recv(netns: &Netns, port: u16) {
-    netns.nft(&format!(
-        "table inet tcptrace_syn {{
-            chain input {{
-                type filter hook input priority 0; policy accept;
-                tcp dport {port} tcp flags & (syn | ack) == ack drop
-            }}
-        }}"
-    ));
+    netns.drop_inbound(port, "ack");
 }
 
 /// A population with known counts: every kind of socket operators ask about.

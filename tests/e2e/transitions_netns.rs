@@ -89,14 +89,7 @@ fn syn_timeout_in_a_namespace_is_abnormal_timeout_with_its_retransmissions() {
     const PORT: u16 = 4242;
     let netns = Netns::new("syn timeout");
     netns.sysctl("net.ipv4.tcp_syn_retries", "1");
-    netns.nft(&format!(
-        "table inet tcptrace_syn_timeout {{
-            chain input {{
-                type filter hook input priority 0; policy accept;
-                tcp dport {PORT} tcp flags & (syn | ack) == syn drop
-            }}
-        }}"
-    ));
+    netns.drop_inbound(PORT, "syn");
     let retrans_before = kernel_counter(&netns, "TcpExt", "TCPSynRetrans");
     let tracer = start_in(&netns, &["--netns", &netns.inode()]);
 
@@ -182,14 +175,7 @@ fn synack_retransmits_in_a_namespace_are_counted() {
     netns.sysctl("net.ipv4.tcp_synack_retries", "1");
     let mut server = Peer::spawn_in(&netns);
     let port = server.port(&format!("listen {LO}"));
-    netns.nft(&format!(
-        "table inet tcptrace_final_ack {{
-            chain input {{
-                type filter hook input priority 0; policy accept;
-                tcp dport {port} tcp flags & (syn | ack) == ack drop
-            }}
-        }}"
-    ));
+    netns.drop_inbound(port, "ack");
     let retrans_before = kernel_counter(&netns, "TcpExt", "TCPSynRetrans");
     let tracer = start_in(&netns, &["--netns", &netns.inode()]);
 

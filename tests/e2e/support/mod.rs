@@ -378,6 +378,21 @@ impl Netns {
         assert_eq!(now.trim(), value, "{key} in {}", self.name);
     }
 
+    /// Drops the inbound segments to `port` whose only handshake flag is `flag` ("syn": bare
+    /// SYNs, so connects to it time out; "ack": ACKs, so its handshakes never complete and
+    /// stay request sockets).
+    pub fn drop_inbound(&self, port: u16, flag: &str) {
+        assert!(matches!(flag, "syn" | "ack"), "{flag}");
+        self.nft(&format!(
+            "table inet tcptrace_drop {{
+                chain input {{
+                    type filter hook input priority 0; policy accept;
+                    tcp dport {port} tcp flags & (syn | ack) == {flag} drop
+                }}
+            }}"
+        ));
+    }
+
     /// Loads an nftables ruleset into the namespace (nft reads it from stdin).
     pub fn nft(&self, ruleset: &str) {
         assert!(
