@@ -4,9 +4,9 @@ use aya_ebpf::{helpers::bpf_ktime_get_ns, macros::btf_tracepoint, programs::BtfT
 use tcptrace_ebpf::{COMM_LEN, Event, counter, flags, kind};
 
 use super::{
-    maps::{EVENTS, bump},
+    maps::{EVENTS, bump, wakeup_flags},
     settings::{SOCK_LAYOUT, sk_field},
-    transition::{netns_of, wakeup_flags},
+    transition::netns_of,
 };
 
 /// Emits a record that explains transitions: a reset, a retransmission. Every one of these

@@ -4,7 +4,6 @@
 use core::ptr::addr_of_mut;
 
 use aya_ebpf::{
-    bindings::{BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP},
     helpers::{
         bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_ktime_get_ns, bpf_probe_read_kernel,
     },
@@ -14,8 +13,8 @@ use aya_log_ebpf::error;
 use tcptrace_ebpf::{COMM_LEN, Event, MAX_FILTER_PORTS, Owner, counter, flags, kind};
 
 use super::{
-    maps::{EVENTS, LISTENERS, bump, listener_key},
-    settings::{FILTER, SOCK_LAYOUT, WAKEUP_BYTES, global, sk_field},
+    maps::{EVENTS, LISTENERS, bump, listener_key, wakeup_flags},
+    settings::{FILTER, SOCK_LAYOUT, sk_field},
 };
 
 const IPPROTO_TCP: u16 = 6;
@@ -204,30 +203,6 @@ pub(crate) fn netns_of(sk: *const u8) -> u32 {
     // A null `net` (never seen on a live socket) reads as 0 through the checked load.
     sk_field(net, global_field!(SOCK_LAYOUT.net_inum))
 }
-
-/// Whether this submit wakes the reader. Waking (and even asking how much data waits) reads
-/// the consumer's position, a cache line the reader writes on another CPU: measured here, that
-/// tripled the program's run time. So the reader is not woken, drains the ring on a short
-/// timer, and only every [`WAKEUP_CHECK_EVERY`]th event per CPU looks whether a burst filled
-/// the ring past the threshold and wakes it early.
-#[inline(always)]
-pub(crate) fn wakeup_flags() -> u64 {
-    let threshold = global(&WAKEUP_BYTES);
-    if threshold == 0 {
-        return 0;
-    }
-    let submitted = bump(counter::EVENTS_SUBMITTED);
-    if submitted % WAKEUP_CHECK_EVERY == WAKEUP_CHECK_EVERY - 1
-        && EVENTS.query(BPF_RB_AVAIL_DATA as u64) >= threshold
-    {
-        BPF_RB_FORCE_WAKEUP as u64
-    } else {
-        BPF_RB_NO_WAKEUP as u64
-    }
-}
-
-/// How often (in events per CPU) the program checks whether the reader should be woken.
-const WAKEUP_CHECK_EVERY: u64 = 256;
 
 /// Carries any kernel state value to userspace; an impossible one arrives as itself (if it fits)
 /// or as `u16::MAX`, and is rejected there as invalid.
