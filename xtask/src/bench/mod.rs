@@ -362,6 +362,7 @@ fn check(
 }
 
 /// What a tracer saw of the storm's connections.
+#[derive(Default)]
 struct Seen {
     transitions: u64,
     /// Sockets that entered FIN_WAIT1 and never left it. Rarely (a few in a million
@@ -401,10 +402,7 @@ fn text<'a>(value: &'a serde_json::Value, key: &str) -> &'a str {
 
 /// Transitions in a `trace --json` output that belong to connections with the listener's port.
 fn seen_in_trace(path: &PathBuf, port: u16) -> anyhow::Result<Seen> {
-    let mut seen = Seen {
-        transitions: 0,
-        stuck_in_fin_wait1: 0,
-    };
+    let mut seen = Seen::default();
     for value in json_lines(path)? {
         let is_port = |key: &str| value.get(key).and_then(|p| p.as_u64()) == Some(port.into());
         if text(&value, "type") == "transition" && (is_port("lport") || is_port("rport")) {
@@ -422,10 +420,7 @@ fn seen_in_transitions(path: &PathBuf) -> anyhow::Result<Seen> {
         .rev()
         .find(|v| v.get("final").and_then(|f| f.as_bool()) == Some(true))
         .with_context(|| format!("{}: no final object", path.display()))?;
-    let mut seen = Seen {
-        transitions: 0,
-        stuck_in_fin_wait1: 0,
-    };
+    let mut seen = Seen::default();
     for row in last
         .get("transitions")
         .and_then(|t| t.as_array())
@@ -480,10 +475,7 @@ mod tests {
 
     #[test]
     fn sockets_left_in_fin_wait1_are_those_that_entered_and_never_left() {
-        let mut seen = Seen {
-            transitions: 0,
-            stuck_in_fin_wait1: 0,
-        };
+        let mut seen = Seen::default();
         seen.add("ESTABLISHED", "FIN_WAIT1", 3);
         seen.add("SYN_RECV", "FIN_WAIT1", 1);
         seen.add("FIN_WAIT1", "FIN_WAIT2", 2);
