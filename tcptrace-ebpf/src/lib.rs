@@ -4,8 +4,13 @@
 //! Every type here is `#[repr(C)]` with explicit padding and a compile-time size check: the two
 //! sides are built by different compilers for different targets and must agree to the byte.
 //! States and families travel as raw integers; userspace validates them on decode.
+//!
+//! Beside the ABI, [`firing`]: the protocol of the programs on one tracepoint, kept here so that
+//! the host's tests run the very code the kernel side runs.
 
-#![no_std]
+#![cfg_attr(not(test), no_std)]
+
+pub mod firing;
 
 /// Kinds of record in the event ring buffer (`Event::kind`).
 pub mod kind {

@@ -5,14 +5,19 @@ use aya_ebpf::{
     maps::PerCpuArray,
     programs::BtfTracePointContext,
 };
-use tcptrace_ebpf::counter;
+use tcptrace_ebpf::{
+    counter,
+    firing::{ENTER_MARK, IDLE, MAIN_MARK, NESTED_MARK, nested_records},
+};
 
 use super::{maps::bump, transition::on_set_state};
 
 /// Per-CPU progress of one firing of the tracepoint through its three programs, which the
-/// kernel runs in the order they were attached: [`inet_sock_set_state_enter`] marks it
-/// [`PENDING`], [`inet_sock_set_state`] marks it [`TAKEN`] and records the transition, and
-/// [`inet_sock_set_state_nested`] records it only if it is still pending, then resets it.
+/// kernel runs in the order they were attached: [`inet_sock_set_state_enter`] marks it pending,
+/// [`inet_sock_set_state`] marks it taken and records the transition, and
+/// [`inet_sock_set_state_nested`] records it only if it is still pending, then resets it. The
+/// marks and the decision are `tcptrace_ebpf::firing`, tested on the host against a model of the
+/// kernel's dispatch interrupted at every point.
 ///
 /// Why three: the kernel runs a tracepoint program at most once per CPU at a time. When a softirq
 /// interrupts the main program (a hardware interrupt on its way out runs the network stack) and
@@ -24,10 +29,6 @@ use super::{maps::bump, transition::on_set_state};
 /// either taken or reset, never pending, once its main program has run.
 #[map]
 static FIRING: PerCpuArray<u32> = PerCpuArray::with_max_entries(1, 0);
-
-const IDLE: u32 = 0;
-const PENDING: u32 = 1;
-const TAKEN: u32 = 2;
 
 #[inline(always)]
 fn set_firing(value: u32) {
@@ -49,14 +50,14 @@ fn firing() -> u32 {
 /// First of the three programs: see [`FIRING`].
 #[btf_tracepoint(function = "inet_sock_set_state")]
 pub fn inet_sock_set_state_enter(_ctx: BtfTracePointContext) -> i32 {
-    set_firing(PENDING);
+    set_firing(ENTER_MARK);
     0
 }
 
 /// Every transition, unless the kernel skipped it (see [`FIRING`]).
 #[btf_tracepoint(function = "inet_sock_set_state")]
 pub fn inet_sock_set_state(ctx: BtfTracePointContext) -> i32 {
-    set_firing(TAKEN);
+    set_firing(MAIN_MARK);
     on_set_state(
         &ctx,
         ctx.arg::<*const u8>(0),
@@ -69,7 +70,7 @@ pub fn inet_sock_set_state(ctx: BtfTracePointContext) -> i32 {
 /// The transitions the kernel skipped [`inet_sock_set_state`] for (see [`FIRING`]).
 #[btf_tracepoint(function = "inet_sock_set_state")]
 pub fn inet_sock_set_state_nested(ctx: BtfTracePointContext) -> i32 {
-    if firing() == PENDING {
+    if nested_records(firing()) {
         bump(counter::NESTED_CAUGHT);
         on_set_state(
             &ctx,
@@ -78,6 +79,6 @@ pub fn inet_sock_set_state_nested(ctx: BtfTracePointContext) -> i32 {
             ctx.arg::<i32>(2),
         );
     }
-    set_firing(IDLE);
+    set_firing(NESTED_MARK);
     0
 }
