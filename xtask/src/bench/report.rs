@@ -56,6 +56,10 @@ impl RunResult {
     fn peak_rss_mib(&self) -> Option<f64> {
         Some(self.tracer_result.as_ref()?.peak_rss_kib as f64 / 1024.0)
     }
+
+    fn rss_mib(&self) -> Option<f64> {
+        Some(self.tracer_result.as_ref()?.rss_kib as f64 / 1024.0)
+    }
 }
 
 /// Medians over the rounds of one configuration.
@@ -261,14 +265,14 @@ impl Report {
 /// The memory run's table.
 pub fn memory_markdown(rows: &[RunResult]) -> String {
     let mut out = format!(
-        "Machine: {}.\n\n| run | connections | storm conn/s | transitions seen | expected | lost | skipped by the kernel | tracer peak RSS |\n\
-         | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n",
+        "Machine: {}.\n\n| run | connections | storm conn/s | transitions seen | expected | lost | skipped by the kernel | tracer peak RSS | tracer RSS at the end |\n\
+         | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n",
         Machine::read().describe()
     );
     for r in rows {
         let t = r.tracer_result.as_ref();
         out.push_str(&format!(
-            "| {} | {} | {} | {} | {} | {} | {} | {} |\n",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
             r.label,
             thousands(r.storm.connections as f64),
             thousands(r.storm.conn_per_s),
@@ -277,6 +281,7 @@ pub fn memory_markdown(rows: &[RunResult]) -> String {
             opt(t.and_then(|t| t.lost).map(|n| thousands(n as f64))),
             opt(t.map(|t| thousands(t.kernel_misses as f64))),
             opt(r.peak_rss_mib().map(|m| format!("{m:.1} MiB"))),
+            opt(r.rss_mib().map(|m| format!("{m:.1} MiB"))),
         ));
     }
     out

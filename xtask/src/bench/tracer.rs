@@ -143,6 +143,8 @@ pub struct Finished {
     pub cpu_s: f64,
     /// Peak resident set size (VmHWM) once it has caught up, KiB.
     pub peak_rss_kib: u64,
+    /// Resident set size (VmRSS) once it has caught up, KiB: what a long run keeps.
+    pub rss_kib: u64,
 }
 
 /// Text read from a pipe as it comes, so the tracer never blocks on a full pipe.
@@ -314,7 +316,8 @@ impl Running {
         let kernel_misses = recursion_misses(pid);
         // Not the rusage maxrss: a child started through vfork (posix_spawn) inherits the
         // parent's high-water mark at exec, so it would report at least xtask's own.
-        let peak_rss_kib = peak_rss_kib(pid)?;
+        let peak_rss_kib = status_kib(pid, "VmHWM")?;
+        let rss_kib = status_kib(pid, "VmRSS")?;
         // SAFETY: kill(2) of our own child, not yet reaped.
         unsafe { libc::kill(pid as i32, libc::SIGINT) };
         let (status, usage) = reap(pid)?;
@@ -361,6 +364,7 @@ impl Running {
             kernel_misses,
             cpu_s,
             peak_rss_kib,
+            rss_kib,
         })
     }
 }
@@ -375,15 +379,15 @@ impl Drop for Running {
     }
 }
 
-/// A process's peak resident set size (VmHWM in /proc/PID/status), KiB.
-fn peak_rss_kib(pid: u32) -> anyhow::Result<u64> {
+/// A memory figure of a process (`VmHWM`, `VmRSS` in /proc/PID/status), KiB.
+fn status_kib(pid: u32, field: &str) -> anyhow::Result<u64> {
     let status = fs::read_to_string(format!("/proc/{pid}/status"))
         .with_context(|| format!("cannot read /proc/{pid}/status"))?;
     status
         .lines()
-        .find_map(|line| line.strip_prefix("VmHWM:"))
+        .find_map(|line| line.strip_prefix(field)?.strip_prefix(':'))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .with_context(|| format!("no VmHWM in /proc/{pid}/status"))
+        .with_context(|| format!("no {field} in /proc/{pid}/status"))
 }
 
 /// How many perf events a process holds open.
