@@ -283,10 +283,14 @@ impl Probe {
         }
         drop(kernel_btf);
         release_freed_memory();
+        // `EbpfLoader::new` parses the kernel's BTF for itself, out of reach of the attach below,
+        // which needs it too: that copy goes at once, so that only one is ever held.
+        let mut loader = EbpfLoader::new();
+        loader.btf(None);
         let aya_btf = AyaBtf::from_sys_fs().map_err(|err| ProbeError::NoBtf(chain(&err)))?;
         raise_memlock_limit();
 
-        let mut ebpf = EbpfLoader::new()
+        let mut ebpf = loader
             .btf(Some(&aya_btf))
             .override_global(names::SOCK_LAYOUT, &layout, true)
             .override_global(names::WAKEUP_BYTES, &config.wakeup_bytes, true)
