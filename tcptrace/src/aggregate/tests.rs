@@ -6,8 +6,8 @@ use TcpState::*;
 const MS: u64 = 1_000_000;
 const NETNS: u32 = 4026531840;
 
-/// Builds one socket's transitions with times in state derived from the timestamps, as the
-/// kernel computes them.
+/// Builds one socket's transitions with times in state derived from the timestamps, as
+/// `lifecycle` derives them.
 struct Life {
     sk: u64,
     last_ns: Option<u64>,
@@ -21,11 +21,6 @@ impl Life {
             last_ns: None,
             netns: NETNS,
         }
-    }
-
-    /// A socket that existed before tracing: the kernel knows no time for its first state.
-    fn midlife(sk: u64) -> Self {
-        Self::new(sk)
     }
 
     fn go(&mut self, agg: &mut Aggregator, ts_ns: u64, from: TcpState, to: TcpState) {
@@ -453,7 +448,9 @@ fn pending_signals_are_dropped_at_the_end_of_the_batch() {
 #[test]
 fn sockets_first_seen_midlife_are_counted_not_guessed() {
     let mut agg = aggregator();
-    let mut old = Life::midlife(11);
+    // Its first transition leaves ESTABLISHED: it existed before tracing, and no time is known
+    // for its first state.
+    let mut old = Life::new(11);
     old.go(&mut agg, 5 * MS, Established, CloseWait);
     old.go(&mut agg, 6 * MS, CloseWait, LastAck);
     old.go(&mut agg, 7 * MS, LastAck, Close);
