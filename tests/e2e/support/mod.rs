@@ -12,7 +12,7 @@ use std::{
     path::PathBuf,
     process::{Child, ChildStdin, ChildStdout, Command, ExitStatus, Stdio},
     sync::{Arc, Mutex, MutexGuard},
-    thread,
+    thread::{self, JoinHandle},
     time::{Duration, Instant},
 };
 
@@ -20,6 +20,8 @@ use serde_json::Value;
 
 /// How long any awaited condition may take before the test fails.
 pub const DEADLINE: Duration = Duration::from_secs(20);
+/// Output lines a timed-out wait shows.
+const TIMEOUT_LINES: usize = 60;
 
 /// Serializes probe start-up against the test that unmounts tracefs: no other test may find it
 /// gone (tcptrace does not need it, but that test alone should prove so).
@@ -61,13 +63,26 @@ pub fn tcptrace_bin() -> PathBuf {
 }
 
 /// Polls `check` until it returns `Some`, or fails the test after [`DEADLINE`].
-pub fn wait_until<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
+pub fn wait_until<T>(what: &str, check: impl FnMut() -> Option<T>) -> T {
+    wait_until_or(what, check, String::new)
+}
+
+/// [`wait_until`], failing with what `context` says of the state it gave up in.
+fn wait_until_or<T>(
+    what: &str,
+    mut check: impl FnMut() -> Option<T>,
+    context: impl Fn() -> String,
+) -> T {
     let start = Instant::now();
     loop {
         if let Some(value) = check() {
             return value;
         }
-        assert!(start.elapsed() < DEADLINE, "timed out waiting for {what}");
+        assert!(
+            start.elapsed() < DEADLINE,
+            "timed out waiting for {what}{}",
+            context()
+        );
         thread::sleep(Duration::from_millis(10));
     }
 }
@@ -77,6 +92,8 @@ pub struct Tracer {
     child: Child,
     stdout: Arc<Mutex<Vec<String>>>,
     stderr: Arc<Mutex<String>>,
+    /// The threads reading stdout and stderr; each ends at its pipe's end of file.
+    readers: [JoinHandle<()>; 2],
 }
 
 /// What a stopped tracer left.
@@ -86,13 +103,16 @@ pub struct Finished {
     pub stderr: String,
 }
 
-fn collect_lines(reader: impl Read + Send + 'static, sink: Arc<Mutex<Vec<String>>>) {
+fn collect_lines(
+    reader: impl Read + Send + 'static,
+    sink: Arc<Mutex<Vec<String>>>,
+) -> JoinHandle<()> {
     thread::spawn(move || {
         for line in BufReader::new(reader).lines() {
             let Ok(line) = line else { break };
             sink.lock().unwrap().push(line);
         }
-    });
+    })
 }
 
 impl Tracer {
@@ -118,11 +138,11 @@ impl Tracer {
             .spawn()
             .expect("spawn tcptrace");
         let stdout = Arc::new(Mutex::new(Vec::new()));
-        collect_lines(child.stdout.take().unwrap(), stdout.clone());
+        let stdout_reader = collect_lines(child.stdout.take().unwrap(), stdout.clone());
         let stderr = Arc::new(Mutex::new(String::new()));
         let err_sink = stderr.clone();
         let mut err_pipe = child.stderr.take().unwrap();
-        thread::spawn(move || {
+        let stderr_reader = thread::spawn(move || {
             let mut buf = [0u8; 4096];
             while let Ok(n) = err_pipe.read(&mut buf) {
                 if n == 0 {
@@ -138,6 +158,7 @@ impl Tracer {
             child,
             stdout,
             stderr,
+            readers: [stdout_reader, stderr_reader],
         };
         wait_until("the probe to attach", || {
             if let Ok(Some(status)) = tracer.child.try_wait() {
@@ -175,12 +196,27 @@ impl Tracer {
             .collect()
     }
 
-    /// Waits until `check` accepts the JSON output so far; returns that output.
+    /// Waits until `check` accepts the JSON output so far; returns that output. On a timeout
+    /// the failure shows the tracer's stderr and its last lines.
     pub fn wait_json(&self, what: &str, check: impl Fn(&[Value]) -> bool) -> Vec<Value> {
-        wait_until(what, || {
-            let json = self.json();
-            check(&json).then_some(json)
-        })
+        wait_until_or(
+            what,
+            || {
+                let json = self.json();
+                check(&json).then_some(json)
+            },
+            || {
+                let lines = self.lines();
+                let last = &lines[lines.len().saturating_sub(TIMEOUT_LINES)..];
+                format!(
+                    "\ntcptrace's stderr:\n{}\nits last {} of {} lines:\n{}",
+                    self.stderr.lock().unwrap(),
+                    last.len(),
+                    lines.len(),
+                    last.join("\n")
+                )
+            },
+        )
     }
 
     pub fn stderr(&self) -> String {
@@ -197,16 +233,17 @@ impl Tracer {
     /// Waits for the tracer to exit by itself (e.g. `--duration`).
     pub fn wait(mut self) -> Finished {
         let status = wait_until("tcptrace to exit", || self.child.try_wait().unwrap());
-        // The collector threads finish with the pipes; give them the deadline to drain.
-        let stderr = wait_until("stderr to close", || {
-            let text = self.stderr.lock().unwrap().clone();
-            (text.contains(" transitions, ") || text.contains("tcptrace:") || !status.success())
-                .then_some(text)
+        // Its output is whole only once both readers have reached the end of their pipes.
+        wait_until("tcptrace's stdout and stderr to close", || {
+            self.readers
+                .iter()
+                .all(JoinHandle::is_finished)
+                .then_some(())
         });
         Finished {
             status,
             stdout: self.stdout.lock().unwrap().clone(),
-            stderr,
+            stderr: self.stderr.lock().unwrap().clone(),
         }
     }
 }
