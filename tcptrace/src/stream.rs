@@ -66,41 +66,40 @@ pub struct StreamConfig {
     pub duration: Option<Duration>,
 }
 
-/// What is left at the end.
-pub struct Summary {
-    pub totals: Totals,
-}
-
-impl Summary {
-    /// `N transitions, M lost` and any other loss, for stderr.
-    pub fn line(&self) -> String {
-        let t = &self.totals;
-        let mut line = format!("{} transitions, {} lost", t.transitions, t.kernel.lost());
-        if t.kernel.lost() > 0 {
+impl Totals {
+    /// The final line for stderr: `N transitions, M lost` and any other loss.
+    pub fn summary_line(&self) -> String {
+        let mut line = format!(
+            "{} transitions, {} lost",
+            self.transitions,
+            self.kernel.lost()
+        );
+        if self.kernel.lost() > 0 {
             // Comma-separated like the rest, so that scripts can split the line.
             line.push_str(&format!(
                 ", {} (a BPF program was running)",
-                t.kernel.loss_breakdown()
+                self.kernel.loss_breakdown()
             ));
         }
-        if t.invalid > 0 {
-            line.push_str(&format!(", {} invalid records", t.invalid));
+        if self.invalid > 0 {
+            line.push_str(&format!(", {} invalid records", self.invalid));
         }
-        if t.untracked_sockets > 0 {
+        if self.untracked_sockets > 0 {
             line.push_str(&format!(
                 ", {} sockets untracked (table full)",
-                t.untracked_sockets
+                self.untracked_sockets
             ));
         }
         line
     }
 }
 
-/// Loads the probe and runs the loop until Ctrl-C, SIGTERM or the duration.
+/// Loads the probe and runs the loop until Ctrl-C, SIGTERM or the duration; returns the final
+/// totals.
 pub async fn run(
     config: StreamConfig,
     mut on_update: impl FnMut(Update<'_>) -> io::Result<()>,
-) -> anyhow::Result<Summary> {
+) -> anyhow::Result<Totals> {
     let probe = Probe::load(&config.probe)?;
     let mut session = Session::new(probe).context("reading the probe's maps")?;
     let mut lifecycles = Lifecycles::default();
@@ -214,7 +213,7 @@ pub async fn run(
         totals.kernel.ringbuf_full,
         totals.kernel.skipped_by_kernel
     );
-    Ok(Summary { totals })
+    Ok(totals)
 }
 
 /// Decodes one raw record into `records`, counting what is invalid.

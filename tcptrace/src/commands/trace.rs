@@ -29,7 +29,7 @@ pub async fn run(args: TraceArgs) -> anyhow::Result<()> {
     let stdout = io::stdout();
     let mut out = io::BufWriter::with_capacity(64 * 1024, stdout.lock());
     let mut reported_lost = 0;
-    let summary = stream::run(config, |update| match update {
+    let totals = stream::run(config, |update| match update {
         Update::Started if !args.json => text.header(&mut out).and_then(|()| out.flush()),
         Update::Transition(t) if args.json => trace_json::line(&mut out, t),
         Update::Transition(t) => text.line(&mut out, t),
@@ -50,6 +50,6 @@ pub async fn run(args: TraceArgs) -> anyhow::Result<()> {
     })
     .await?;
     out.flush()?;
-    eprintln!("{}", summary.line());
+    eprintln!("{}", totals.summary_line());
     Ok(())
 }

@@ -101,7 +101,7 @@ pub async fn run(args: TransitionsArgs) -> anyhow::Result<()> {
     let stdout = io::stdout();
     let mut out = io::BufWriter::with_capacity(64 * 1024, stdout.lock());
 
-    let summary = stream::run(config, |update| {
+    let totals = stream::run(config, |update| {
         match update {
             Update::Started => {
                 aggregator.start(clock::monotonic_ns());
@@ -140,8 +140,7 @@ pub async fn run(args: TransitionsArgs) -> anyhow::Result<()> {
     if let Some(c) = counters.read() {
         aggregator.feed_kernel_counters(c);
     }
-    let totals = &summary.totals;
-    aggregator.set_losses(losses(totals));
+    aggregator.set_losses(losses(&totals));
     let snapshot = aggregator.snapshot(totals.now_ns.max(clock::monotonic_ns()));
     match output {
         Output::Json => transitions_json::interval(&mut out, &snapshot, true)?,
@@ -152,6 +151,6 @@ pub async fn run(args: TransitionsArgs) -> anyhow::Result<()> {
         }
     }
     out.flush()?;
-    eprintln!("{}", summary.line());
+    eprintln!("{}", totals.summary_line());
     Ok(())
 }
