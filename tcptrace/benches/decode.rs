@@ -7,10 +7,12 @@ use std::hint::black_box;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use tcptrace::{
     aggregate::{Aggregator, Config},
-    decode::{decode, encode},
-    event::Record,
-    lifecycle::Lifecycles,
-    peer_fill::PeerFill,
+    core::{
+        decode::{decode, encode},
+        event::Record,
+        peer_fill::PeerFill,
+        sockets::Lifecycles,
+    },
 };
 use tcptrace_ebpf::{Event, kind};
 

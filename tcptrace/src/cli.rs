@@ -5,7 +5,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 use tcptrace_ebpf::MAX_FILTER_PORTS;
 
-use crate::{event::Family, filter::EventFilter};
+use crate::core::{event::Family, filter::EventFilter};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -275,12 +275,12 @@ pub struct ExplainArgs {
 
 /// A validated list of states, netstat names.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StateList(pub Vec<crate::state::TcpState>);
+pub struct StateList(pub Vec<crate::core::state::TcpState>);
 
 pub fn parse_states(text: &str) -> Result<StateList, String> {
     let mut states = Vec::new();
     for part in text.split(',') {
-        let state = crate::explain::parse_state(part).map_err(|e| e.to_string())?;
+        let state = crate::render::explain::parse_state(part).map_err(|e| e.to_string())?;
         if !states.contains(&state) {
             states.push(state);
         }
@@ -386,8 +386,8 @@ mod tests {
         assert_eq!(
             args.state,
             Some(StateList(vec![
-                crate::state::TcpState::TimeWait,
-                crate::state::TcpState::Established
+                crate::core::state::TcpState::TimeWait,
+                crate::core::state::TcpState::Established
             ]))
         );
         let cli = Cli::try_parse_from(["tcptrace", "sockets", "-o6", "--rport", "443"]).unwrap();

@@ -5,7 +5,7 @@
 //! net/ipv4/tcp.c). So signals are matched by the state the tracepoint saw and by time, not by
 //! arrival order.
 
-use crate::{
+use crate::core::{
     event::{Signal, SignalKind},
     state::TcpState,
 };

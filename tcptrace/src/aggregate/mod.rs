@@ -5,7 +5,6 @@
 
 pub mod causes;
 pub mod histogram;
-pub mod kernel_counters;
 pub mod namespaces;
 pub mod paths;
 pub mod signatures;
@@ -16,15 +15,17 @@ use std::collections::HashMap;
 use self::{
     causes::{Cause, SignalMemo},
     histogram::{HistogramSummary, TimeHistogram},
-    kernel_counters::TcpCounters,
     namespaces::{Namespaces, NamespacesSnapshot},
     paths::{Side, is_diagram_edge, place},
     signatures::{PathKey, SignatureSnapshot, Signatures},
     sockets::{FastHash, Socket, Sockets},
 };
 use crate::{
-    event::{Signal, SignalKind, Transition},
-    state::TcpState,
+    core::{
+        event::{Signal, SignalKind, Transition},
+        state::TcpState,
+    },
+    os::procfs::TcpCounters,
 };
 
 const STATES: usize = TcpState::ALL.len();

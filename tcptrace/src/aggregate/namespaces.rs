@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 
 use super::sockets::FastHash;
-use crate::{event::Transition, state::TcpState};
+use crate::core::{event::Transition, state::TcpState};
 
 /// Namespaces followed one by one; the rest are summed into one row.
 pub const MAX_NAMESPACES: usize = 4096;

@@ -2,7 +2,7 @@
 //! was opened), whether it is abnormal, and whether it is the hand-over to TIME_WAIT that Linux
 //! reports as →CLOSE.
 
-use crate::state::TcpState;
+use crate::core::state::TcpState;
 
 /// How the socket was opened. Close transitions stay with the open side: a server that closes
 /// first shows ESTABLISHED→FIN_WAIT1 on the server path.

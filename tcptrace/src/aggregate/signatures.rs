@@ -8,7 +8,7 @@ use super::{
     histogram::{HistogramSummary, TimeHistogram},
     sockets::FastHash,
 };
-use crate::state::TcpState;
+use crate::core::state::TcpState;
 
 /// Marks a part of the path that was not seen: before a socket first seen mid-life, or events
 /// lost in between. Also ends a path too long to keep.

@@ -7,7 +7,7 @@ use std::{
 };
 
 use super::{causes::SignalMemo, paths::Side, signatures::PathKey};
-use crate::state::TcpState;
+use crate::core::state::TcpState;
 
 /// Default cap on tracked sockets.
 pub const DEFAULT_MAX_SOCKETS: usize = 1_000_000;

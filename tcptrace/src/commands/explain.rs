@@ -2,7 +2,7 @@
 
 use std::io::{self, Write};
 
-use crate::{cli::ExplainArgs, explain};
+use crate::{cli::ExplainArgs, render::explain};
 
 pub fn run(args: ExplainArgs) -> anyhow::Result<()> {
     let text = if args.query.is_empty() {

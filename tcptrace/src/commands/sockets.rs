@@ -8,10 +8,13 @@ use std::{
 use anyhow::Context as _;
 
 use crate::{
+    census::selection::Selection,
     cli::{FilterArgs, SocketsArgs, StateList},
-    diag::{self, DiagSocket, Families, SocketEntry, owners::Owners},
-    render::sockets::{SocketsText, json_line},
-    select::Selection,
+    os::{
+        diag::{self, DiagSocket, Families, SocketEntry},
+        owners::Owners,
+    },
+    render::sockets::text::{SocketsText, json_line},
 };
 
 /// The selection the shared flags describe.
@@ -62,7 +65,7 @@ pub fn selected_snapshot(
 }
 
 pub fn run(args: SocketsArgs) -> anyhow::Result<()> {
-    crate::diag::ensure_own_netns(args.filter.netns)?;
+    crate::os::diag::ensure_own_netns(args.filter.netns)?;
     let selection = selection(args.state.as_ref(), &args.filter);
     let mut diag = DiagSocket::open()?;
     let (sockets, owners, _) = selected_snapshot(

@@ -19,17 +19,24 @@ use tokio::{
 };
 
 use crate::{
-    aggregate::kernel_counters,
-    census::{self, Census, Context, GroupBy, PortRange},
+    census::{
+        self, Census, Context, GroupBy, PortRange,
+        live::{Check, CloseWaitAges, LiveCensus, Split},
+        selection::Selection,
+    },
     cli::StatesArgs,
-    clock::{self, WallClock},
     commands::sockets::{selected_snapshot, selection},
-    diag::{DiagSocket, SocketEntry, owners::Owners},
-    live_census::{Check, CloseWaitAges, LiveCensus, Split},
-    probe::ProbeConfig,
-    render::states::{Frame, LiveFrame, LiveInfo, json_line, live_text, text},
-    select::Selection,
-    state::TcpState,
+    core::{
+        clock::{self, WallClock},
+        state::TcpState,
+    },
+    kernel::probe::ProbeConfig,
+    os::{
+        diag::{DiagSocket, SocketEntry},
+        owners::Owners,
+        procfs,
+    },
+    render::states::text::{Frame, LiveFrame, LiveInfo, json_line, live_text, text},
     stream::{self, StreamConfig, Update},
 };
 
@@ -51,7 +58,7 @@ fn port_range() -> Option<PortRange> {
 }
 
 pub async fn run(args: StatesArgs) -> anyhow::Result<()> {
-    crate::diag::ensure_own_netns(args.filter.netns)?;
+    crate::os::diag::ensure_own_netns(args.filter.netns)?;
     let selection = selection(args.state.as_ref(), &args.filter);
     let mut diag = DiagSocket::open()?;
     let range = port_range();
@@ -213,7 +220,7 @@ fn is_done(err: &anyhow::Error) -> bool {
 async fn watch_live<W: Write>(watch: &mut LiveWatch<'_, W>) -> anyhow::Result<()> {
     let mut filter = watch.args.filter.to_filter();
     // inet_diag lists this namespace's sockets only; the probe sees every namespace.
-    match kernel_counters::own_netns() {
+    match procfs::own_netns() {
         Ok(netns) => filter.netns = Some(netns),
         Err(err) => log::warn!(
             "cannot read /proc/self/ns/net ({err}): the live counts include every namespace"

@@ -7,9 +7,9 @@ use std::{
 
 use crate::{
     cli::TraceArgs,
-    clock::WallClock,
-    probe::ProbeConfig,
-    render::{trace_json, trace_text::TraceText},
+    core::clock::WallClock,
+    kernel::probe::ProbeConfig,
+    render::trace::{json, text::TraceText},
     stream::{self, StreamConfig, Update},
 };
 
@@ -31,7 +31,7 @@ pub async fn run(args: TraceArgs) -> anyhow::Result<()> {
     let mut reported_lost = 0;
     let totals = stream::run(config, |update| match update {
         Update::Started if !args.json => text.header(&mut out).and_then(|()| out.flush()),
-        Update::Transition(t) if args.json => trace_json::line(&mut out, t),
+        Update::Transition(t) if args.json => json::line(&mut out, t),
         Update::Transition(t) => text.line(&mut out, t),
         // Lines are flushed once per wake-up, not per line.
         Update::BatchEnd => out.flush(),

@@ -4,15 +4,12 @@
 use std::io::{self, IsTerminal, Write};
 
 use crate::{
-    aggregate::{
-        Aggregator, Config, Losses,
-        kernel_counters::{self, TcpCounters},
-    },
+    aggregate::{Aggregator, Config, Losses},
     cli::TransitionsArgs,
-    clock,
-    filter::EventFilter,
-    probe::ProbeConfig,
-    render::{transitions_json, transitions_text},
+    core::{clock, filter::EventFilter},
+    kernel::probe::ProbeConfig,
+    os::procfs::{self, TcpCounters},
+    render::transitions::{json, text},
     stream::{self, StreamConfig, Totals, Update},
 };
 
@@ -37,7 +34,7 @@ struct CounterReader {
 
 impl CounterReader {
     fn read(&mut self) -> Option<TcpCounters> {
-        match kernel_counters::read() {
+        match procfs::read() {
             Ok(counters) => Some(counters),
             Err(err) => {
                 if !self.warned {
@@ -64,7 +61,7 @@ fn losses(totals: &Totals) -> Losses {
 
 pub async fn run(args: TransitionsArgs) -> anyhow::Result<()> {
     let filter = args.filter.to_filter();
-    let own_netns = kernel_counters::own_netns().unwrap_or_else(|err| {
+    let own_netns = procfs::own_netns().unwrap_or_else(|err| {
         log::warn!("cannot read /proc/self/ns/net ({err}): the kernel check assumes every socket is in this namespace");
         0
     });
@@ -119,14 +116,14 @@ pub async fn run(args: TransitionsArgs) -> anyhow::Result<()> {
                 aggregator.set_losses(losses(totals));
                 let snapshot = aggregator.snapshot(totals.now_ns);
                 match output {
-                    Output::Json => transitions_json::interval(&mut out, &snapshot, false)?,
+                    Output::Json => json::interval(&mut out, &snapshot, false)?,
                     Output::Text => {
-                        transitions_text::interval(&mut out, &snapshot)?;
+                        text::interval(&mut out, &snapshot)?;
                         writeln!(out)?;
                     }
                     Output::Terminal => {
                         out.write_all(CLEAR)?;
-                        transitions_text::interval(&mut out, &snapshot)?;
+                        text::interval(&mut out, &snapshot)?;
                     }
                 }
                 out.flush()?;
@@ -143,11 +140,11 @@ pub async fn run(args: TransitionsArgs) -> anyhow::Result<()> {
     aggregator.set_losses(losses(&totals));
     let snapshot = aggregator.snapshot(totals.now_ns.max(clock::monotonic_ns()));
     match output {
-        Output::Json => transitions_json::interval(&mut out, &snapshot, true)?,
-        Output::Text => transitions_text::summary(&mut out, &snapshot)?,
+        Output::Json => json::interval(&mut out, &snapshot, true)?,
+        Output::Text => text::summary(&mut out, &snapshot)?,
         Output::Terminal => {
             out.write_all(CLEAR)?;
-            transitions_text::summary(&mut out, &snapshot)?;
+            text::summary(&mut out, &snapshot)?;
         }
     }
     out.flush()?;

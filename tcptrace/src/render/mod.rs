@@ -1,15 +1,12 @@
-//! Renderers: typed data in, bytes out to any `io::Write`. No clocks, no terminals.
+//! Renderers: typed data in, bytes out to any `io::Write`, one text and one JSON renderer per
+//! command. No clocks; terminal control lives in [`terminal`] alone.
 
+pub mod explain;
 pub mod sockets;
 pub mod states;
-pub mod trace_json;
-pub mod trace_text;
-#[cfg(test)]
-mod transitions_golden;
-pub mod transitions_json;
-pub mod transitions_text;
+pub mod trace;
+pub mod transitions;
 pub mod units;
-
 use std::net::IpAddr;
 
 /// `addr:port`, with IPv6 addresses in brackets.

@@ -1,0 +1,266 @@
+//! Raw ring-buffer records → typed [`Record`]s. Pure: the kernel side is trusted for nothing,
+//! every field is validated and an invalid record is an error the caller counts.
+
+use std::{
+    mem::size_of,
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
+};
+
+use tcptrace_ebpf::{Event, flags, kind};
+use thiserror::Error;
+
+use crate::core::{
+    event::{Comm, Family, Record, Signal, SignalKind, Transition},
+    state::TcpState,
+};
+
+const AF_INET: u16 = 2;
+const AF_INET6: u16 = 10;
+
+/// Why a record was rejected.
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum DecodeError {
+    #[error("record of {0} bytes is shorter than an event ({size} bytes)", size = size_of::<Event>())]
+    Short(usize),
+    #[error("unknown record kind {0}")]
+    UnknownKind(u8),
+    #[error("unknown TCP state {0}")]
+    UnknownState(u16),
+    #[error("unknown address family {0}")]
+    UnknownFamily(u16),
+}
+
+/// Reinterprets the bytes of one record as the ABI struct.
+pub fn raw_event(bytes: &[u8]) -> Result<Event, DecodeError> {
+    if bytes.len() < size_of::<Event>() {
+        return Err(DecodeError::Short(bytes.len()));
+    }
+    // SAFETY: `Event` is `#[repr(C)]` plain old data (every bit pattern is valid) and the slice
+    // holds at least `size_of::<Event>()` bytes; the read is unaligned-safe.
+    Ok(unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast::<Event>()) })
+}
+
+/// Decodes one ring-buffer record.
+pub fn decode(bytes: &[u8]) -> Result<Record, DecodeError> {
+    let event = raw_event(bytes)?;
+    match event.kind {
+        kind::TRANSITION => decode_transition(&event).map(Record::Transition),
+        kind::RESET_RECEIVED => decode_signal(&event, SignalKind::ResetReceived),
+        kind::RESET_SENT => decode_signal(&event, SignalKind::ResetSent),
+        kind::RETRANSMIT => decode_signal(&event, SignalKind::Retransmit),
+        kind::RETRANSMIT_SYNACK => decode_signal(&event, SignalKind::SynAckRetransmit),
+        other => Err(DecodeError::UnknownKind(other)),
+    }
+}
+
+fn state(raw: u16) -> Result<TcpState, DecodeError> {
+    TcpState::from_raw(raw).ok_or(DecodeError::UnknownState(raw))
+}
+
+/// The family and the two addresses of an event. IPv4-mapped IPv6 addresses (an IPv4 peer of a
+/// dual-stack socket) are given as IPv4, as the operator knows them.
+pub fn addresses(event: &Event) -> Result<(Family, IpAddr, IpAddr), DecodeError> {
+    match event.family {
+        AF_INET => {
+            let v4 = |a: &[u8; 16]| IpAddr::V4(Ipv4Addr::new(a[0], a[1], a[2], a[3]));
+            Ok((Family::Inet, v4(&event.saddr), v4(&event.daddr)))
+        }
+        AF_INET6 => {
+            let v6 = |a: &[u8; 16]| {
+                let addr = Ipv6Addr::from(*a);
+                match addr.to_ipv4_mapped() {
+                    Some(v4) => IpAddr::V4(v4),
+                    None => IpAddr::V6(addr),
+                }
+            };
+            Ok((Family::Inet6, v6(&event.saddr), v6(&event.daddr)))
+        }
+        other => Err(DecodeError::UnknownFamily(other)),
+    }
+}
+
+/// Signals carry the socket's state in `oldstate`; 0 when the tracepoint has none.
+fn decode_signal(event: &Event, kind: SignalKind) -> Result<Record, DecodeError> {
+    let state = match event.oldstate {
+        0 => None,
+        raw => Some(state(raw)?),
+    };
+    Ok(Record::Signal(Signal {
+        ts_ns: event.ts_ns,
+        sk: event.skaddr,
+        kind,
+        state,
+        netns: event.netns,
+    }))
+}
+
+fn decode_transition(event: &Event) -> Result<Transition, DecodeError> {
+    let from = state(event.oldstate)?;
+    let to = state(event.newstate)?;
+    let (family, laddr, raddr) = addresses(event)?;
+    let owner_known = event.flags & flags::OWNER_UNKNOWN == 0 && event.tgid != 0;
+    Ok(Transition {
+        ts_ns: event.ts_ns,
+        sk: event.skaddr,
+        pid: owner_known.then_some(event.tgid),
+        comm: if owner_known {
+            Comm::from_raw(&event.comm)
+        } else {
+            Comm::default()
+        },
+        family,
+        laddr,
+        lport: event.sport,
+        raddr,
+        rport: event.dport,
+        from,
+        to,
+        // Filled in by `lifecycle`, from the socket's earlier transitions.
+        time_in_from_ns: None,
+        netns: event.netns,
+        first_seen_midlife: false,
+    })
+}
+
+/// Encodes an event as the kernel would: for tests, recordings and benchmarks.
+pub fn encode(event: &Event) -> [u8; size_of::<Event>()] {
+    // SAFETY: `Event` is plain old data without implicit padding: all its bytes are initialized.
+    unsafe { std::mem::transmute_copy(event) }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    /// A client's SYN_SENT→ESTABLISHED on loopback, as the kernel sends it.
+    pub(crate) fn sample() -> Event {
+        let mut comm = [0u8; 16];
+        comm[..4].copy_from_slice(b"curl");
+        let mut saddr = [0u8; 16];
+        saddr[..4].copy_from_slice(&[127, 0, 0, 1]);
+        let mut daddr = [0u8; 16];
+        daddr[..4].copy_from_slice(&[127, 0, 0, 2]);
+        Event {
+            ts_ns: 1_000,
+            skaddr: 0xffff_8880_1234_5678,
+            saddr,
+            daddr,
+            comm,
+            tgid: 4242,
+            netns: 4026531840,
+            sport: 40000,
+            dport: 80,
+            family: AF_INET,
+            kind: kind::TRANSITION,
+            flags: 0,
+            oldstate: 2,
+            newstate: 1,
+            _reserved: 0,
+        }
+    }
+
+    #[test]
+    fn decodes_a_valid_transition() {
+        let Ok(Record::Transition(t)) = decode(&encode(&sample())) else {
+            panic!("not a transition")
+        };
+        assert_eq!(t.ts_ns, 1_000);
+        assert_eq!(t.netns, 4026531840);
+        assert_eq!(t.sk, 0xffff_8880_1234_5678);
+        assert_eq!(t.pid, Some(4242));
+        assert_eq!(t.comm, "curl");
+        assert_eq!(t.family, Family::Inet);
+        assert_eq!(t.laddr, "127.0.0.1".parse::<IpAddr>().unwrap());
+        assert_eq!(t.raddr, "127.0.0.2".parse::<IpAddr>().unwrap());
+        assert_eq!((t.lport, t.rport), (40000, 80));
+        assert_eq!((t.from, t.to), (TcpState::SynSent, TcpState::Established));
+        assert_eq!(t.time_in_from_ns, None);
+        assert!(!t.first_seen_midlife);
+    }
+
+    #[test]
+    fn longer_records_are_accepted_for_forward_compatibility() {
+        let mut bytes = encode(&sample()).to_vec();
+        bytes.extend_from_slice(&[0; 8]);
+        assert!(decode(&bytes).is_ok());
+    }
+
+    #[test]
+    fn short_records_are_rejected() {
+        let bytes = encode(&sample());
+        assert_eq!(decode(&bytes[..87]), Err(DecodeError::Short(87)));
+        assert_eq!(decode(&[]), Err(DecodeError::Short(0)));
+    }
+
+    #[test]
+    fn unknown_states_kinds_and_families_are_rejected() {
+        let mut e = sample();
+        e.newstate = 13;
+        assert_eq!(decode(&encode(&e)), Err(DecodeError::UnknownState(13)));
+        let mut e = sample();
+        e.oldstate = u16::MAX;
+        assert_eq!(
+            decode(&encode(&e)),
+            Err(DecodeError::UnknownState(u16::MAX))
+        );
+        let mut e = sample();
+        e.kind = 99;
+        assert_eq!(decode(&encode(&e)), Err(DecodeError::UnknownKind(99)));
+        let mut e = sample();
+        e.family = 1;
+        assert_eq!(decode(&encode(&e)), Err(DecodeError::UnknownFamily(1)));
+    }
+
+    #[test]
+    fn unknown_owner() {
+        let mut e = sample();
+        e.flags = flags::OWNER_UNKNOWN;
+        let Ok(Record::Transition(t)) = decode(&encode(&e)) else {
+            panic!("not a transition")
+        };
+        assert_eq!(t.pid, None);
+        assert_eq!(t.comm, "");
+    }
+
+    #[test]
+    fn ipv6_and_ipv4_mapped_addresses() {
+        let mut e = sample();
+        e.family = AF_INET6;
+        e.saddr = Ipv6Addr::LOCALHOST.octets();
+        e.daddr = Ipv4Addr::new(10, 1, 2, 3).to_ipv6_mapped().octets();
+        let Ok(Record::Transition(t)) = decode(&encode(&e)) else {
+            panic!("not a transition")
+        };
+        assert_eq!(t.family, Family::Inet6);
+        assert_eq!(t.laddr, IpAddr::V6(Ipv6Addr::LOCALHOST));
+        assert_eq!(t.raddr, IpAddr::V4(Ipv4Addr::new(10, 1, 2, 3)));
+    }
+
+    #[test]
+    fn signals_carry_their_kind_and_optional_state() {
+        let mut e = sample();
+        e.kind = kind::RESET_RECEIVED;
+        e.oldstate = 2;
+        assert_eq!(
+            decode(&encode(&e)),
+            Ok(Record::Signal(Signal {
+                ts_ns: 1_000,
+                sk: 0xffff_8880_1234_5678,
+                kind: SignalKind::ResetReceived,
+                state: Some(TcpState::SynSent),
+                netns: 4026531840,
+            }))
+        );
+        e.kind = kind::RETRANSMIT_SYNACK;
+        e.oldstate = 0;
+        let Ok(Record::Signal(signal)) = decode(&encode(&e)) else {
+            panic!("not a signal")
+        };
+        assert_eq!(
+            (signal.kind, signal.state),
+            (SignalKind::SynAckRetransmit, None)
+        );
+        e.oldstate = 77;
+        assert_eq!(decode(&encode(&e)), Err(DecodeError::UnknownState(77)));
+    }
+}

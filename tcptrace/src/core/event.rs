@@ -1,0 +1,194 @@
+//! Typed records, decoded from the kernel's raw events.
+
+use std::{fmt, net::IpAddr};
+
+use crate::core::state::TcpState;
+
+/// The socket's address family.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Family {
+    Inet,
+    Inet6,
+}
+
+impl Family {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Inet => "inet",
+            Self::Inet6 => "inet6",
+        }
+    }
+}
+
+/// A task's command name as the kernel keeps it (at most 16 bytes), held inline: decoding a
+/// transition allocates nothing. Bytes that are not UTF-8 read as `?`.
+#[derive(Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub struct Comm {
+    bytes: [u8; 16],
+    len: u8,
+}
+
+impl Comm {
+    /// From the kernel's NUL-padded bytes.
+    pub fn from_raw(raw: &[u8]) -> Self {
+        let end = raw
+            .iter()
+            .position(|&b| b == 0)
+            .unwrap_or(raw.len())
+            .min(16);
+        let mut bytes = [0u8; 16];
+        bytes[..end].copy_from_slice(&raw[..end]);
+        if std::str::from_utf8(&bytes[..end]).is_err() {
+            for b in &mut bytes[..end] {
+                if !b.is_ascii() {
+                    *b = b'?';
+                }
+            }
+        }
+        Self {
+            bytes,
+            len: end as u8,
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        // Valid by construction: UTF-8 checked, or made ASCII.
+        std::str::from_utf8(&self.bytes[..self.len as usize]).unwrap_or("")
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+impl From<&str> for Comm {
+    fn from(text: &str) -> Self {
+        let mut end = text.len().min(16);
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        Self::from_raw(&text.as_bytes()[..end])
+    }
+}
+
+impl PartialEq<str> for Comm {
+    fn eq(&self, other: &str) -> bool {
+        self.as_str() == other
+    }
+}
+
+impl PartialEq<&str> for Comm {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
+impl fmt::Display for Comm {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.pad(self.as_str())
+    }
+}
+
+impl fmt::Debug for Comm {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self.as_str(), f)
+    }
+}
+
+/// One TCP state transition of one socket.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Transition {
+    /// Kernel monotonic time of the transition.
+    pub ts_ns: u64,
+    /// Kernel address of the socket.
+    pub sk: u64,
+    /// Owner's process id; `None` when the kernel could not attribute the socket.
+    pub pid: Option<u32>,
+    /// Owner's command name (empty when unknown).
+    pub comm: Comm,
+    pub family: Family,
+    pub laddr: IpAddr,
+    pub lport: u16,
+    pub raddr: IpAddr,
+    pub rport: u16,
+    pub from: TcpState,
+    pub to: TcpState,
+    /// Time the socket spent in `from`; `None` when the socket was first seen in it.
+    pub time_in_from_ns: Option<u64>,
+    /// Inode of the socket's network namespace (as in `/proc/PID/ns/net`); 0 when unknown.
+    pub netns: u32,
+    /// The socket existed before it was first seen (before tracing, or forgotten by a full
+    /// per-socket table).
+    pub first_seen_midlife: bool,
+}
+
+#[cfg(test)]
+impl Transition {
+    /// A transition of socket `sk` on IPv4 loopback, with nothing else known (no ports, no
+    /// owner, no time): what the tests' fixtures start from and override.
+    pub(crate) fn fixture(sk: u64, ts_ns: u64, from: TcpState, to: TcpState) -> Self {
+        Self {
+            ts_ns,
+            sk,
+            pid: None,
+            comm: Comm::default(),
+            family: Family::Inet,
+            laddr: IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
+            lport: 0,
+            raddr: IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
+            rport: 0,
+            from,
+            to,
+            time_in_from_ns: None,
+            netns: 0,
+            first_seen_midlife: false,
+        }
+    }
+}
+
+/// A TCP event that is not a state change but explains one: why a connect failed, why an
+/// established connection closed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum SignalKind {
+    /// `tcp:tcp_receive_reset`: a RST arrived on the socket.
+    ResetReceived,
+    /// `tcp:tcp_send_reset`: the kernel sent a RST on the socket.
+    ResetSent,
+    /// `tcp:tcp_retransmit_skb`: a segment was retransmitted (in SYN_SENT: a SYN).
+    Retransmit,
+    /// `tcp:tcp_retransmit_synack`: a request socket (half-open passive connection)
+    /// retransmitted its SYN-ACK. `sk` is the listener.
+    SynAckRetransmit,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Signal {
+    pub ts_ns: u64,
+    pub sk: u64,
+    pub kind: SignalKind,
+    /// The socket's state when it happened, where the tracepoint says.
+    pub state: Option<TcpState>,
+    pub netns: u32,
+}
+
+/// What the kernel side can send.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Record {
+    Transition(Transition),
+    Signal(Signal),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn comm_from_kernel_bytes() {
+        assert_eq!(Comm::from_raw(b"nginx\0\0\0garbage"), "nginx");
+        assert_eq!(Comm::from_raw(b"full-sixteen-chr"), "full-sixteen-chr");
+        assert_eq!(Comm::from_raw(&[0xff, b'a', 0]), "?a");
+        assert!(Comm::from_raw(&[0; 16]).is_empty());
+        assert_eq!(Comm::from("a-name-longer-than-sixteen"), "a-name-longer-th");
+        assert_eq!(format!("{:<6}|", Comm::from("sh")), "sh    |");
+    }
+}

@@ -1,0 +1,152 @@
+//! What the user asked to see: compiled into the kernel's load-time filter where the kernel can
+//! decide, and checked again here on complete transitions (ports the kernel did not know yet,
+//! owners).
+
+use tcptrace_ebpf::{Filter, MAX_FILTER_PORTS};
+
+use crate::core::event::{Family, Transition};
+
+const AF_INET: u16 = 2;
+const AF_INET6: u16 = 10;
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct EventFilter {
+    pub family: Option<Family>,
+    pub lports: Vec<u16>,
+    pub rports: Vec<u16>,
+    pub pid: Option<u32>,
+    pub comm: Option<String>,
+    pub netns: Option<u32>,
+}
+
+impl EventFilter {
+    /// The part the kernel applies before an event is reserved in the ring buffer.
+    pub fn kernel(&self) -> Filter {
+        let mut filter = Filter {
+            family: match self.family {
+                None => 0,
+                Some(Family::Inet) => AF_INET,
+                Some(Family::Inet6) => AF_INET6,
+            },
+            ..Filter::default()
+        };
+        // The CLI caps both lists at MAX_FILTER_PORTS.
+        for (slot, port) in filter.lports.iter_mut().zip(&self.lports) {
+            *slot = *port;
+        }
+        for (slot, port) in filter.rports.iter_mut().zip(&self.rports) {
+            *slot = *port;
+        }
+        filter.lport_count = self.lports.len().min(MAX_FILTER_PORTS) as u16;
+        filter.rport_count = self.rports.len().min(MAX_FILTER_PORTS) as u16;
+        filter
+    }
+
+    pub fn matches(&self, t: &Transition) -> bool {
+        (self.family.is_none() || self.family == Some(t.family))
+            && self.ports_match(t)
+            && (self.pid.is_none() || self.pid == t.pid)
+            && self
+                .comm
+                .as_ref()
+                .is_none_or(|comm| t.comm == comm.as_str())
+            && self.netns.is_none_or(|netns| netns == t.netns)
+    }
+}
+
+impl EventFilter {
+    /// Whether the ports pass. Unlike the owner, they never change over a socket's life: a
+    /// socket whose ports fail will never be shown.
+    pub fn ports_match(&self, t: &Transition) -> bool {
+        (self.lports.is_empty() || self.lports.contains(&t.lport))
+            && (self.rports.is_empty() || self.rports.contains(&t.rport))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::state::TcpState;
+
+    fn sample() -> Transition {
+        Transition {
+            pid: Some(10),
+            comm: "nginx".into(),
+            lport: 80,
+            rport: 5000,
+            ..Transition::fixture(1, 0, TcpState::Established, TcpState::CloseWait)
+        }
+    }
+
+    #[test]
+    fn empty_filter_matches_everything() {
+        assert!(EventFilter::default().matches(&sample()));
+        assert_eq!(EventFilter::default().kernel(), Filter::default());
+    }
+
+    #[test]
+    fn each_criterion_filters() {
+        let t = sample();
+        let f = |f: EventFilter| f.matches(&t);
+        assert!(f(EventFilter {
+            lports: vec![22, 80],
+            ..Default::default()
+        }));
+        assert!(!f(EventFilter {
+            lports: vec![22],
+            ..Default::default()
+        }));
+        assert!(f(EventFilter {
+            rports: vec![5000],
+            ..Default::default()
+        }));
+        assert!(!f(EventFilter {
+            rports: vec![80],
+            ..Default::default()
+        }));
+        assert!(f(EventFilter {
+            pid: Some(10),
+            ..Default::default()
+        }));
+        assert!(!f(EventFilter {
+            pid: Some(11),
+            ..Default::default()
+        }));
+        assert!(f(EventFilter {
+            comm: Some("nginx".into()),
+            ..Default::default()
+        }));
+        assert!(!f(EventFilter {
+            comm: Some("ngin".into()),
+            ..Default::default()
+        }));
+        assert!(!f(EventFilter {
+            family: Some(Family::Inet6),
+            ..Default::default()
+        }));
+        assert!(f(EventFilter {
+            netns: Some(0),
+            ..Default::default()
+        }));
+        assert!(!f(EventFilter {
+            netns: Some(4026531840),
+            ..Default::default()
+        }));
+    }
+
+    #[test]
+    fn kernel_filter_carries_family_and_ports() {
+        let filter = EventFilter {
+            family: Some(Family::Inet6),
+            lports: vec![80, 443],
+            rports: vec![5432],
+            ..Default::default()
+        }
+        .kernel();
+        assert_eq!(filter.family, AF_INET6);
+        assert_eq!(filter.lport_count, 2);
+        assert_eq!(&filter.lports[..3], &[80, 443, 0]);
+        assert_eq!(filter.rport_count, 1);
+        assert_eq!(filter.rports[0], 5432);
+    }
+}

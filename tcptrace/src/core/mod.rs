@@ -1,0 +1,10 @@
+//! The pure core: kernel records in, typed transitions out. Nothing here reads a clock, opens a
+//! file or touches BPF; time comes in as arguments, so a recorded stream replays exactly.
+
+pub mod clock;
+pub mod decode;
+pub mod event;
+pub mod filter;
+pub mod peer_fill;
+pub mod sockets;
+pub mod state;

@@ -1,0 +1,89 @@
+//! Snapshots of every TCP socket through NETLINK_SOCK_DIAG (inet_diag), the source `ss` uses:
+//! exact, including TIME_WAIT and request sockets, without parsing /proc/net/tcp.
+
+pub mod netlink;
+pub mod parse;
+
+pub use netlink::{DiagError, DiagSocket, DumpRequest};
+pub use parse::{SocketEntry, Timer};
+
+/// Which address families to dump.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Families {
+    pub inet: bool,
+    pub inet6: bool,
+}
+
+impl Families {
+    pub const BOTH: Self = Self {
+        inet: true,
+        inet6: true,
+    };
+
+    pub fn from_flags(ipv4: bool, ipv6: bool) -> Self {
+        match (ipv4, ipv6) {
+            (true, false) => Self {
+                inet: true,
+                inet6: false,
+            },
+            (false, true) => Self {
+                inet: false,
+                inet6: true,
+            },
+            _ => Self::BOTH,
+        }
+    }
+}
+
+/// One snapshot of the TCP sockets of the chosen families.
+pub struct Snapshot {
+    pub sockets: Vec<SocketEntry>,
+    /// The kernel saw the tables change during the dump.
+    pub interrupted: bool,
+}
+
+/// Dumps every TCP socket of the chosen families.
+pub fn snapshot(
+    socket: &mut DiagSocket,
+    families: Families,
+    tcp_info: bool,
+) -> Result<Snapshot, DiagError> {
+    let mut sockets = Vec::new();
+    let mut interrupted = false;
+    for (wanted, family) in [
+        (families.inet, libc::AF_INET),
+        (families.inet6, libc::AF_INET6),
+    ] {
+        if wanted {
+            interrupted |= socket.dump(
+                DumpRequest {
+                    family: family as u8,
+                    tcp_info,
+                },
+                &mut sockets,
+            )?;
+        }
+    }
+    Ok(Snapshot {
+        sockets,
+        interrupted,
+    })
+}
+
+/// inet_diag answers for the caller's own network namespace only: `--netns` naming another one
+/// would be silently ignored, so it is refused with the way to get there.
+pub fn ensure_own_netns(wanted: Option<u32>) -> anyhow::Result<()> {
+    let Some(wanted) = wanted else {
+        return Ok(());
+    };
+    let own = crate::os::procfs::own_netns()
+        .map_err(|err| anyhow::anyhow!("cannot read /proc/self/ns/net: {err}"))?;
+    if wanted != own {
+        anyhow::bail!(
+            "snapshots read the sockets of tcptrace's own network namespace ({own}); for \
+             namespace {wanted}, run tcptrace inside it (`ip netns exec NAME tcptrace …` or \
+             `nsenter --net=/proc/PID/ns/net tcptrace …`)"
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,3 @@
+//! `tcptrace sockets`: one line per socket, as text (netstat's layout) or JSON Lines.
+
+pub mod text;

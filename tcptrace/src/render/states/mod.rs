@@ -1,0 +1,3 @@
+//! `tcptrace states`: counts per state, their changes and the findings, as text or JSON.
+
+pub mod text;

@@ -1,0 +1,813 @@
+//! `tcptrace states`: counts per state (or per group and state), the change since the previous
+//! snapshot, and the findings; as a table or as one JSON object per snapshot. When tracing,
+//! each snapshot also shows the stream's check against it, and between snapshots the counts
+//! kept current from the stream are redrawn.
+
+use std::{
+    collections::BTreeMap,
+    io::{self, Write},
+};
+
+use serde::Serialize;
+use serde_json::{Map, Value, json};
+
+use crate::{
+    census::{
+        CLOSE_WAIT_OLD_NS, Census, CloseWaitAge, Counts, Finding, GroupBy, GroupKey,
+        live::{Check, SNAPSHOT_ONLY},
+    },
+    core::state::TcpState,
+    render::units,
+};
+
+/// What one redraw shows.
+pub struct Frame<'a> {
+    pub census: &'a Census,
+    /// The previous snapshot of a watch: changes are shown against it.
+    pub previous: Option<&'a Census>,
+    pub by: Option<GroupBy>,
+    /// The kernel flagged the dump as changed while it was taken.
+    pub interrupted: bool,
+    /// When tracing: the snapshot's time and the stream's check against it.
+    pub live: Option<LiveInfo<'a>>,
+}
+
+/// What tracing adds to a snapshot's frame.
+#[derive(Clone, Copy)]
+pub struct LiveInfo<'a> {
+    /// Start of the snapshot's dump, kernel monotonic time (`CLOCK_MONOTONIC`).
+    pub snapshot_ns: u64,
+    /// The previous snapshot plus the transitions since, against this one; `None` for the
+    /// first snapshot.
+    pub check: Option<&'a Check>,
+}
+
+/// A redraw between two snapshots: the counts kept current from the stream.
+pub struct LiveFrame<'a> {
+    pub counts: &'a Counts,
+    /// The last snapshot: changes are shown against it, its findings under the table.
+    pub snapshot: &'a Census,
+}
+
+/// Why some counts come from snapshots only, for the footnotes.
+const SNAPSHOT_ONLY_WHY: &str = "Linux never reports TIME_WAIT or request sockets \
+    (SYN_RECV) through the tracepoint: a closing socket goes FIN_WAIT2 -> CLOSE or CLOSING -> \
+    CLOSE when a timewait socket takes its place, and that socket's expiry is invisible \
+    (timewait sockets still in FIN_WAIT2 are counted from snapshots too)";
+
+fn signed(n: i64) -> String {
+    if n > 0 {
+        format!("+{n}")
+    } else {
+        n.to_string()
+    }
+}
+
+fn diff(now: u64, before: u64) -> i64 {
+    now as i64 - before as i64
+}
+
+fn by_name(by: GroupBy) -> &'static str {
+    match by {
+        GroupBy::Port => "PORT",
+        GroupBy::Process => "PID/PROGRAM",
+        GroupBy::Remote => "REMOTE",
+    }
+}
+
+pub fn text(out: &mut impl Write, frame: &Frame<'_>) -> io::Result<()> {
+    let check = frame.live.and_then(|l| l.check);
+    match (&frame.census.groups, frame.by) {
+        (Some(groups), Some(by)) => {
+            group_table(out, frame, groups, by)?;
+            if let Some(check) = check {
+                check_line(out, check)?;
+            }
+        }
+        _ => state_table(out, frame, check)?,
+    }
+    if let Some(check) = check {
+        check_notes(out, check)?;
+    }
+    if frame.interrupted {
+        writeln!(
+            out,
+            "(sockets changed while they were counted: counts may be off by those that moved)"
+        )?;
+    }
+    findings(out, &frame.census.findings, "Findings:")
+}
+
+fn findings(out: &mut impl Write, findings: &[Finding], title: &str) -> io::Result<()> {
+    if !findings.is_empty() {
+        writeln!(out, "\n{title}")?;
+        for finding in findings {
+            let mark = if finding.is_risk() { "!" } else { "-" };
+            writeln!(out, "  {mark} {}", describe(finding))?;
+        }
+    }
+    Ok(())
+}
+
+/// A check's word for one state.
+fn verdict(check: &Check, state: TcpState) -> String {
+    match check.states.iter().find(|s| s.state == state) {
+        Some(s) if s.difference() == 0 => "agrees".to_owned(),
+        Some(s) => format!("differs by {}", signed(s.difference())),
+        None => "snapshot only".to_owned(),
+    }
+}
+
+fn state_table(out: &mut impl Write, frame: &Frame<'_>, check: Option<&Check>) -> io::Result<()> {
+    let now = &frame.census.total;
+    let before = frame.previous.map(|p| &p.total);
+    write!(out, "{:<12} {:>8}", "STATE", "COUNT")?;
+    if before.is_some() {
+        write!(out, " {:>8}", "CHANGE")?;
+    }
+    if check.is_some() {
+        write!(out, "  STREAM")?;
+    }
+    writeln!(out)?;
+    let row = |out: &mut dyn Write,
+               name: &str,
+               n: u64,
+               b: Option<u64>,
+               word: Option<String>|
+     -> io::Result<()> {
+        write!(out, "{name:<12} {n:>8}")?;
+        if let Some(b) = b {
+            write!(out, " {:>8}", signed(diff(n, b)))?;
+        }
+        if let Some(word) = word {
+            write!(out, "  {word}")?;
+        }
+        writeln!(out)
+    };
+    for (state, n) in now.iter() {
+        let b = before.map(|b| b.get(state));
+        let differs = check.is_some_and(|c| {
+            c.states
+                .iter()
+                .any(|s| s.state == state && s.difference() != 0)
+        });
+        if n > 0 || b.is_some_and(|b| b > 0) || differs {
+            row(out, state.name(), n, b, check.map(|c| verdict(c, state)))?;
+        }
+    }
+    row(out, "TOTAL", now.total(), before.map(Counts::total), None)
+}
+
+/// The check in one line, under a group table.
+fn check_line(out: &mut impl Write, check: &Check) -> io::Result<()> {
+    let differing: Vec<String> = check
+        .states
+        .iter()
+        .filter(|s| s.difference() != 0)
+        .map(|s| format!("{} differs by {}", s.state.name(), signed(s.difference())))
+        .collect();
+    if differing.is_empty() {
+        writeln!(out, "STREAM: agrees")
+    } else {
+        writeln!(out, "STREAM: {}", differing.join(", "))
+    }
+}
+
+/// What the check compared, and what may explain a difference.
+fn check_notes(out: &mut impl Write, check: &Check) -> io::Result<()> {
+    writeln!(
+        out,
+        "STREAM: the previous snapshot plus the {} since, against this snapshot. {} come from \
+         snapshots only: {SNAPSHOT_ONLY_WHY}.",
+        plural(check.transitions, "transition", "transitions"),
+        SNAPSHOT_ONLY.map(TcpState::name).join(", "),
+    )?;
+    if !check.agrees() {
+        let mut causes = Vec::new();
+        if check.lost > 0 {
+            causes.push(format!(
+                "{} lost by the kernel",
+                plural(check.lost, "transition", "transitions")
+            ));
+        }
+        if check.during_snapshot > 0 {
+            causes.push(format!(
+                "{} while the snapshot was taken",
+                plural(check.during_snapshot, "transition", "transitions")
+            ));
+        }
+        if causes.is_empty() {
+            causes.push("no transition was lost: sockets of another kind moved".to_owned());
+        }
+        writeln!(out, "(differences: {})", causes.join("; "))?;
+    }
+    Ok(())
+}
+
+/// A redraw between snapshots: counts kept current from the stream, with the change since the
+/// last snapshot.
+pub fn live_text(out: &mut impl Write, frame: &LiveFrame<'_>) -> io::Result<()> {
+    let before = &frame.snapshot.total;
+    writeln!(out, "{:<12} {:>8} {:>8}", "STATE", "COUNT", "CHANGE")?;
+    let mut starred = false;
+    for (state, n) in frame.counts.iter() {
+        let b = before.get(state);
+        if n > 0 || b > 0 {
+            let name = if SNAPSHOT_ONLY.contains(&state) {
+                starred = true;
+                format!("{}*", state.name())
+            } else {
+                state.name().to_owned()
+            };
+            writeln!(out, "{name:<12} {n:>8} {:>8}", signed(diff(n, b)))?;
+        }
+    }
+    writeln!(
+        out,
+        "{:<12} {:>8} {:>8}",
+        "TOTAL",
+        frame.counts.total(),
+        signed(diff(frame.counts.total(), before.total()))
+    )?;
+    if starred {
+        writeln!(
+            out,
+            "* as the last snapshot found them: {SNAPSHOT_ONLY_WHY}."
+        )?;
+    }
+    findings(
+        out,
+        &frame.snapshot.findings,
+        "Findings (at the last snapshot):",
+    )
+}
+
+fn group_table(
+    out: &mut impl Write,
+    frame: &Frame<'_>,
+    groups: &BTreeMap<GroupKey, Counts>,
+    by: GroupBy,
+) -> io::Result<()> {
+    let states: Vec<TcpState> = frame
+        .census
+        .total
+        .iter()
+        .filter(|(_, n)| *n > 0)
+        .map(|(s, _)| s)
+        .collect();
+    let before = frame.previous.and_then(|p| p.groups.as_ref());
+    let key_width = groups
+        .keys()
+        .map(|k| k.label().len())
+        .chain([by_name(by).len(), "TOTAL".len()])
+        .max()
+        .unwrap_or(5);
+    write!(out, "{:<key_width$}", by_name(by))?;
+    for state in &states {
+        write!(out, " {:>w$}", state.name(), w = state.name().len().max(6))?;
+    }
+    write!(out, " {:>8}", "TOTAL")?;
+    if before.is_some() {
+        write!(out, " {:>8}", "CHANGE")?;
+    }
+    writeln!(out)?;
+    let row = |out: &mut dyn Write, label: &str, counts: &Counts, b: Option<u64>| {
+        write!(out, "{label:<key_width$}")?;
+        for state in &states {
+            write!(
+                out,
+                " {:>w$}",
+                counts.get(*state),
+                w = state.name().len().max(6)
+            )?;
+        }
+        write!(out, " {:>8}", counts.total())?;
+        if let Some(b) = b {
+            write!(out, " {:>8}", signed(diff(counts.total(), b)))?;
+        }
+        writeln!(out)
+    };
+    for (key, counts) in groups {
+        let b = before.map(|b| b.get(key).map_or(0, Counts::total));
+        row(out, &key.label(), counts, b)?;
+    }
+    row(
+        out,
+        "TOTAL",
+        &frame.census.total,
+        frame.previous.map(|p| p.total.total()),
+    )
+}
+
+fn plural(n: u64, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
+/// `; the oldest for 12.0s, 2 of them over 60 s` (or `for at least 40.0s (...)`).
+fn age_text(age: &CloseWaitAge, count: u64) -> String {
+    if age.timed == 0 {
+        return String::new();
+    }
+    let mut text = if age.oldest_exact {
+        format!("; the oldest for {}", units::duration(age.oldest_ns))
+    } else if age.oldest_ns < 1_000_000_000 {
+        "; already in CLOSE_WAIT when tracing started: timed from now on".to_owned()
+    } else {
+        format!(
+            "; the oldest for at least {} (already in CLOSE_WAIT when first seen)",
+            units::duration(age.oldest_ns)
+        )
+    };
+    if age.old > 0 {
+        text.push_str(&format!(
+            ", {} of them over {} s",
+            age.old,
+            CLOSE_WAIT_OLD_NS / 1_000_000_000
+        ));
+    }
+    if age.timed < count {
+        text.push_str(&format!(
+            " ({} of {count} timed: too many to follow)",
+            age.timed
+        ));
+    }
+    text
+}
+
+/// One finding in a sentence.
+pub fn describe(finding: &Finding) -> String {
+    match finding {
+        Finding::CloseWait {
+            owner: GroupKey::Process { pid, comm },
+            count,
+            age,
+        } => format!(
+            "CLOSE_WAIT: {pid}/{comm} holds {} whose peer closed; it never closed {} itself \
+             (CLOSE_WAIT never times out: a leak in the application){}",
+            plural(*count, "socket", "sockets"),
+            if *count == 1 { "it" } else { "them" },
+            age.map(|a| age_text(&a, *count)).unwrap_or_default()
+        ),
+        Finding::CloseWait { count, age, .. } => format!(
+            "CLOSE_WAIT: {} whose owner is unknown (run as root to see all processes){}",
+            plural(*count, "socket", "sockets"),
+            age.map(|a| age_text(&a, *count)).unwrap_or_default()
+        ),
+        Finding::TimeWaitPorts {
+            total,
+            local,
+            remote,
+            count,
+            range,
+        } => {
+            let percent = count * 100 / u64::from(range.size());
+            let mut text = format!(
+                "TIME_WAIT: {}; the busiest destination, {local} -> {remote}, holds {count} of \
+                 the {} ephemeral ports ({}-{}), {percent}%",
+                plural(*total, "socket", "sockets"),
+                range.size(),
+                range.low,
+                range.high
+            );
+            if finding.is_risk() {
+                text.push_str(
+                    ": new connections to it may fail (EADDRNOTAVAIL); reuse connections or \
+                     widen net.ipv4.ip_local_port_range",
+                );
+            }
+            text
+        }
+        Finding::SynRecv {
+            port,
+            count,
+            growth,
+        } => {
+            let mut text = format!(
+                "SYN_RECV: {} on port {port}",
+                plural(*count, "half-open connection", "half-open connections")
+            );
+            if let Some(growth) = growth {
+                text.push_str(&format!(", {} since the last snapshot", signed(*growth)));
+                if *growth > 0 {
+                    text.push_str(" (a SYN flood, lost ACKs or a slow accept loop?)");
+                }
+            }
+            text
+        }
+    }
+}
+
+fn state_map(counts: &Counts, all: bool) -> Map<String, Value> {
+    counts
+        .iter()
+        .filter(|(_, n)| all || *n > 0)
+        .map(|(s, n)| (s.name().to_owned(), json!(n)))
+        .collect()
+}
+
+#[derive(Serialize)]
+struct JsonGroup {
+    key: String,
+    total: u64,
+    states: Map<String, Value>,
+}
+
+fn finding_json(finding: &Finding) -> Value {
+    let mut value = match finding {
+        Finding::CloseWait { owner, count, age } => {
+            let (pid, comm) = match owner {
+                GroupKey::Process { pid, comm } => (Some(*pid), Some(comm.clone())),
+                _ => (None, None),
+            };
+            let age = age.map(|a| {
+                json!({
+                    "timed": a.timed,
+                    "oldest_s": a.oldest_ns as f64 / 1e9,
+                    "oldest_exact": a.oldest_exact,
+                    "old": a.old,
+                    "old_threshold_s": CLOSE_WAIT_OLD_NS / 1_000_000_000,
+                })
+            });
+            json!({"kind": "close_wait", "pid": pid, "comm": comm, "count": count, "age": age})
+        }
+        Finding::TimeWaitPorts {
+            total,
+            local,
+            remote,
+            count,
+            range,
+        } => json!({
+            "kind": "time_wait_ports", "total": total, "laddr": local.to_string(),
+            "raddr": remote.ip().to_string(), "rport": remote.port(), "count": count,
+            "port_range": [range.low, range.high],
+        }),
+        Finding::SynRecv {
+            port,
+            count,
+            growth,
+        } => json!({"kind": "syn_recv", "lport": port, "count": count, "growth": growth}),
+    };
+    value["risk"] = json!(finding.is_risk());
+    value["text"] = json!(describe(finding));
+    value
+}
+
+fn check_json(check: &Check) -> Value {
+    let states: Map<String, Value> = check
+        .states
+        .iter()
+        .map(|s| {
+            (
+                s.state.name().to_owned(),
+                json!({"stream": s.stream, "snapshot": s.snapshot, "difference": s.difference()}),
+            )
+        })
+        .collect();
+    json!({
+        "agrees": check.agrees(),
+        "states": states,
+        "transitions": check.transitions,
+        "during_snapshot": check.during_snapshot,
+        "lost": check.lost,
+    })
+}
+
+fn live_json(live: LiveInfo<'_>) -> Value {
+    json!({
+        "snapshot_ns": live.snapshot_ns,
+        "check": live.check.map(check_json),
+        "snapshot_only": SNAPSHOT_ONLY.map(TcpState::name),
+    })
+}
+
+/// One JSON object per snapshot.
+pub fn json_line(out: &mut impl Write, frame: &Frame<'_>) -> io::Result<()> {
+    let census = frame.census;
+    let changes = frame.previous.map(|p| {
+        census
+            .total
+            .iter()
+            .map(|(s, n)| (s.name().to_owned(), json!(diff(n, p.total.get(s)))))
+            .collect::<Map<_, _>>()
+    });
+    let groups = census.groups.as_ref().map(|groups| {
+        groups
+            .iter()
+            .map(|(key, counts)| JsonGroup {
+                key: key.label(),
+                total: counts.total(),
+                states: state_map(counts, false),
+            })
+            .collect::<Vec<_>>()
+    });
+    let value = json!({
+        "type": "states",
+        "total": census.total.total(),
+        "states": state_map(&census.total, true),
+        "changes": changes,
+        "by": frame.by.map(|b| by_name(b).to_ascii_lowercase()),
+        "groups": groups,
+        "findings": census.findings.iter().map(finding_json).collect::<Vec<_>>(),
+        "interrupted": frame.interrupted,
+        "live": frame.live.map(live_json),
+    });
+    serde_json::to_writer(&mut *out, &value)?;
+    out.write_all(b"\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::census::{
+        Context, PortRange, count,
+        tests::{owners, population, sock},
+    };
+
+    fn render(frame: &Frame<'_>) -> String {
+        let mut out = Vec::new();
+        text(&mut out, frame).unwrap();
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn the_state_table_with_changes_and_findings() {
+        let owners = owners();
+        let ctx = Context {
+            owners: Some(&owners),
+            port_range: Some(PortRange {
+                low: 32768,
+                high: 60999,
+            }),
+            close_wait_ages: None,
+        };
+        let mut sockets = population();
+        let before = count(&sockets, None, &ctx, None);
+        sockets.retain(|s| s.state != TcpState::Established);
+        sockets.push(sock(TcpState::NewSynRecv, "10.0.0.1:80", "10.0.0.3:1", 0));
+        let now = count(&sockets, None, &ctx, Some(&before));
+        let frame = Frame {
+            census: &now,
+            previous: Some(&before),
+            by: None,
+            interrupted: false,
+            live: None,
+        };
+        assert_eq!(
+            render(&frame),
+            "\
+STATE           COUNT   CHANGE
+ESTABLISHED         0       -2
+SYN_RECV            2       +1
+TIME_WAIT           3        0
+CLOSE_WAIT          2        0
+LISTEN              1        0
+TOTAL               8       -1
+
+Findings:
+  ! CLOSE_WAIT: 101/nginx holds 1 socket whose peer closed; it never closed it itself (CLOSE_WAIT never times out: a leak in the application)
+  ! CLOSE_WAIT: 102/worker holds 1 socket whose peer closed; it never closed it itself (CLOSE_WAIT never times out: a leak in the application)
+  - TIME_WAIT: 3 sockets; the busiest destination, 10.0.0.1 -> 10.0.0.5:5432, holds 2 of the 28232 ephemeral ports (32768-60999), 0%
+  ! SYN_RECV: 2 half-open connections on port 80, +1 since the last snapshot (a SYN flood, lost ACKs or a slow accept loop?)
+"
+        );
+    }
+
+    #[test]
+    fn the_group_table() {
+        let ctx = Context {
+            owners: None,
+            port_range: None,
+            close_wait_ages: None,
+        };
+        let census = count(&population(), Some(GroupBy::Port), &ctx, None);
+        let frame = Frame {
+            census: &census,
+            previous: None,
+            by: Some(GroupBy::Port),
+            interrupted: true,
+            live: None,
+        };
+        assert_eq!(
+            render(&frame),
+            "\
+PORT  ESTABLISHED SYN_RECV TIME_WAIT CLOSE_WAIT LISTEN    TOTAL
+80              1        1         0          2      1        5
+5432            1        0         3          0      0        4
+TOTAL           2        1         3          2      1        9
+(sockets changed while they were counted: counts may be off by those that moved)
+
+Findings:
+  ! CLOSE_WAIT: 2 sockets whose owner is unknown (run as root to see all processes)
+  - SYN_RECV: 1 half-open connection on port 80
+"
+        );
+    }
+
+    /// A watch while tracing: a first snapshot at 100 s, transitions, a second at 102 s.
+    fn traced() -> (Census, Census, Check, Counts) {
+        use crate::{
+            census::live::{CloseWaitAges, LiveCensus, Split},
+            core::event::Transition,
+            os::owners::Owners,
+        };
+        const S: u64 = 1_000_000_000;
+        let owners = owners();
+        let mut ages = CloseWaitAges::default();
+        let mut live = LiveCensus::new();
+        let first = population();
+        ages.snapshot(&first, 100 * S);
+        fn ctx<'a>(owners: &'a Owners, ages: &'a CloseWaitAges, at: u64) -> Context<'a> {
+            Context {
+                owners: Some(owners),
+                port_range: None,
+                close_wait_ages: Some((ages, at)),
+            }
+        }
+        let before = count(&first, None, &ctx(&owners, &ages, 100 * S), None);
+        live.rebase(Split::of(&first), 100 * S, 100 * S + 1000, 0);
+        let moved = |ts_ns, lport, rport, from, to| Transition {
+            pid: Some(101),
+            comm: "nginx".into(),
+            laddr: "10.0.0.1".parse().unwrap(),
+            lport,
+            raddr: "10.0.0.9".parse().unwrap(),
+            rport,
+            ..Transition::fixture(1, ts_ns, from, to)
+        };
+        use TcpState::*;
+        // 80 <- 40000 goes to CLOSE_WAIT; a connection the stream lost the start of closes.
+        for t in [
+            moved(101 * S, 80, 40000, Established, CloseWait),
+            moved(101 * S, 80, 40005, Established, Close),
+        ] {
+            live.apply(&t);
+            ages.apply(&t);
+        }
+        let live_counts = live.counts();
+        let mut second = population();
+        second[1].state = CloseWait;
+        ages.snapshot(&second, 102 * S);
+        let now = count(&second, None, &ctx(&owners, &ages, 102 * S), Some(&before));
+        live.rebase(Split::of(&second), 102 * S, 102 * S + 1000, 1);
+        let check = live.settle(103 * S, S / 2, 1).remove(0);
+        (before, now, check, live_counts)
+    }
+
+    #[test]
+    fn a_snapshot_with_the_streams_check_and_close_wait_ages() {
+        let (before, now, check, _) = traced();
+        let frame = Frame {
+            census: &now,
+            previous: Some(&before),
+            by: None,
+            interrupted: false,
+            live: Some(LiveInfo {
+                snapshot_ns: 102_000_000_000,
+                check: Some(&check),
+            }),
+        };
+        assert_eq!(
+            render(&frame),
+            "\
+STATE           COUNT   CHANGE  STREAM
+ESTABLISHED         1       -1  differs by -1
+SYN_RECV            1        0  snapshot only
+TIME_WAIT           3        0  snapshot only
+CLOSE_WAIT          3       +1  agrees
+LISTEN              1        0  agrees
+TOTAL               9        0
+STREAM: the previous snapshot plus the 2 transitions since, against this snapshot. SYN_RECV, TIME_WAIT, CLOSE come from snapshots only: Linux never reports TIME_WAIT or request sockets (SYN_RECV) through the tracepoint: a closing socket goes FIN_WAIT2 -> CLOSE or CLOSING -> CLOSE when a timewait socket takes its place, and that socket's expiry is invisible (timewait sockets still in FIN_WAIT2 are counted from snapshots too).
+(differences: 1 transition lost by the kernel)
+
+Findings:
+  ! CLOSE_WAIT: 101/nginx holds 2 sockets whose peer closed; it never closed them itself (CLOSE_WAIT never times out: a leak in the application); the oldest for at least 2.00s (already in CLOSE_WAIT when first seen)
+  ! CLOSE_WAIT: 102/worker holds 1 socket whose peer closed; it never closed it itself (CLOSE_WAIT never times out: a leak in the application); the oldest for at least 2.00s (already in CLOSE_WAIT when first seen)
+  - SYN_RECV: 1 half-open connection on port 80, 0 since the last snapshot
+"
+        );
+        // The first snapshot: its CLOSE_WAIT sockets are timed from the start of tracing.
+        let first = Frame {
+            census: &before,
+            previous: None,
+            by: None,
+            interrupted: false,
+            live: Some(LiveInfo {
+                snapshot_ns: 100_000_000_000,
+                check: None,
+            }),
+        };
+        assert!(render(&first).contains(
+            "a leak in the application); already in CLOSE_WAIT when tracing started: timed from now on\n"
+        ));
+    }
+
+    #[test]
+    fn live_counts_between_snapshots() {
+        let (before, _, _, counts) = traced();
+        let mut out = Vec::new();
+        live_text(
+            &mut out,
+            &LiveFrame {
+                counts: &counts,
+                snapshot: &before,
+            },
+        )
+        .unwrap();
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "\
+STATE           COUNT   CHANGE
+ESTABLISHED         0       -2
+SYN_RECV*           1        0
+TIME_WAIT*          3        0
+CLOSE_WAIT          3       +1
+LISTEN              1        0
+TOTAL               8       -1
+* as the last snapshot found them: Linux never reports TIME_WAIT or request sockets (SYN_RECV) through the tracepoint: a closing socket goes FIN_WAIT2 -> CLOSE or CLOSING -> CLOSE when a timewait socket takes its place, and that socket's expiry is invisible (timewait sockets still in FIN_WAIT2 are counted from snapshots too).
+
+Findings (at the last snapshot):
+  ! CLOSE_WAIT: 101/nginx holds 1 socket whose peer closed; it never closed it itself (CLOSE_WAIT never times out: a leak in the application); already in CLOSE_WAIT when tracing started: timed from now on
+  ! CLOSE_WAIT: 102/worker holds 1 socket whose peer closed; it never closed it itself (CLOSE_WAIT never times out: a leak in the application); already in CLOSE_WAIT when tracing started: timed from now on
+  - SYN_RECV: 1 half-open connection on port 80
+"
+        );
+    }
+
+    #[test]
+    fn json_carries_the_check_and_the_ages() {
+        let (before, now, check, _) = traced();
+        let mut out = Vec::new();
+        json_line(
+            &mut out,
+            &Frame {
+                census: &now,
+                previous: Some(&before),
+                by: None,
+                interrupted: false,
+                live: Some(LiveInfo {
+                    snapshot_ns: 102_000_000_000,
+                    check: Some(&check),
+                }),
+            },
+        )
+        .unwrap();
+        let value: Value = serde_json::from_slice(&out).unwrap();
+        let live = &value["live"];
+        assert_eq!(live["snapshot_ns"], 102_000_000_000u64);
+        assert_eq!(
+            live["snapshot_only"],
+            json!(["SYN_RECV", "TIME_WAIT", "CLOSE"])
+        );
+        assert_eq!(live["check"]["agrees"], false);
+        assert_eq!(live["check"]["lost"], 1);
+        assert_eq!(live["check"]["transitions"], 2);
+        assert_eq!(
+            live["check"]["states"]["ESTABLISHED"],
+            json!({"stream": 0, "snapshot": 1, "difference": -1})
+        );
+        assert_eq!(live["check"]["states"]["TIME_WAIT"], Value::Null);
+        assert_eq!(
+            value["findings"][0]["age"],
+            json!({"timed": 2, "oldest_s": 2.0, "oldest_exact": false, "old": 0, "old_threshold_s": 60})
+        );
+    }
+
+    #[test]
+    fn json_has_every_state_and_typed_findings() {
+        let ctx = Context {
+            owners: None,
+            port_range: None,
+            close_wait_ages: None,
+        };
+        let census = count(&population(), Some(GroupBy::Remote), &ctx, None);
+        let mut out = Vec::new();
+        json_line(
+            &mut out,
+            &Frame {
+                census: &census,
+                previous: None,
+                by: Some(GroupBy::Remote),
+                interrupted: false,
+                live: None,
+            },
+        )
+        .unwrap();
+        let value: Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(value["type"], "states");
+        assert_eq!(value["total"], 9);
+        assert_eq!(value["states"].as_object().unwrap().len(), 11);
+        assert_eq!(value["states"]["TIME_WAIT"], 3);
+        assert_eq!(value["states"]["CLOSING"], 0);
+        assert_eq!(value["changes"], Value::Null);
+        assert_eq!(value["by"], "remote");
+        assert_eq!(
+            value["groups"][0],
+            json!({"key": "10.0.0.5", "total": 3, "states": {"ESTABLISHED": 1, "TIME_WAIT": 2}})
+        );
+        assert_eq!(value["findings"][0]["kind"], "close_wait");
+        assert_eq!(value["findings"][0]["pid"], Value::Null);
+        assert_eq!(value["findings"][1]["kind"], "syn_recv");
+        assert_eq!(value["findings"][1]["risk"], false);
+        assert_eq!(out.iter().filter(|b| **b == b'\n').count(), 1);
+    }
+}

@@ -1,0 +1,81 @@
+//! `tcptrace trace --json`: one JSON object per line (JSON Lines).
+
+use std::io::{self, Write};
+
+use serde::Serialize;
+
+use crate::core::event::Transition;
+
+#[derive(Serialize)]
+struct Line<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    ts_ns: u64,
+    sk: String,
+    pid: Option<u32>,
+    comm: &'a str,
+    family: &'static str,
+    laddr: String,
+    lport: u16,
+    raddr: String,
+    rport: u16,
+    from: &'static str,
+    to: &'static str,
+    time_in_from_ns: Option<u64>,
+    netns: u32,
+    first_seen: bool,
+}
+
+pub fn line(out: &mut impl Write, t: &Transition) -> io::Result<()> {
+    let line = Line {
+        kind: "transition",
+        ts_ns: t.ts_ns,
+        sk: format!("{:#x}", t.sk),
+        pid: t.pid,
+        comm: t.comm.as_str(),
+        family: t.family.name(),
+        laddr: t.laddr.to_string(),
+        lport: t.lport,
+        raddr: t.raddr.to_string(),
+        rport: t.rport,
+        from: t.from.name(),
+        to: t.to.name(),
+        time_in_from_ns: t.time_in_from_ns,
+        netns: t.netns,
+        first_seen: t.first_seen_midlife,
+    };
+    serde_json::to_writer(&mut *out, &line)?;
+    out.write_all(b"\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::{event::Family, state::TcpState};
+
+    #[test]
+    fn one_object_per_line_with_the_documented_keys() {
+        let t = Transition {
+            family: Family::Inet6,
+            laddr: "::1".parse().unwrap(),
+            lport: 8080,
+            rport: 40000,
+            first_seen_midlife: true,
+            ..Transition::fixture(
+                0xffff_8880_0000_00ff,
+                5,
+                TcpState::Established,
+                TcpState::CloseWait,
+            )
+        };
+        let mut out = Vec::new();
+        line(&mut out, &t).unwrap();
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "{\"type\":\"transition\",\"ts_ns\":5,\"sk\":\"0xffff8880000000ff\",\"pid\":null,\
+             \"comm\":\"\",\"family\":\"inet6\",\"laddr\":\"::1\",\"lport\":8080,\
+             \"raddr\":\"127.0.0.1\",\"rport\":40000,\"from\":\"ESTABLISHED\",\
+             \"to\":\"CLOSE_WAIT\",\"time_in_from_ns\":null,\"netns\":0,\"first_seen\":true}\n"
+        );
+    }
+}

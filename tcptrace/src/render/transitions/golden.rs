@@ -1,0 +1,255 @@
+//! Golden tests of `tcptrace transitions`' text and JSON: a fixed event stream through the real
+//! aggregator and renderers, compared byte for byte with `testdata/`. After an intended change
+//! of the output, `UPDATE_GOLDEN=1 cargo test -p tcptrace golden` rewrites the files; review
+//! the diff.
+
+use std::path::PathBuf;
+
+use crate::{
+    aggregate::{Aggregator, Config, Losses, Snapshot},
+    core::{
+        event::{Signal, SignalKind, Transition},
+        state::TcpState::{self, *},
+    },
+    os::procfs::TcpCounters,
+    render::transitions::{json, text},
+};
+
+const MS: u64 = 1_000_000;
+const NETNS: u32 = 4026531840;
+
+fn transition(sk: u64, ts_ns: u64, from: TcpState, to: TcpState, time: Option<u64>) -> Transition {
+    Transition {
+        pid: Some(4242),
+        comm: "fixture".into(),
+        lport: 8080,
+        rport: 40000,
+        time_in_from_ns: time,
+        netns: NETNS,
+        ..Transition::fixture(sk, ts_ns, from, to)
+    }
+}
+
+/// Feeds one socket's life: `(from, to, ms after the previous transition)`.
+fn life(agg: &mut Aggregator, sk: u64, start_ns: u64, steps: &[(TcpState, TcpState, f64)]) {
+    let mut ts = start_ns;
+    for (i, (from, to, ms)) in steps.iter().enumerate() {
+        let step = (ms * MS as f64) as u64;
+        ts += step;
+        agg.feed_transition(&transition(sk, ts, *from, *to, (i > 0).then_some(step)));
+    }
+}
+
+fn signal(sk: u64, ts_ns: u64, kind: SignalKind, state: TcpState) -> Signal {
+    Signal {
+        ts_ns,
+        sk,
+        kind,
+        state: Some(state),
+        netns: NETNS,
+    }
+}
+
+fn counters(active: u64, passive: u64, resets: u64, embryonic: u64) -> TcpCounters {
+    TcpCounters {
+        active_opens: active,
+        passive_opens: passive,
+        estab_resets: resets,
+        embryonic_rsts: embryonic,
+        listen_overflows: 1,
+        syn_retrans: 40,
+        ..TcpCounters::default()
+    }
+}
+
+/// Two intervals of a small web server and its clients, with one refused connect, one reset,
+/// one socket that predates tracing and one lost event; the snapshots after each.
+fn fixture() -> (Snapshot, Snapshot) {
+    let mut agg = Aggregator::new(Config {
+        own_netns: NETNS,
+        ..Config::default()
+    });
+    agg.start(0);
+    agg.feed_kernel_counters(counters(1000, 2000, 30, 5));
+    life(&mut agg, 1, 0, &[(Close, Listen, 0.0)]);
+    for i in 0..20u64 {
+        let t0 = 10 * MS + i * 40 * MS;
+        let hold = 5.0 + i as f64 * 3.0;
+        life(
+            &mut agg,
+            100 + i,
+            t0,
+            &[
+                (Close, SynSent, 0.0),
+                (SynSent, Established, 0.04),
+                (Established, FinWait1, hold),
+                (FinWait1, FinWait2, 0.05),
+                (FinWait2, Close, 0.01),
+            ],
+        );
+        life(
+            &mut agg,
+            200 + i,
+            t0 + 40_000,
+            &[
+                (Listen, SynRecv, 0.0),
+                (SynRecv, Established, 0.008),
+                (Established, CloseWait, hold),
+                (CloseWait, LastAck, 1.5),
+                (LastAck, Close, 0.03),
+            ],
+        );
+    }
+    agg.end_batch();
+    agg.feed_kernel_counters(counters(1020, 2020, 30, 7));
+    agg.set_losses(Losses::default());
+    let first = agg.snapshot(1_000 * MS);
+
+    // A refused connect: the wake-up's reset arrives before its transitions.
+    agg.feed_signal(&signal(
+        300,
+        1_100 * MS + 20_000,
+        SignalKind::ResetReceived,
+        SynSent,
+    ));
+    life(
+        &mut agg,
+        300,
+        1_100 * MS,
+        &[(Close, SynSent, 0.0), (SynSent, Close, 0.02)],
+    );
+    agg.end_batch();
+    // A connect that timed out after two SYN retransmissions.
+    life(&mut agg, 301, 1_100 * MS, &[(Close, SynSent, 0.0)]);
+    agg.feed_signal(&signal(301, 1_200 * MS, SignalKind::Retransmit, SynSent));
+    agg.feed_signal(&signal(301, 1_400 * MS, SignalKind::Retransmit, SynSent));
+    agg.feed_transition(&transition(301, 1_800 * MS, SynSent, Close, Some(700 * MS)));
+    // A server child reset by its peer while established.
+    life(
+        &mut agg,
+        302,
+        1_100 * MS,
+        &[(Listen, SynRecv, 0.0), (SynRecv, Established, 0.01)],
+    );
+    agg.feed_signal(&signal(
+        302,
+        1_600 * MS,
+        SignalKind::ResetReceived,
+        Established,
+    ));
+    agg.feed_transition(&transition(
+        302,
+        1_600 * MS,
+        Established,
+        Close,
+        Some(500 * MS),
+    ));
+    // A connection older than tracing, closing passively.
+    life(
+        &mut agg,
+        303,
+        1_300 * MS,
+        &[
+            (Established, CloseWait, 0.0),
+            (CloseWait, LastAck, 3000.0),
+            (LastAck, Close, 0.05),
+        ],
+    );
+    // A client whose ESTABLISHED→FIN_WAIT1 was lost.
+    life(
+        &mut agg,
+        304,
+        1_100 * MS,
+        &[(Close, SynSent, 0.0), (SynSent, Established, 0.05)],
+    );
+    agg.feed_transition(&transition(304, 1_900 * MS, FinWait1, FinWait2, Some(MS)));
+    agg.feed_transition(&transition(
+        304,
+        1_900 * MS + 10_000,
+        FinWait2,
+        Close,
+        Some(10_000),
+    ));
+    agg.feed_transition(&transition(1, 1_950 * MS, Listen, Close, Some(1_950 * MS)));
+    agg.end_batch();
+    agg.feed_kernel_counters(counters(1023, 2022, 31, 8));
+    agg.set_losses(Losses {
+        lost_events: 1,
+        skipped_by_kernel: 0,
+        invalid_records: 0,
+        untracked_sockets: 0,
+    });
+    let second = agg.snapshot(2_000 * MS);
+    (first, second)
+}
+
+fn golden(name: &str, actual: &str) {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("src/render/transitions/testdata")
+        .join(name);
+    if std::env::var_os("UPDATE_GOLDEN").is_some() {
+        std::fs::write(&path, actual).unwrap();
+        return;
+    }
+    let expected = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("{}: {e} (UPDATE_GOLDEN=1 writes it)", path.display()));
+    if expected != actual {
+        panic!(
+            "{} differs from the rendering (UPDATE_GOLDEN=1 rewrites it):\n{actual}",
+            path.display()
+        );
+    }
+}
+
+#[test]
+fn golden_text_interval_and_summary() {
+    let (first, second) = fixture();
+    let mut out = Vec::new();
+    text::interval(&mut out, &first).unwrap();
+    golden("transitions_interval.txt", &String::from_utf8(out).unwrap());
+    let mut out = Vec::new();
+    text::summary(&mut out, &second).unwrap();
+    golden("transitions_summary.txt", &String::from_utf8(out).unwrap());
+}
+
+#[test]
+fn golden_json_lines() {
+    let (first, second) = fixture();
+    let mut out = Vec::new();
+    json::interval(&mut out, &first, false).unwrap();
+    json::interval(&mut out, &second, true).unwrap();
+    let text = String::from_utf8(out).unwrap();
+    golden("transitions.jsonl", &text);
+
+    // Beyond the bytes: the documented keys, as a consumer reads them.
+    let lines: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines[0]["final"], false);
+    assert_eq!(lines[1]["final"], true);
+    assert_eq!(lines[1]["lost_events"], 1);
+    let refused = lines[1]["transitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["from"] == "SYN_SENT" && t["to"] == "CLOSE")
+        .unwrap();
+    assert_eq!(refused["abnormal"], true);
+    assert_eq!(refused["path"], "client");
+    assert_eq!(refused["cause"]["refused"], 1);
+    assert_eq!(refused["cause"]["timeout"], 1);
+    assert_eq!(refused["retransmits"]["2"], 1);
+    for key in ["min", "p50", "p90", "p99", "max", "mean"] {
+        assert!(refused["time_in_from_ns"][key].is_u64(), "{key}");
+    }
+    assert!(refused["histogram"].as_array().unwrap().len() > 1);
+    assert!(lines[1]["paths"].as_array().unwrap().len() > 3);
+    assert_eq!(lines[1]["request_sockets"][0]["count"], 3);
+    assert_eq!(lines[1]["kernel_check"]["rows"][0]["verdict"], "agrees");
+    // The fixture's kernel saw one passive open more than the stream.
+    assert_eq!(
+        lines[1]["kernel_check"]["rows"][1]["verdict"],
+        "differs by +1"
+    );
+}

@@ -1,0 +1,290 @@
+//! `tcptrace transitions --json`: one object per interval (JSON Lines), the last one with
+//! `"final": true`. Counts are cumulative since the start; `interval_count` beside them.
+
+use std::{
+    collections::BTreeMap,
+    io::{self, Write},
+};
+
+use serde::Serialize;
+
+use crate::{
+    aggregate::{
+        Snapshot,
+        histogram::{HistogramSummary, TimeStats},
+    },
+    render::transitions::text::{request_rows, verdict},
+};
+
+#[derive(Serialize)]
+struct Interval<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    #[serde(rename = "final")]
+    is_final: bool,
+    elapsed_ns: u64,
+    interval_ns: u64,
+    events: u64,
+    events_interval: u64,
+    events_per_s: f64,
+    signals: u64,
+    lost_events: u64,
+    ring_buffer_full: u64,
+    skipped_by_kernel: u64,
+    invalid_records: u64,
+    sockets: Sockets,
+    transitions: Vec<Row>,
+    paths: Vec<Path<'a>>,
+    paths_other: u64,
+    request_sockets: Option<Vec<Counted>>,
+    kernel_check: Option<Check>,
+    namespaces: Vec<Namespace>,
+}
+
+#[derive(Serialize)]
+struct Namespace {
+    /// The inode, as in `readlink /proc/PID/ns/net`; 0 when unknown, -1 for the ones past
+    /// the cap, summed.
+    netns: i64,
+    own: bool,
+    transitions: u64,
+    interval_transitions: u64,
+    active_opens: u64,
+    passive_opens: u64,
+    abnormal: u64,
+}
+
+#[derive(Serialize)]
+struct Sockets {
+    tracked: u64,
+    max: u64,
+    evicted: u64,
+    first_seen_midlife: u64,
+    reused_unclosed: u64,
+    gaps: u64,
+    untracked: u64,
+    signals_unmatched: u64,
+}
+
+#[derive(Serialize)]
+struct Times {
+    min: u64,
+    p50: u64,
+    p90: u64,
+    p99: u64,
+    max: u64,
+    mean: u64,
+}
+
+impl From<&TimeStats> for Times {
+    fn from(s: &TimeStats) -> Self {
+        Self {
+            min: s.min,
+            p50: s.p50,
+            p90: s.p90,
+            p99: s.p99,
+            max: s.max,
+            mean: s.mean,
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct Bucket {
+    lo_us: u64,
+    hi_us: u64,
+    count: u64,
+}
+
+fn buckets(h: &HistogramSummary) -> Vec<Bucket> {
+    h.log2
+        .iter()
+        .map(|b| Bucket {
+            lo_us: b.lo_us,
+            hi_us: b.hi_us,
+            count: b.count,
+        })
+        .collect()
+}
+
+#[derive(Serialize)]
+struct Row {
+    from: &'static str,
+    to: &'static str,
+    path: &'static str,
+    abnormal: bool,
+    /// `to` is TIME_WAIT, inferred from a →CLOSE.
+    inferred: bool,
+    unusual: bool,
+    count: u64,
+    interval_count: u64,
+    rate_per_s: f64,
+    /// Transitions without a time in the from-state (socket first seen in it).
+    untimed: u64,
+    cause: BTreeMap<&'static str, u64>,
+    /// Abnormal closes per number of retransmissions made in the from-state.
+    retransmits: BTreeMap<String, u64>,
+    time_in_from_ns: Option<Times>,
+    histogram: Vec<Bucket>,
+}
+
+#[derive(Serialize)]
+struct Path<'a> {
+    path: &'a str,
+    complete: bool,
+    count: u64,
+    lifetime_ns: Option<Times>,
+    histogram: Vec<Bucket>,
+}
+
+#[derive(Serialize)]
+struct Counted {
+    name: &'static str,
+    count: u64,
+    interval_count: u64,
+}
+
+#[derive(Serialize)]
+struct Check {
+    comparable: bool,
+    netns_unknown: u64,
+    rows: Vec<CheckRow>,
+}
+
+#[derive(Serialize)]
+struct CheckRow {
+    counter: &'static str,
+    transitions: &'static str,
+    kernel: u64,
+    seen: u64,
+    difference: i64,
+    verdict: String,
+}
+
+/// One interval's object, on one line.
+pub fn interval(out: &mut impl Write, snap: &Snapshot, is_final: bool) -> io::Result<()> {
+    let namespaces = snap
+        .namespaces
+        .rows
+        .iter()
+        .map(|r| Namespace {
+            netns: i64::from(r.netns),
+            own: r.own,
+            transitions: r.counts.transitions,
+            interval_transitions: r.interval_transitions,
+            active_opens: r.counts.active_opens,
+            passive_opens: r.counts.passive_opens,
+            abnormal: r.counts.abnormal,
+        })
+        .chain((snap.namespaces.other.transitions > 0).then(|| {
+            let o = &snap.namespaces.other;
+            Namespace {
+                netns: -1,
+                own: false,
+                transitions: o.transitions,
+                interval_transitions: 0,
+                active_opens: o.active_opens,
+                passive_opens: o.passive_opens,
+                abnormal: o.abnormal,
+            }
+        }))
+        .collect();
+    let object = Interval {
+        kind: "interval",
+        is_final,
+        elapsed_ns: snap.elapsed_ns,
+        interval_ns: snap.interval_ns,
+        events: snap.transitions,
+        events_interval: snap.interval_transitions,
+        events_per_s: round(snap.events_per_s),
+        signals: snap.signals,
+        lost_events: snap.losses.lost_events,
+        ring_buffer_full: snap.losses.lost_events - snap.losses.skipped_by_kernel,
+        skipped_by_kernel: snap.losses.skipped_by_kernel,
+        invalid_records: snap.losses.invalid_records,
+        sockets: Sockets {
+            tracked: snap.sockets.tracked,
+            max: snap.sockets.max,
+            evicted: snap.sockets.evicted,
+            first_seen_midlife: snap.sockets.first_seen_midlife,
+            reused_unclosed: snap.sockets.reused_unclosed,
+            gaps: snap.sockets.gaps,
+            untracked: snap.losses.untracked_sockets,
+            signals_unmatched: snap.sockets.signals_unmatched,
+        },
+        transitions: snap
+            .rows
+            .iter()
+            .map(|r| Row {
+                from: r.from.name(),
+                to: r.to.name(),
+                path: r.side.name(),
+                abnormal: r.abnormal,
+                inferred: r.inferred,
+                unusual: r.unusual,
+                count: r.count,
+                interval_count: r.interval_count,
+                rate_per_s: round(r.rate_per_s),
+                untimed: r.untimed,
+                cause: r.causes.iter().map(|(c, n)| (c.name(), *n)).collect(),
+                retransmits: r
+                    .retransmits
+                    .iter()
+                    .map(|(k, n)| (k.to_string(), *n))
+                    .collect(),
+                time_in_from_ns: r.time.stats.as_ref().map(Times::from),
+                histogram: buckets(&r.time),
+            })
+            .collect(),
+        paths: snap
+            .signatures
+            .iter()
+            .map(|s| Path {
+                path: &s.path,
+                complete: s.complete,
+                count: s.count,
+                lifetime_ns: s.lifetime.stats.as_ref().map(Times::from),
+                histogram: buckets(&s.lifetime),
+            })
+            .collect(),
+        paths_other: snap.signatures_other,
+        request_sockets: snap.request_sockets.as_ref().map(|rs| {
+            request_rows(rs)
+                .into_iter()
+                .map(|(name, count, interval_count)| Counted {
+                    name,
+                    count,
+                    interval_count,
+                })
+                .collect()
+        }),
+        namespaces,
+        kernel_check: snap.witness.as_ref().map(|w| Check {
+            comparable: w.comparable,
+            netns_unknown: w.netns_unknown,
+            rows: w
+                .rows
+                .iter()
+                .map(|r| CheckRow {
+                    counter: r.counter,
+                    transitions: r.stream,
+                    kernel: r.kernel,
+                    seen: r.seen,
+                    difference: r.difference(),
+                    verdict: if w.comparable {
+                        verdict(r.difference())
+                    } else {
+                        "not comparable".to_owned()
+                    },
+                })
+                .collect(),
+        }),
+    };
+    serde_json::to_writer(&mut *out, &object)?;
+    out.write_all(b"\n")
+}
+
+/// Rates to three decimals: enough to read, and stable across platforms in golden files.
+fn round(value: f64) -> f64 {
+    (value * 1000.0).round() / 1000.0
+}

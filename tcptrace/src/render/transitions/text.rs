@@ -1,0 +1,458 @@
+//! `tcptrace transitions` as text: the live tables of each interval and the final summary with
+//! bcc-style log2 histograms. Takes a [`Snapshot`]; reads no clock and knows no terminal.
+
+use std::io::{self, Write};
+
+use crate::{
+    aggregate::{
+        RowSnapshot, Snapshot,
+        histogram::{DECADES, HistogramSummary},
+        paths::Side,
+    },
+    render::units::{duration, rate},
+};
+
+/// Levels of the compact bar, from empty to full.
+const LEVELS: [char; 9] = [' ', '▁', '▂', '▃', '▄', '▅', '▆', '▇', '█'];
+/// Width of the bars of the log2 histograms.
+const BAR_WIDTH: u64 = 40;
+
+pub const TIME_WAIT_NOTE: &str = "* TIME_WAIT inferred: Linux reports the hand-over of a FIN_WAIT2 or CLOSING socket \
+     to its timewait socket as ->CLOSE (no reset was seen on these sockets).";
+pub const SYN_RECV_NOTE: &str = "SYN_RECV of an accepted child lasts from the final ACK to ESTABLISHED, not the \
+     handshake: the handshake lives on the request socket (see REQUEST SOCKETS).";
+
+/// Header and all tables of one interval.
+pub fn interval(out: &mut impl Write, snap: &Snapshot) -> io::Result<()> {
+    header(out, snap)?;
+    for side in Side::ALL {
+        let rows: Vec<&RowSnapshot> = snap
+            .rows
+            .iter()
+            .filter(|r| r.side == side && !r.abnormal)
+            .collect();
+        if rows.is_empty() {
+            continue;
+        }
+        writeln!(out)?;
+        table_header(out, side_title(side))?;
+        for r in &rows {
+            row(out, r, "")?;
+        }
+        if rows.iter().any(|r| r.inferred) {
+            writeln!(out, "  {TIME_WAIT_NOTE}")?;
+        }
+        if side == Side::Server
+            && rows
+                .iter()
+                .any(|r| r.from == crate::core::state::TcpState::SynRecv)
+        {
+            writeln!(out, "  {SYN_RECV_NOTE}")?;
+        }
+    }
+    let abnormal: Vec<&RowSnapshot> = snap.rows.iter().filter(|r| r.abnormal).collect();
+    if !abnormal.is_empty() {
+        writeln!(out)?;
+        table_header(out, "ABNORMAL (side: transition)")?;
+        for r in abnormal {
+            let causes: Vec<String> = r
+                .causes
+                .iter()
+                .map(|(cause, n)| format!("{} {n}", cause.name()))
+                .chain(r.retransmits.iter().map(|(retries, n)| {
+                    format!("{n} after {retries}{} retransmits", plus(*retries))
+                }))
+                .collect();
+            row(out, r, &causes.join(", "))?;
+        }
+    }
+    request_sockets(out, snap)?;
+    witness(out, snap)?;
+    namespaces(out, snap)
+}
+
+/// Shown once a second namespace appears: with one, it would repeat the totals.
+fn namespaces(out: &mut impl Write, snap: &Snapshot) -> io::Result<()> {
+    let ns = &snap.namespaces;
+    if ns.rows.len() + usize::from(ns.other.transitions > 0) < 2 {
+        return Ok(());
+    }
+    writeln!(out)?;
+    writeln!(
+        out,
+        "{:<28} {:>11} {:>9} {:>9} {:>9} {:>9}",
+        "NETWORK NAMESPACES", "TRANSITIONS", "+NEW", "ACTIVE", "PASSIVE", "ABNORMAL"
+    )?;
+    const SHOWN: usize = 10;
+    for r in ns.rows.iter().take(SHOWN) {
+        let name = match (r.netns, r.own) {
+            (0, _) => "unknown".to_owned(),
+            (inode, true) => format!("{inode} (this one)"),
+            (inode, false) => inode.to_string(),
+        };
+        writeln!(
+            out,
+            "  {:<26} {:>11} {:>9} {:>9} {:>9} {:>9}",
+            name,
+            r.counts.transitions,
+            r.interval_transitions,
+            r.counts.active_opens,
+            r.counts.passive_opens,
+            r.counts.abnormal
+        )?;
+    }
+    let hidden = ns.rows.len().saturating_sub(SHOWN);
+    if hidden > 0 || ns.other.transitions > 0 {
+        let rest = ns
+            .rows
+            .iter()
+            .skip(SHOWN)
+            .fold(ns.other.transitions, |sum, r| sum + r.counts.transitions);
+        writeln!(
+            out,
+            "  ({hidden} more namespaces{}: {rest} transitions; --json lists them)",
+            if ns.other.transitions > 0 {
+                " and the ones past the cap"
+            } else {
+                ""
+            }
+        )?;
+    }
+    Ok(())
+}
+
+fn plus(retries: u32) -> &'static str {
+    if retries as usize >= crate::aggregate::RETRANSMIT_SLOTS - 1 {
+        "+"
+    } else {
+        ""
+    }
+}
+
+fn side_title(side: Side) -> &'static str {
+    match side {
+        Side::Client => "CLIENT PATH (active open)",
+        Side::Server => "SERVER PATH (passive open)",
+        Side::Listener => "LISTENERS",
+        Side::Unknown => "FIRST SEEN MID-LIFE (open unknown)",
+    }
+}
+
+fn header(out: &mut impl Write, snap: &Snapshot) -> io::Result<()> {
+    let l = &snap.losses;
+    let s = &snap.sockets;
+    writeln!(
+        out,
+        "tcptrace transitions: {} elapsed, {} events/s, {} transitions, {} lost events{}, {} invalid records",
+        duration(snap.elapsed_ns),
+        rate(snap.events_per_s),
+        snap.transitions,
+        l.lost_events,
+        lost_detail(l),
+        l.invalid_records
+    )?;
+    writeln!(
+        out,
+        "sockets: {} tracked (max {}), {} evicted, {} first seen mid-life, {} replaced unclosed, {} gaps; {} untracked (table full)",
+        s.tracked,
+        s.max,
+        s.evicted,
+        s.first_seen_midlife,
+        s.reused_unclosed,
+        s.gaps,
+        l.untracked_sockets
+    )
+}
+
+fn table_header(out: &mut impl Write, title: &str) -> io::Result<()> {
+    writeln!(
+        out,
+        "{title:<36} {:>9} {:>7} {:>8} {:>7} {:>7} {:>7} {:>7}  10us..1ks",
+        "COUNT", "+NEW", "RATE/s", "P50", "P90", "P99", "MAX"
+    )
+}
+
+fn label(r: &RowSnapshot) -> String {
+    let mark = if r.inferred {
+        "*"
+    } else if r.unusual {
+        " (unusual)"
+    } else {
+        ""
+    };
+    let side = if r.abnormal {
+        format!("{}: ", r.side.name())
+    } else {
+        String::new()
+    };
+    format!("{side}{} -> {}{mark}", r.from.name(), r.to.name())
+}
+
+fn row(out: &mut impl Write, r: &RowSnapshot, extra: &str) -> io::Result<()> {
+    let stat = |f: fn(&crate::aggregate::histogram::TimeStats) -> u64| {
+        r.time
+            .stats
+            .as_ref()
+            .map_or("-".to_owned(), |s| duration(f(s)))
+    };
+    let line = format!(
+        "  {:<34} {:>9} {:>7} {:>8} {:>7} {:>7} {:>7} {:>7}  {}  {extra}",
+        label(r),
+        r.count,
+        r.interval_count,
+        rate(r.rate_per_s),
+        stat(|s| s.p50),
+        stat(|s| s.p90),
+        stat(|s| s.p99),
+        stat(|s| s.max),
+        bar(&r.time),
+    );
+    writeln!(out, "{}", line.trim_end())
+}
+
+/// One character per decade of time in state, from `<10us` to `>=1000s`, scaled to the row's
+/// fullest decade.
+pub fn bar(h: &HistogramSummary) -> String {
+    let max = h.decades.iter().copied().max().unwrap_or(0);
+    if max == 0 {
+        return " ".repeat(DECADES);
+    }
+    h.decades
+        .iter()
+        .map(|&count| {
+            if count == 0 {
+                LEVELS[0]
+            } else {
+                // Any sample shows at least the lowest level.
+                let level = (count * (LEVELS.len() as u64 - 1)).div_ceil(max);
+                LEVELS[level as usize]
+            }
+        })
+        .collect()
+}
+
+fn request_sockets(out: &mut impl Write, snap: &Snapshot) -> io::Result<()> {
+    let Some(rs) = &snap.request_sockets else {
+        return Ok(());
+    };
+    writeln!(out)?;
+    writeln!(
+        out,
+        "{:<52} {:>9} {:>7}",
+        "REQUEST SOCKETS (kernel counters: counted, no latency)", "COUNT", "+NEW"
+    )?;
+    for (name, total, new) in request_rows(rs) {
+        writeln!(out, "  {name:<50} {total:>9} {new:>7}")?;
+    }
+    Ok(())
+}
+
+/// The request-socket rows: name (with its source), total, interval.
+pub fn request_rows(rs: &crate::aggregate::RequestSockets) -> Vec<(&'static str, u64, u64)> {
+    let (t, i) = (&rs.total, &rs.interval);
+    vec![
+        (
+            "SYN_RECV -> LISTEN on RST (EmbryonicRsts)",
+            t.embryonic_rsts,
+            i.embryonic_rsts,
+        ),
+        (
+            "listen queue overflows (ListenOverflows)",
+            t.listen_overflows,
+            i.listen_overflows,
+        ),
+        ("listen drops (ListenDrops)", t.listen_drops, i.listen_drops),
+        (
+            "request queue full, dropped (TCPReqQFullDrop)",
+            t.req_q_full_drop,
+            i.req_q_full_drop,
+        ),
+        (
+            "request queue full, cookies (TCPReqQFullDoCookies)",
+            t.req_q_full_do_cookies,
+            i.req_q_full_do_cookies,
+        ),
+        (
+            "SYN cookies sent (SyncookiesSent)",
+            t.syncookies_sent,
+            i.syncookies_sent,
+        ),
+        (
+            "SYN-ACK retransmits (tcp_retransmit_synack)",
+            rs.synack_retransmits,
+            rs.synack_retransmits_interval,
+        ),
+        (
+            "SYN and SYN-ACK retransmits (TCPSynRetrans)",
+            t.syn_retrans,
+            i.syn_retrans,
+        ),
+    ]
+}
+
+/// "agrees" or "differs by N" (N > 0: the kernel counted more than the stream showed).
+pub fn verdict(difference: i64) -> String {
+    if difference == 0 {
+        "agrees".to_owned()
+    } else {
+        format!("differs by {difference:+}")
+    }
+}
+
+fn witness(out: &mut impl Write, snap: &Snapshot) -> io::Result<()> {
+    let Some(w) = &snap.witness else {
+        return Ok(());
+    };
+    writeln!(out)?;
+    writeln!(
+        out,
+        "{:<60} {:>9} {:>9}  CHECK",
+        "KERNEL AS WITNESS (this network namespace)", "KERNEL", "SEEN"
+    )?;
+    for r in &w.rows {
+        let check = if w.comparable {
+            verdict(r.difference())
+        } else {
+            "not comparable: transitions are filtered".to_owned()
+        };
+        writeln!(
+            out,
+            "  {:<58} {:>9} {:>9}  {check}",
+            format!("{} = {}", r.counter, r.stream),
+            r.kernel,
+            r.seen
+        )?;
+    }
+    if w.netns_unknown > 0 {
+        writeln!(
+            out,
+            "  ({} transitions without a reported namespace were assumed to be in this one)",
+            w.netns_unknown
+        )?;
+    }
+    Ok(())
+}
+
+/// The final summary: the last interval's tables, a log2 histogram per transition, the top path
+/// signatures and every loss.
+pub fn summary(out: &mut impl Write, snap: &Snapshot) -> io::Result<()> {
+    interval(out, snap)?;
+    for r in snap.rows.iter().filter(|r| r.time.samples > 0) {
+        writeln!(out)?;
+        let kind = if r.abnormal { ", abnormal" } else { "" };
+        writeln!(
+            out,
+            "{} -> {}{} ({}{kind}): time in {}, {} samples",
+            r.from.name(),
+            r.to.name(),
+            if r.inferred { "*" } else { "" },
+            r.side.name(),
+            r.from.name(),
+            r.time.samples
+        )?;
+        log2_histogram(out, &r.time)?;
+    }
+    if !snap.signatures.is_empty() {
+        writeln!(out)?;
+        writeln!(
+            out,
+            "{:<10} {:>9} {:>9} {:>9}  PATH (lifetime from birth to close)",
+            "TOP PATHS", "COUNT", "P50", "MAX"
+        )?;
+        for s in &snap.signatures {
+            let stat = |f: fn(&crate::aggregate::histogram::TimeStats) -> u64| {
+                s.lifetime
+                    .stats
+                    .as_ref()
+                    .map_or("-".to_owned(), |st| duration(f(st)))
+            };
+            writeln!(
+                out,
+                "{:<10} {:>9} {:>9} {:>9}  {}",
+                "",
+                s.count,
+                stat(|st| st.p50),
+                stat(|st| st.max),
+                s.path
+            )?;
+        }
+        if snap.signatures_other > 0 {
+            writeln!(
+                out,
+                "{:<10} {:>9}  (other paths)",
+                "", snap.signatures_other
+            )?;
+        }
+    }
+    writeln!(out)?;
+    writeln!(out, "{}", losses_line(snap))
+}
+
+/// How the events were lost, when some were.
+fn lost_detail(l: &crate::aggregate::Losses) -> String {
+    if l.lost_events == 0 {
+        String::new()
+    } else {
+        format!(
+            " ({} ring buffer full, {} skipped by the kernel)",
+            l.lost_events - l.skipped_by_kernel,
+            l.skipped_by_kernel
+        )
+    }
+}
+
+/// Every loss on one line.
+pub fn losses_line(snap: &Snapshot) -> String {
+    let (l, s) = (&snap.losses, &snap.sockets);
+    format!(
+        "{} transitions, {} lost events{}, {} invalid records, {} sockets evicted (max {}), {} untracked (table full), {} signals unmatched",
+        snap.transitions,
+        l.lost_events,
+        lost_detail(l),
+        l.invalid_records,
+        s.evicted,
+        s.max,
+        l.untracked_sockets,
+        s.signals_unmatched
+    )
+}
+
+/// bcc's layout: `lo -> hi : count |****|`.
+fn log2_histogram(out: &mut impl Write, h: &HistogramSummary) -> io::Result<()> {
+    let max = h.log2.iter().map(|b| b.count).max().unwrap_or(0).max(1);
+    writeln!(out, "{:>20}     : count    distribution", "usecs")?;
+    for b in &h.log2 {
+        let stars = (b.count * BAR_WIDTH).div_ceil(max) as usize;
+        writeln!(
+            out,
+            "{:>10} -> {:<10}: {:<8} |{:<40}|",
+            b.lo_us,
+            b.hi_us,
+            b.count,
+            "*".repeat(stars)
+        )?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bars_scale_to_the_fullest_decade() {
+        let mut h = HistogramSummary::default();
+        assert_eq!(bar(&h), " ".repeat(DECADES));
+        h.decades[0] = 8;
+        h.decades[3] = 1;
+        h.decades[9] = 4;
+        assert_eq!(bar(&h), "█  ▁     ▄");
+    }
+
+    #[test]
+    fn verdicts() {
+        assert_eq!(verdict(0), "agrees");
+        assert_eq!(verdict(3), "differs by +3");
+        assert_eq!(verdict(-2), "differs by -2");
+    }
+}
