@@ -21,11 +21,11 @@ use self::{
     sockets::{FastHash, Socket, Sockets},
 };
 use crate::{
+    core::counters::TcpCounters,
     core::{
         event::{Signal, SignalKind, Transition},
         state::TcpState,
     },
-    os::procfs::TcpCounters,
 };
 
 const STATES: usize = TcpState::ALL.len();

@@ -6,9 +6,10 @@ use std::io::{self, IsTerminal, Write};
 use crate::{
     aggregate::{Aggregator, Config, Losses},
     cli::TransitionsArgs,
+    core::counters::TcpCounters,
     core::{clock, filter::EventFilter},
     kernel::probe::ProbeConfig,
-    os::procfs::{self, TcpCounters},
+    os::procfs,
     render::transitions::{json, text},
     stream::{self, StreamConfig, Totals, Update},
 };

@@ -2,9 +2,11 @@
 //! file or touches BPF; time comes in as arguments, so a recorded stream replays exactly.
 
 pub mod clock;
+pub mod counters;
 pub mod decode;
 pub mod event;
 pub mod filter;
+pub mod losses;
 pub mod peer_fill;
 pub mod sockets;
 pub mod state;

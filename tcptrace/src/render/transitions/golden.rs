@@ -7,11 +7,11 @@ use std::path::PathBuf;
 
 use crate::{
     aggregate::{Aggregator, Config, Losses, Snapshot},
+    core::counters::TcpCounters,
     core::{
         event::{Signal, SignalKind, Transition},
         state::TcpState::{self, *},
     },
-    os::procfs::TcpCounters,
     render::transitions::{json, text},
 };
 
