@@ -6,12 +6,11 @@ use std::hint::black_box;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use tcptrace::{
-    aggregate::{Aggregator, Config},
+    aggregate::{Aggregator, Config, SocketState},
     core::{
         decode::{decode, encode},
         event::Record,
-        peer_fill::PeerFill,
-        sockets::Lifecycles,
+        pipeline::{Output, Pipeline, PipelineConfig},
     },
 };
 use tcptrace_ebpf::{Event, kind};
@@ -108,20 +107,15 @@ fn decode_and_aggregate(c: &mut Criterion) {
     let mut group = c.benchmark_group("pipeline");
     group.throughput(Throughput::Elements(records.len() as u64));
     group.bench_function("decode_fill_aggregate", |b| {
+        // The same Pipeline the live loop and the replay run.
         let mut aggregator = Aggregator::new(Config::default());
-        let mut lifecycles = Lifecycles::default();
-        let mut fill = PeerFill::new(250_000_000);
+        let mut pipeline = Pipeline::<SocketState>::new(PipelineConfig::default());
         b.iter(|| {
             for record in &records {
-                if let Ok(mut record) = decode(black_box(record)) {
-                    if let Record::Transition(t) = &mut record {
-                        lifecycles.apply(t);
-                    }
-                    fill.push(record, &mut |ready| match ready {
-                        Record::Transition(t) => aggregator.feed_transition(&t),
-                        Record::Signal(s) => aggregator.feed_signal(&s),
-                    });
-                }
+                pipeline.push_bytes(black_box(record), &mut |output| match output {
+                    Output::Transition(t, socket) => aggregator.feed_transition(t, socket),
+                    Output::Signal(s, socket) => aggregator.feed_signal(s, socket),
+                });
             }
             aggregator.end_batch();
         })

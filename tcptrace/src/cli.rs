@@ -5,7 +5,11 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 use tcptrace_ebpf::MAX_FILTER_PORTS;
 
-use crate::core::{event::Family, filter::EventFilter};
+use crate::{
+    census::selection::Selection,
+    core::{event::Family, filter::EventFilter},
+    os::diag::Families,
+};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -188,6 +192,24 @@ impl FilterArgs {
             comm: self.comm.clone(),
             netns: self.netns,
         }
+    }
+
+    /// The sockets of a snapshot these flags select, in the given states (all when `None`).
+    pub fn selection(&self, states: Option<&StateList>) -> Selection {
+        let f = self.to_filter();
+        Selection {
+            states: states.map(|s| s.0.clone()).unwrap_or_default(),
+            family: f.family,
+            lports: f.lports,
+            rports: f.rports,
+            pid: f.pid,
+            comm: f.comm,
+        }
+    }
+
+    /// The address families a snapshot dumps.
+    pub fn families(&self) -> Families {
+        Families::from_flags(self.ipv4, self.ipv6)
     }
 }
 

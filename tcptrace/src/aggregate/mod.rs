@@ -4,34 +4,38 @@
 //! check against. Pure: no clock, no file, no BPF; time comes in as arguments.
 
 pub mod causes;
+#[cfg(test)]
+pub(crate) mod fed;
 pub mod histogram;
 pub mod namespaces;
 pub mod paths;
 pub mod signatures;
-pub mod sockets;
+pub mod snapshot;
 
 use std::collections::HashMap;
 
 use self::{
     causes::{Cause, SignalMemo},
-    histogram::{HistogramSummary, TimeHistogram},
-    namespaces::{Namespaces, NamespacesSnapshot},
-    paths::{Side, is_diagram_edge, place},
-    signatures::{PathKey, SignatureSnapshot, Signatures},
-    sockets::{FastHash, Socket, Sockets},
-};
-use crate::{
-    core::counters::TcpCounters,
-    core::{
-        event::{Signal, SignalKind, Transition},
-        state::TcpState,
+    histogram::TimeHistogram,
+    namespaces::Namespaces,
+    paths::{is_diagram_edge, place},
+    signatures::{PathKey, Signatures},
+    snapshot::{
+        RETRANSMIT_SLOTS, RequestSockets, RowSnapshot, Snapshot, SocketStats, WitnessCheck,
+        WitnessRow,
     },
+};
+use crate::core::{
+    counters::TcpCounters,
+    event::{Signal, SignalKind, Transition},
+    hash::FastHash,
+    losses::Losses,
+    sockets::{Entry, TableStats},
+    state::{Side, TcpState},
 };
 
 const STATES: usize = TcpState::ALL.len();
 const ROWS: usize = Side::ALL.len() * STATES * STATES * 2;
-/// Retransmission counts told apart per row; more are shown as this many.
-pub const RETRANSMIT_SLOTS: usize = 16;
 /// Signals of sockets not tracked (yet) kept until the end of their wake-up.
 const MAX_PENDING_SIGNALS: usize = 65_536;
 /// Distinct path signatures with their own row.
@@ -39,7 +43,6 @@ const MAX_SIGNATURES: usize = 256;
 
 #[derive(Clone, Debug)]
 pub struct Config {
-    pub max_sockets: usize,
     /// tcptrace's own network namespace: the kernel counters are this one's.
     pub own_netns: u32,
     /// Transitions are filtered, so the kernel's counters (which are not) cannot be compared.
@@ -50,7 +53,6 @@ pub struct Config {
 impl Default for Config {
     fn default() -> Self {
         Self {
-            max_sockets: sockets::DEFAULT_MAX_SOCKETS,
             own_netns: 0,
             filtered: false,
             top_signatures: 10,
@@ -71,18 +73,15 @@ struct Row {
     retransmits: [u64; RETRANSMIT_SLOTS],
 }
 
-/// What the command learns from the stream and passes on, so that no loss goes unseen.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Losses {
-    /// Events the kernel dropped because the ring buffer was full.
-    pub lost_events: u64,
-    /// Of those, runs the kernel skipped (a BPF program was already running on the CPU);
-    /// the rest found the ring buffer full.
-    pub skipped_by_kernel: u64,
-    /// Records the decoder rejected.
-    pub invalid_records: u64,
-    /// Sockets whose times and owners the stream could not follow: its table was full.
-    pub untracked_sockets: u64,
+/// What the aggregation keeps in each socket's entry of the stream's table: the path it took
+/// so far and the signals seen on it. `None` until one of its transitions reaches the
+/// aggregation.
+pub type SocketState = Option<Followed>;
+
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Followed {
+    path: PathKey,
+    signals: SignalMemo,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -97,7 +96,6 @@ struct Witness {
 pub struct Aggregator {
     config: Config,
     rows: Vec<Row>,
-    sockets: Sockets,
     /// Signals of sockets not tracked yet: a reset may reach a socket first seen mid-life
     /// before its first transition.
     pending: HashMap<u64, SignalMemo, FastHash>,
@@ -114,12 +112,12 @@ pub struct Aggregator {
     synack_retransmits: u64,
     synack_at_snapshot: u64,
     losses: Losses,
+    table: TableStats,
     transitions: u64,
     transitions_at_snapshot: u64,
     signals: u64,
     signals_unmatched: u64,
     first_seen_midlife: u64,
-    reused_unclosed: u64,
     gaps: u64,
     start_ns: Option<u64>,
     last_snapshot_ns: Option<u64>,
@@ -162,7 +160,6 @@ impl Aggregator {
     pub fn new(config: Config) -> Self {
         Self {
             rows: vec![Row::default(); ROWS],
-            sockets: Sockets::new(config.max_sockets),
             pending: HashMap::default(),
             undetermined: HashMap::default(),
             namespaces: Namespaces::default(),
@@ -174,17 +171,24 @@ impl Aggregator {
             synack_retransmits: 0,
             synack_at_snapshot: 0,
             losses: Losses::default(),
+            table: TableStats::default(),
             transitions: 0,
             transitions_at_snapshot: 0,
             signals: 0,
             signals_unmatched: 0,
             first_seen_midlife: 0,
-            reused_unclosed: 0,
             gaps: 0,
             start_ns: None,
             last_snapshot_ns: None,
             config,
         }
+    }
+
+    /// The namespace whose kernel counters are read, known once tracing starts; `filtered`:
+    /// the stream is filtered, so the counters (which are not) cannot be compared.
+    pub fn set_own_netns(&mut self, own_netns: u32, filtered: bool) {
+        self.config.own_netns = own_netns;
+        self.config.filtered = filtered;
     }
 
     /// Starts the clock of rates and elapsed time.
@@ -215,9 +219,14 @@ impl Aggregator {
         }
     }
 
-    pub fn feed_transition(&mut self, t: &Transition) {
+    /// One transition that passed the filter, with its socket's entry in the stream's table
+    /// (which says how and when the socket was born).
+    pub fn feed_transition(&mut self, t: &Transition, socket: &mut Entry<SocketState>) {
         self.transitions += 1;
         self.count_witness(t);
+        if t.first_seen_midlife {
+            self.first_seen_midlife += 1;
+        }
         let pending = if self.pending.is_empty() {
             None
         } else {
@@ -231,34 +240,26 @@ impl Aggregator {
             // (it is sent right after the close, before the memory can be reused).
             self.rows[index].causes[Cause::Other as usize] += 1;
         }
-        let socket = match (self.sockets.get_mut(t.sk), birth) {
-            (Some(old), Some(side)) => {
-                // A new socket at the address of one whose close was never seen (lost event,
-                // or the kernel reused the memory).
-                self.reused_unclosed += 1;
-                let mut socket = Socket::new(Some(t.ts_ns), t.from, side, PathKey::born(t.to));
-                socket.signals = old.signals;
-                self.sockets.insert(t.sk, socket)
+        let (side, born_ns, gap) = (socket.side(), socket.born_ns(), socket.gap());
+        let followed = socket.ext.get_or_insert_with(Followed::default);
+        match birth {
+            Some(_) => {
+                // Signals seen at the address before the birth stay: they may be this
+                // socket's (forgotten below if older than the birth).
+                followed.path = PathKey::born(t.to);
             }
-            (Some(socket), None) => {
-                if socket.state != t.from {
-                    self.gaps += 1;
-                    socket.path.push_gap(t.from);
-                }
-                socket
+            None if followed.path == PathKey::default() => {
+                // The first of its transitions the aggregation sees, and not its birth: what
+                // came before is not known.
+                followed.path = PathKey::midlife(t.from);
             }
-            (None, Some(side)) => self.sockets.insert(
-                t.sk,
-                Socket::new(Some(t.ts_ns), t.from, side, PathKey::born(t.to)),
-            ),
-            (None, None) => {
-                self.first_seen_midlife += 1;
-                self.sockets.insert(
-                    t.sk,
-                    Socket::new(None, t.from, Side::Unknown, PathKey::midlife(t.from)),
-                )
+            None if gap => {
+                self.gaps += 1;
+                followed.path.push_gap(t.from);
             }
-        };
+            None => {}
+        }
+        let socket = followed;
         if let Some(memo) = pending {
             socket.signals.merge(&memo);
         }
@@ -268,7 +269,7 @@ impl Aggregator {
 
         let placement = place(t.from, t.to, socket.signals.reset_seen());
         self.namespaces.record(t, placement.abnormal);
-        let row = &mut self.rows[row_index(socket.side, t.from, placement.to, placement.abnormal)];
+        let row = &mut self.rows[row_index(side, t.from, placement.to, placement.abnormal)];
         row.count += 1;
         match t.time_in_from_ns {
             Some(ns) => row
@@ -281,7 +282,7 @@ impl Aggregator {
             let (cause, retransmits) = socket.signals.cause(t.from);
             row.retransmits[(retransmits as usize).min(RETRANSMIT_SLOTS - 1)] += 1;
             if cause == Cause::Other && t.to == TcpState::Close {
-                let index = row_index(socket.side, t.from, placement.to, placement.abnormal);
+                let index = row_index(side, t.from, placement.to, placement.abnormal);
                 if let Some(earlier) = self.undetermined.insert(t.sk, index) {
                     self.rows[earlier].causes[Cause::Other as usize] += 1;
                 }
@@ -292,16 +293,14 @@ impl Aggregator {
         if birth.is_none() {
             socket.path.push(placement.to);
         }
-        socket.state = t.to;
         if t.to == TcpState::Close {
-            let lifetime = socket.born_ns.map(|born| t.ts_ns.saturating_sub(born));
-            let path = socket.path;
-            self.sockets.remove(t.sk);
-            self.signatures.record(path, lifetime);
+            let lifetime = born_ns.map(|born| t.ts_ns.saturating_sub(born));
+            self.signatures.record(socket.path, lifetime);
         }
     }
 
-    pub fn feed_signal(&mut self, signal: &Signal) {
+    /// A reset or retransmission, with its socket's entry when the stream's table has one.
+    pub fn feed_signal(&mut self, signal: &Signal, socket: Option<&mut Entry<SocketState>>) {
         self.signals += 1;
         if signal.kind == SignalKind::SynAckRetransmit {
             // Its socket is the listener; the request socket itself is never tracked. Counted
@@ -322,9 +321,11 @@ impl Aggregator {
             self.rows[index].causes[Cause::ResetSent as usize] += 1;
             return;
         }
-        if let Some(socket) = self.sockets.get_mut(signal.sk) {
-            let state = socket.state;
-            socket.signals.record(signal, Some(state));
+        if let Some(socket) = socket
+            && let state = socket.state()
+            && let Some(followed) = &mut socket.ext
+        {
+            followed.signals.record(signal, Some(state));
         } else if self.pending.len() < MAX_PENDING_SIGNALS || self.pending.contains_key(&signal.sk)
         {
             self.pending
@@ -359,8 +360,10 @@ impl Aggregator {
         self.kernel_last = Some(counters);
     }
 
-    pub fn set_losses(&mut self, losses: Losses) {
+    /// What the stream lost so far, and its table's counts.
+    pub fn set_stream(&mut self, losses: Losses, table: TableStats) {
         self.losses = losses;
+        self.table = table;
     }
 
     /// The state as of `now_ns`; also starts the next interval.
@@ -480,11 +483,11 @@ impl Aggregator {
             signals: self.signals,
             losses: self.losses,
             sockets: SocketStats {
-                tracked: self.sockets.len() as u64,
-                max: self.sockets.max() as u64,
-                evicted: self.sockets.evicted(),
+                tracked: self.table.tracked,
+                max: self.table.max,
+                forgotten: self.table.forgotten,
                 first_seen_midlife: self.first_seen_midlife,
-                reused_unclosed: self.reused_unclosed,
+                replaced_unclosed: self.table.replaced_unclosed,
                 gaps: self.gaps,
                 signals_unmatched: self.signals_unmatched,
             },
@@ -496,100 +499,6 @@ impl Aggregator {
             namespaces: self.namespaces.snapshot(self.config.own_netns),
         }
     }
-}
-
-/// One row: one transition on one side, normal or abnormal.
-#[derive(Clone, Debug, PartialEq)]
-pub struct RowSnapshot {
-    pub side: Side,
-    pub from: TcpState,
-    /// TIME_WAIT when `inferred`.
-    pub to: TcpState,
-    pub abnormal: bool,
-    /// A FIN_WAIT2→CLOSE or CLOSING→CLOSE shown as entering TIME_WAIT.
-    pub inferred: bool,
-    /// Not an edge of the TCP state diagram (e.g. after lost events).
-    pub unusual: bool,
-    pub count: u64,
-    pub interval_count: u64,
-    pub rate_per_s: f64,
-    pub untimed: u64,
-    pub time: HistogramSummary,
-    /// Abnormal rows: closes per cause (causes with none left out).
-    pub causes: Vec<(Cause, u64)>,
-    /// Abnormal rows: closes per number of retransmissions in the from-state (≥ 1).
-    pub retransmits: Vec<(u32, u64)>,
-}
-
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct SocketStats {
-    pub tracked: u64,
-    pub max: u64,
-    /// Evicted at `--max-sockets`: their close, if any, is counted without a path.
-    pub evicted: u64,
-    pub first_seen_midlife: u64,
-    /// Sockets replaced by a new one at the same address before their close was seen.
-    pub reused_unclosed: u64,
-    /// Transitions that did not leave the state the socket was last seen in.
-    pub gaps: u64,
-    /// Signals dropped because too many sockets were pending.
-    pub signals_unmatched: u64,
-}
-
-/// The fate of request sockets (half-open passive connections), from kernel counters: counted,
-/// without latency.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct RequestSockets {
-    pub total: TcpCounters,
-    pub interval: TcpCounters,
-    pub synack_retransmits: u64,
-    pub synack_retransmits_interval: u64,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct WitnessRow {
-    pub counter: &'static str,
-    pub stream: &'static str,
-    pub kernel: u64,
-    pub seen: u64,
-}
-
-impl WitnessRow {
-    /// Kernel minus stream.
-    pub fn difference(&self) -> i64 {
-        self.kernel as i64 - self.seen as i64
-    }
-}
-
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct WitnessCheck {
-    /// False when transitions were filtered: the kernel counts them all.
-    pub comparable: bool,
-    /// Counted transitions whose namespace was not reported (assumed tcptrace's own).
-    pub netns_unknown: u64,
-    pub rows: Vec<WitnessRow>,
-}
-
-/// Everything a renderer shows, computed once per interval.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Snapshot {
-    pub elapsed_ns: u64,
-    pub interval_ns: u64,
-    pub transitions: u64,
-    pub interval_transitions: u64,
-    pub events_per_s: f64,
-    pub signals: u64,
-    pub losses: Losses,
-    pub sockets: SocketStats,
-    /// Normal rows, then abnormal ones; each by side, then along the diagram.
-    pub rows: Vec<RowSnapshot>,
-    pub signatures: Vec<SignatureSnapshot>,
-    pub signatures_other: u64,
-    /// `None` until the kernel counters were read.
-    pub request_sockets: Option<RequestSockets>,
-    pub witness: Option<WitnessCheck>,
-    /// Per network namespace, busiest first.
-    pub namespaces: NamespacesSnapshot,
 }
 
 #[cfg(test)]

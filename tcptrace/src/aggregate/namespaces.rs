@@ -2,8 +2,7 @@
 
 use std::collections::HashMap;
 
-use super::sockets::FastHash;
-use crate::core::{event::Transition, state::TcpState};
+use crate::core::{event::Transition, hash::FastHash, state::TcpState};
 
 /// Namespaces followed one by one; the rest are summed into one row.
 pub const MAX_NAMESPACES: usize = 4096;

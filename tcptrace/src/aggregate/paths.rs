@@ -1,47 +1,10 @@
-//! Where a transition belongs in the TCP state diagram: on which path (decided by how the socket
-//! was opened), whether it is abnormal, and whether it is the hand-over to TIME_WAIT that Linux
-//! reports as →CLOSE.
+//! Where a transition belongs in the TCP state diagram: whether it is abnormal, whether it is
+//! the hand-over to TIME_WAIT that Linux reports as →CLOSE, and whether the diagram has that
+//! edge at all. The path it is on comes from how its socket was born ([`Side`]).
+//!
+//! [`Side`]: crate::core::state::Side
 
 use crate::core::state::TcpState;
-
-/// How the socket was opened. Close transitions stay with the open side: a server that closes
-/// first shows ESTABLISHED→FIN_WAIT1 on the server path.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-#[repr(u8)]
-pub enum Side {
-    /// Active open: CLOSE→SYN_SENT.
-    Client = 0,
-    /// Passive open: LISTEN→SYN_RECV (the accepted child).
-    Server = 1,
-    /// CLOSE→LISTEN→CLOSE.
-    Listener = 2,
-    /// First seen mid-life: how it was opened is not known, and not guessed.
-    Unknown = 3,
-}
-
-impl Side {
-    pub const ALL: [Side; 4] = [Self::Client, Self::Server, Self::Listener, Self::Unknown];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::Client => "client",
-            Self::Server => "server",
-            Self::Listener => "listener",
-            Self::Unknown => "unknown",
-        }
-    }
-
-    /// The side a transition opens, if it is a birth: the first transition of a new socket.
-    pub fn of_birth(from: TcpState, to: TcpState) -> Option<Side> {
-        match (from, to) {
-            (TcpState::Close, TcpState::SynSent) => Some(Self::Client),
-            (TcpState::Close, TcpState::Listen) => Some(Self::Listener),
-            // The child is cloned from its listener and so "leaves" LISTEN.
-            (TcpState::Listen, TcpState::SynRecv) => Some(Self::Server),
-            _ => None,
-        }
-    }
-}
 
 /// Where a transition goes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -121,15 +84,6 @@ pub fn is_diagram_edge(from: TcpState, to: TcpState) -> bool {
 mod tests {
     use super::*;
     use TcpState::*;
-
-    #[test]
-    fn births() {
-        assert_eq!(Side::of_birth(Close, SynSent), Some(Side::Client));
-        assert_eq!(Side::of_birth(Listen, SynRecv), Some(Side::Server));
-        assert_eq!(Side::of_birth(Close, Listen), Some(Side::Listener));
-        assert_eq!(Side::of_birth(SynSent, Established), None);
-        assert_eq!(Side::of_birth(Listen, Close), None);
-    }
 
     #[test]
     fn normal_paths_are_normal() {

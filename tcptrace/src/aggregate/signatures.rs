@@ -4,11 +4,8 @@
 
 use std::collections::HashMap;
 
-use super::{
-    histogram::{HistogramSummary, TimeHistogram},
-    sockets::FastHash,
-};
-use crate::core::state::TcpState;
+use super::histogram::{HistogramSummary, TimeHistogram};
+use crate::core::{hash::FastHash, state::TcpState};
 
 /// Marks a part of the path that was not seen: before a socket first seen mid-life, or events
 /// lost in between. Also ends a path too long to keep.

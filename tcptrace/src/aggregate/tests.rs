@@ -1,6 +1,6 @@
 //! The aggregator fed synthetic event sequences, as the kernel emits them.
 
-use super::*;
+use super::{fed::Fed, *};
 use TcpState::*;
 
 const MS: u64 = 1_000_000;
@@ -23,7 +23,7 @@ impl Life {
         }
     }
 
-    fn go(&mut self, agg: &mut Aggregator, ts_ns: u64, from: TcpState, to: TcpState) {
+    fn go(&mut self, agg: &mut Fed, ts_ns: u64, from: TcpState, to: TcpState) {
         let t = Transition {
             pid: Some(1),
             comm: "test".into(),
@@ -48,8 +48,8 @@ fn signal(sk: u64, ts_ns: u64, kind: SignalKind, state: TcpState) -> Signal {
     }
 }
 
-fn aggregator() -> Aggregator {
-    let mut agg = Aggregator::new(Config {
+fn aggregator() -> Fed {
+    let mut agg = Fed::with(Config {
         own_netns: NETNS,
         ..Config::default()
     });
@@ -77,7 +77,7 @@ fn rows_of(snap: &Snapshot) -> Vec<(Side, TcpState, TcpState, bool, u64)> {
 }
 
 /// A client that closes first: its path through FIN_WAIT2 ends in an inferred TIME_WAIT.
-fn client_active_close(agg: &mut Aggregator, sk: u64, t0: u64, hold_ms: u64) {
+fn client_active_close(agg: &mut Fed, sk: u64, t0: u64, hold_ms: u64) {
     let mut c = Life::new(sk);
     c.go(agg, t0, Close, SynSent);
     c.go(agg, t0 + MS / 10, SynSent, Established);
@@ -92,7 +92,7 @@ fn client_active_close(agg: &mut Aggregator, sk: u64, t0: u64, hold_ms: u64) {
 }
 
 /// The accepted child of the same connection: passive close after holding CLOSE_WAIT.
-fn server_passive_close(agg: &mut Aggregator, sk: u64, t0: u64, hold_ms: u64) {
+fn server_passive_close(agg: &mut Fed, sk: u64, t0: u64, hold_ms: u64) {
     let mut s = Life::new(sk);
     s.go(agg, t0, Listen, SynRecv);
     s.go(agg, t0 + 7_000, SynRecv, Established);
@@ -396,7 +396,7 @@ fn address_reuse_starts_a_new_socket() {
     second.go(&mut agg, 103 * MS, FinWait1, FinWait2);
     second.go(&mut agg, 104 * MS, FinWait2, Close);
     let snap = agg.snapshot(200 * MS);
-    assert_eq!(snap.sockets.reused_unclosed, 1);
+    assert_eq!(snap.sockets.replaced_unclosed, 1);
     assert_eq!(snap.sockets.tracked, 0);
     assert_eq!(snap.sockets.gaps, 0);
     assert_eq!(snap.signatures[0].count, 1);
@@ -411,7 +411,7 @@ fn address_reuse_starts_a_new_socket() {
     client_active_close(&mut agg, 7, 0, 1);
     client_active_close(&mut agg, 7, 10 * MS, 1);
     let snap = agg.snapshot(20 * MS);
-    assert_eq!(snap.sockets.reused_unclosed, 0);
+    assert_eq!(snap.sockets.replaced_unclosed, 0);
     assert_eq!(snap.signatures[0].count, 2);
 }
 
@@ -489,11 +489,13 @@ fn lost_transitions_leave_a_gap() {
 
 #[test]
 fn eviction_at_the_cap() {
-    let mut agg = Aggregator::new(Config {
-        max_sockets: 2,
-        own_netns: NETNS,
-        ..Config::default()
-    });
+    let mut agg = Fed::new(
+        2,
+        Config {
+            own_netns: NETNS,
+            ..Config::default()
+        },
+    );
     agg.start(0);
     let mut lives: Vec<Life> = (1..=3).map(Life::new).collect();
     for (i, l) in lives.iter_mut().enumerate() {
@@ -503,7 +505,7 @@ fn eviction_at_the_cap() {
     lives[0].go(&mut agg, 10 * MS, SynSent, Established);
     let snap = agg.snapshot(20 * MS);
     assert_eq!(
-        snap.sockets.evicted, 2,
+        snap.sockets.forgotten, 2,
         "1 at the third socket, 2 when 1 came back"
     );
     assert_eq!(snap.sockets.tracked, 2);

@@ -1,6 +1,8 @@
 //! Counting a socket snapshot: per state, per group, the change since the previous snapshot,
 //! and the findings operators look for. Pure: typed sockets in, typed tables out.
 
+pub mod close_wait;
+pub mod counts;
 pub mod live;
 pub mod selection;
 
@@ -10,61 +12,10 @@ use std::{
 };
 
 use crate::{
-    census::live::CloseWaitAges,
+    census::{close_wait::CloseWaitAges, counts::Counts},
     core::state::TcpState,
-    os::{diag::SocketEntry, owners::Owners},
+    os::{diag::SocketEntry, owners::Owners, sysctl::PortRange},
 };
-
-/// The states a census shows, in kernel order; request sockets are counted as SYN_RECV.
-pub const SHOWN: [TcpState; 11] = [
-    TcpState::Established,
-    TcpState::SynSent,
-    TcpState::SynRecv,
-    TcpState::FinWait1,
-    TcpState::FinWait2,
-    TcpState::TimeWait,
-    TcpState::Close,
-    TcpState::CloseWait,
-    TcpState::LastAck,
-    TcpState::Listen,
-    TcpState::Closing,
-];
-
-/// Sockets per shown state.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Counts([u64; SHOWN.len()]);
-
-fn slot(state: TcpState) -> usize {
-    let shown = match state {
-        TcpState::NewSynRecv => TcpState::SynRecv,
-        other => other,
-    };
-    // Kernel values 1..=11 map to slots 0..=10.
-    shown as usize - 1
-}
-
-impl Counts {
-    pub fn add(&mut self, state: TcpState) {
-        self.0[slot(state)] += 1;
-    }
-
-    pub fn add_n(&mut self, state: TcpState, n: u64) {
-        self.0[slot(state)] += n;
-    }
-
-    pub fn get(&self, state: TcpState) -> u64 {
-        self.0[slot(state)]
-    }
-
-    pub fn total(&self) -> u64 {
-        self.0.iter().sum()
-    }
-
-    /// `(state, count)` for every shown state, in kernel order.
-    pub fn iter(&self) -> impl Iterator<Item = (TcpState, u64)> + '_ {
-        SHOWN.iter().map(|s| (*s, self.get(*s)))
-    }
-}
 
 /// How `--by` groups sockets.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -95,32 +46,6 @@ impl GroupKey {
             Self::NoProcess | Self::NoRemote => "-".to_owned(),
             Self::Remote(addr) => addr.to_string(),
         }
-    }
-}
-
-/// The local port range ephemeral ports come from (`net.ipv4.ip_local_port_range`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct PortRange {
-    pub low: u16,
-    pub high: u16,
-}
-
-impl PortRange {
-    pub fn parse(text: &str) -> Option<Self> {
-        let mut parts = text.split_whitespace().map(str::parse::<u16>);
-        let (Some(Ok(low)), Some(Ok(high)), None) = (parts.next(), parts.next(), parts.next())
-        else {
-            return None;
-        };
-        (low <= high).then_some(Self { low, high })
-    }
-
-    pub fn size(&self) -> u32 {
-        u32::from(self.high) - u32::from(self.low) + 1
-    }
-
-    pub fn contains(&self, port: u16) -> bool {
-        (self.low..=self.high).contains(&port)
     }
 }
 
@@ -537,7 +462,7 @@ pub(crate) mod tests {
 
     #[test]
     fn close_wait_findings_say_how_long_when_tracing() {
-        use crate::{census::live::CloseWaitAges, core::event::Transition};
+        use crate::{census::close_wait::CloseWaitAges, core::event::Transition};
         const S: u64 = 1_000_000_000;
         let owners = owners();
         let mut sockets = population();

@@ -8,7 +8,6 @@
 
 use std::{
     collections::{HashSet, VecDeque},
-    fs,
     io::{self, IsTerminal as _, Write},
     time::Duration,
 };
@@ -20,24 +19,30 @@ use tokio::{
 
 use crate::{
     census::{
-        self, Census, Context, GroupBy, PortRange,
-        live::{Check, CloseWaitAges, LiveCensus, Split},
+        self, Census, Context, GroupBy,
+        close_wait::CloseWaitAges,
+        live::{Check, LiveCensus, Split},
         selection::Selection,
     },
     cli::StatesArgs,
-    commands::sockets::{selected_snapshot, selection},
-    core::{
-        clock::{self, WallClock},
-        state::TcpState,
-    },
+    core::{clock::WallClock, pipeline::PipelineConfig, state::TcpState},
     kernel::probe::ProbeConfig,
     os::{
-        diag::{DiagSocket, SocketEntry},
+        clock,
+        diag::{self, DiagSocket, SocketEntry},
         owners::Owners,
         procfs,
+        sysctl::{self, PortRange},
     },
-    render::states::text::{Frame, LiveFrame, LiveInfo, json_line, live_text, text},
-    stream::{self, StreamConfig, Update},
+    render::states::{
+        frame::{Frame, LiveFrame, LiveInfo},
+        json::json_line,
+        text::{frame_header, live_text, text, time_of_day},
+    },
+    stream::{
+        self, LiveConfig, Update,
+        snapshot::{self as snapshots, Selected},
+    },
 };
 
 /// How often the loop looks at the clock when tracing: snapshots are taken, checks settled and
@@ -46,22 +51,15 @@ const TICK: Duration = Duration::from_millis(100);
 /// How often the live counts are redrawn between snapshots (text only).
 const REDRAW_NS: u64 = 1_000_000_000;
 /// How long after a snapshot every transition before it has reached us: the stream holds a
-/// transition with a zero port up to 250 ms for its socket's next one (stream::FILL_HOLD_NS)
+/// transition with a zero port up to 250 ms for its socket's next one (core::pipeline::FILL_HOLD_NS)
 /// and drains the ring buffer every 50 ms at the latest.
 const SETTLE_NS: u64 = 500_000_000;
 
-/// The ephemeral port range of this network namespace; `None` when unreadable.
-fn port_range() -> Option<PortRange> {
-    fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
-        .ok()
-        .and_then(|text| PortRange::parse(&text))
-}
-
 pub async fn run(args: StatesArgs) -> anyhow::Result<()> {
-    crate::os::diag::ensure_own_netns(args.filter.netns)?;
-    let selection = selection(args.state.as_ref(), &args.filter);
+    diag::ensure_own_netns(args.filter.netns)?;
+    let selection = args.filter.selection(args.state.as_ref());
     let mut diag = DiagSocket::open()?;
-    let range = port_range();
+    let range = sysctl::port_range();
     let stdout = io::stdout();
     let terminal = stdout.is_terminal();
     let mut out = io::BufWriter::with_capacity(64 * 1024, stdout.lock());
@@ -94,7 +92,7 @@ pub async fn run(args: StatesArgs) -> anyhow::Result<()> {
             every,
             terminal,
             out: &mut out,
-            wall: WallClock::read(),
+            wall: clock::wall_clock(),
             live: LiveCensus::only(&selection.states),
             ages: CloseWaitAges::default(),
             started: false,
@@ -137,7 +135,7 @@ async fn watch_snapshots(
     let mut sigterm = signal(SignalKind::terminate())?;
     let mut ticks = interval(every);
     ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    let wall = WallClock::read();
+    let wall = clock::wall_clock();
     let mut previous: Option<Census> = None;
     let mut taken = 0;
     loop {
@@ -226,30 +224,33 @@ async fn watch_live<W: Write>(watch: &mut LiveWatch<'_, W>) -> anyhow::Result<()
             "cannot read /proc/self/ns/net ({err}): the live counts include every namespace"
         ),
     }
-    let config = StreamConfig {
+    let live = LiveConfig {
         probe: ProbeConfig {
             filter: filter.kernel(),
             ..ProbeConfig::default()
         },
-        filter,
         interval: Some(TICK),
         duration: None,
+        tcp_counters: false,
     };
-    stream::run(config, |update| match update {
-        Update::Started => {
+    let pipeline = PipelineConfig {
+        filter,
+        ..PipelineConfig::default()
+    };
+    stream::run::<()>(live, pipeline, |update| match update {
+        Update::Started(origin, _) => {
             watch.started = true;
-            let now = clock::monotonic_ns();
-            watch.next_snapshot_ns = now;
+            watch.next_snapshot_ns = origin.start_ns;
             watch.take(0)?;
-            watch.settle(now, 0)
+            watch.settle(origin.start_ns, 0)
         }
-        Update::Transition(t) => {
+        Update::Transition(t, _) => {
             watch.live.apply(t);
             watch.ages.apply(t);
             Ok(())
         }
-        Update::Tick(totals) => watch.tick(totals.now_ns, totals.kernel.lost()),
-        Update::Signal(_) | Update::BatchEnd => Ok(()),
+        Update::Tick(totals) => watch.tick(totals.now_ns, totals.losses.lost_events()),
+        Update::Signal(..) | Update::BatchEnd => Ok(()),
     })
     .await?;
     Ok(())
@@ -375,13 +376,7 @@ fn plural(n: u64, one: &str, many: &str) -> String {
     format!("{n} {}", if n == 1 { one } else { many })
 }
 
-fn time_of_day(wall: &WallClock, ns: u64) -> String {
-    let time = wall.time_of_day(ns);
-    time.split('.').next().unwrap_or(&time).to_owned()
-}
-
-/// The line above each table: the screen is cleared on a terminal, tables are separated by a
-/// blank line otherwise.
+/// The line above each table, at kernel time `ns`.
 fn header(
     out: &mut impl Write,
     terminal: bool,
@@ -390,13 +385,7 @@ fn header(
     ns: u64,
     what: &str,
 ) -> io::Result<()> {
-    if terminal {
-        // Clear the screen and go home: a plain redraw, no full-screen mode.
-        write!(out, "\x1b[H\x1b[2J")?;
-    } else if after_another {
-        writeln!(out)?;
-    }
-    writeln!(out, "{}  {what}\n", time_of_day(wall, ns))
+    frame_header(out, terminal, after_another, &time_of_day(wall, ns), what)
 }
 
 /// One snapshot of the selected sockets, with their owners where they are shown.
@@ -405,8 +394,11 @@ fn snapshot(
     args: &StatesArgs,
     selection: &Selection,
 ) -> anyhow::Result<(Vec<SocketEntry>, Option<Owners>, bool)> {
-    let (sockets, owners, interrupted) =
-        selected_snapshot(diag, selection, &args.filter, false, false)?;
+    let Selected {
+        sockets,
+        owners,
+        interrupted,
+    } = snapshots::selected(diag, selection, args.filter.families(), false, false)?;
     // Owners are looked up only when they are shown: grouping by process, or processes holding
     // CLOSE_WAIT sockets (their inodes only).
     let owners = match owners {

@@ -4,18 +4,16 @@
 use std::io::{self, IsTerminal, Write};
 
 use crate::{
-    aggregate::{Aggregator, Config, Losses},
+    aggregate::{Aggregator, Config, SocketState, snapshot::Snapshot},
     cli::TransitionsArgs,
-    core::counters::TcpCounters,
-    core::{clock, filter::EventFilter},
+    core::{filter::EventFilter, pipeline::PipelineConfig},
     kernel::probe::ProbeConfig,
-    os::procfs,
-    render::transitions::{json, text},
-    stream::{self, StreamConfig, Totals, Update},
+    render::{
+        terminal::CLEAR,
+        transitions::{json, text},
+    },
+    stream::{self, LiveConfig, Totals, Update},
 };
-
-/// Clears the screen and homes the cursor: each interval redraws in place on a terminal.
-const CLEAR: &[u8] = b"\x1b[H\x1b[2J";
 
 /// How the intervals are written.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -27,67 +25,37 @@ enum Output {
     Terminal,
 }
 
-/// Reads the kernel's TCP counters, warning once if they cannot be read: the request-socket
-/// rows and the check against the kernel then go missing, and the user must know why.
-struct CounterReader {
-    warned: bool,
-}
-
-impl CounterReader {
-    fn read(&mut self) -> Option<TcpCounters> {
-        match procfs::read() {
-            Ok(counters) => Some(counters),
-            Err(err) => {
-                if !self.warned {
-                    self.warned = true;
-                    log::warn!(
-                        "cannot read /proc/net/snmp or /proc/net/netstat ({err}): no request-socket rows and no check against the kernel's counters"
-                    );
-                }
-                None
-            }
-        }
+/// Hands the stream's totals to the aggregator and takes its snapshot.
+fn snapshot(aggregator: &mut Aggregator, totals: &Totals, now_ns: u64) -> Snapshot {
+    if let Some(counters) = totals.tcp {
+        aggregator.feed_kernel_counters(counters);
     }
-}
-
-fn losses(totals: &Totals) -> Losses {
-    Losses {
-        // A full ring buffer and runs the kernel skipped lose transitions alike.
-        lost_events: totals.kernel.lost(),
-        skipped_by_kernel: totals.kernel.skipped_by_kernel,
-        invalid_records: totals.invalid,
-        untracked_sockets: totals.untracked_sockets,
-    }
+    aggregator.set_stream(totals.losses, totals.table);
+    aggregator.snapshot(now_ns)
 }
 
 pub async fn run(args: TransitionsArgs) -> anyhow::Result<()> {
     let filter = args.filter.to_filter();
-    let own_netns = procfs::own_netns().unwrap_or_else(|err| {
-        log::warn!("cannot read /proc/self/ns/net ({err}): the kernel check assumes every socket is in this namespace");
-        0
-    });
-    let mut aggregator = Aggregator::new(Config {
-        max_sockets: args.max_sockets,
-        own_netns,
-        // The check counts only this namespace anyway: `--netns` naming it filters nothing the
-        // kernel counters would see.
-        filtered: EventFilter {
-            netns: filter.netns.filter(|netns| *netns != own_netns),
-            ..filter.clone()
-        } != EventFilter::default(),
-        top_signatures: args.top,
-    });
-    let config = StreamConfig {
+    let live = LiveConfig {
         probe: ProbeConfig {
             filter: filter.kernel(),
             // The causes of abnormal closes: the reset and retransmission tracepoints.
             causes: true,
             ..ProbeConfig::default()
         },
-        filter,
         interval: Some(args.interval),
         duration: args.duration,
+        tcp_counters: true,
     };
+    let pipeline = PipelineConfig {
+        filter: filter.clone(),
+        max_sockets: args.max_sockets,
+        ..PipelineConfig::default()
+    };
+    let mut aggregator = Aggregator::new(Config {
+        top_signatures: args.top,
+        ..Config::default()
+    });
     let output = if args.json {
         Output::Json
     } else if io::stdout().is_terminal() {
@@ -95,27 +63,32 @@ pub async fn run(args: TransitionsArgs) -> anyhow::Result<()> {
     } else {
         Output::Text
     };
-    let mut counters = CounterReader { warned: false };
     let stdout = io::stdout();
     let mut out = io::BufWriter::with_capacity(64 * 1024, stdout.lock());
 
-    let totals = stream::run(config, |update| {
+    let totals = stream::run::<SocketState>(live, pipeline, |update| {
         match update {
-            Update::Started => {
-                aggregator.start(clock::monotonic_ns());
-                if let Some(c) = counters.read() {
-                    aggregator.feed_kernel_counters(c);
+            Update::Started(origin, totals) => {
+                let own_netns = origin.own_netns.unwrap_or(0);
+                aggregator.set_own_netns(
+                    own_netns,
+                    // The check counts only this namespace anyway: `--netns` naming it filters
+                    // nothing the kernel counters would see.
+                    EventFilter {
+                        netns: filter.netns.filter(|netns| *netns != own_netns),
+                        ..filter.clone()
+                    } != EventFilter::default(),
+                );
+                aggregator.start(origin.start_ns);
+                if let Some(counters) = totals.tcp {
+                    aggregator.feed_kernel_counters(counters);
                 }
             }
-            Update::Transition(t) => aggregator.feed_transition(t),
-            Update::Signal(signal) => aggregator.feed_signal(signal),
+            Update::Transition(t, socket) => aggregator.feed_transition(t, socket),
+            Update::Signal(signal, socket) => aggregator.feed_signal(signal, socket),
             Update::BatchEnd => aggregator.end_batch(),
             Update::Tick(totals) => {
-                if let Some(c) = counters.read() {
-                    aggregator.feed_kernel_counters(c);
-                }
-                aggregator.set_losses(losses(totals));
-                let snapshot = aggregator.snapshot(totals.now_ns);
+                let snapshot = snapshot(&mut aggregator, totals, totals.now_ns);
                 match output {
                     Output::Json => json::interval(&mut out, &snapshot, false)?,
                     Output::Text => {
@@ -134,12 +107,7 @@ pub async fn run(args: TransitionsArgs) -> anyhow::Result<()> {
     })
     .await?;
 
-    // The probe is detached: the kernel counters read now cover the whole window.
-    if let Some(c) = counters.read() {
-        aggregator.feed_kernel_counters(c);
-    }
-    aggregator.set_losses(losses(&totals));
-    let snapshot = aggregator.snapshot(totals.now_ns.max(clock::monotonic_ns()));
+    let snapshot = snapshot(&mut aggregator, &totals, totals.now_ns);
     match output {
         Output::Json => json::interval(&mut out, &snapshot, true)?,
         Output::Text => text::summary(&mut out, &snapshot)?,

@@ -1,5 +1,6 @@
-//! Converting the kernel's monotonic timestamps to wall-clock time. Read once at start and
-//! handed to renderers, so that rendering itself never reads a clock.
+//! Converting the kernel's monotonic timestamps to wall-clock time. The offsets are read once
+//! at start (`os::clock`) or from a recording's header, and handed to renderers, so that
+//! rendering never reads a clock and a replay prints the times of the recording.
 
 /// Offsets from `CLOCK_MONOTONIC` (what `bpf_ktime_get_ns` returns) to local wall-clock time.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -10,41 +11,7 @@ pub struct WallClock {
     pub utc_offset_s: i64,
 }
 
-fn clock_ns(clock: libc::clockid_t) -> i128 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: valid clock id and pointer.
-    unsafe { libc::clock_gettime(clock, &mut ts) };
-    i128::from(ts.tv_sec) * 1_000_000_000 + i128::from(ts.tv_nsec)
-}
-
-/// Now on the kernel's clock: what `bpf_ktime_get_ns` would return.
-pub fn monotonic_ns() -> u64 {
-    clock_ns(libc::CLOCK_MONOTONIC) as u64
-}
-
 impl WallClock {
-    pub fn read() -> Self {
-        let mono = clock_ns(libc::CLOCK_MONOTONIC);
-        let unix = clock_ns(libc::CLOCK_REALTIME);
-        let now = (unix / 1_000_000_000) as libc::time_t;
-        // SAFETY: `tm` is plain data that localtime_r fills; both pointers are valid.
-        let utc_offset_s = unsafe {
-            let mut tm: libc::tm = std::mem::zeroed();
-            if libc::localtime_r(&now, &mut tm).is_null() {
-                0
-            } else {
-                tm.tm_gmtoff
-            }
-        };
-        Self {
-            mono_to_unix_ns: unix - mono,
-            utc_offset_s,
-        }
-    }
-
     /// `HH:MM:SS.micros` of a kernel timestamp, in local time.
     pub fn time_of_day(&self, ts_ns: u64) -> String {
         let local_ns = i128::from(ts_ns)

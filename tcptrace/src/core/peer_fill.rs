@@ -17,7 +17,7 @@ use std::{
 
 use crate::core::{
     event::{Record, Transition},
-    state::TcpState,
+    state::{Side, TcpState},
 };
 
 pub struct PeerFill {
@@ -104,9 +104,7 @@ impl PeerFill {
             // Only the same socket's next transition may fill in: with a port filter the
             // kernel drops that one, and the address may meanwhile belong to a new socket
             // (a birth), whose ports are not the held socket's.
-            let continues = t.from == held.to
-                && !(t.from == TcpState::Close
-                    || (t.from == TcpState::Listen && t.to == TcpState::SynRecv));
+            let continues = t.from == held.to && Side::of_birth(t.from, t.to).is_none();
             if continues {
                 if held.lport == 0 && t.lport != 0 {
                     held.lport = t.lport;

@@ -61,6 +61,47 @@ impl TcpState {
     }
 }
 
+/// How a socket was opened: the side of the diagram its transitions belong to. Close
+/// transitions stay with the open side: a server that closes first shows
+/// ESTABLISHED→FIN_WAIT1 on the server path.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[repr(u8)]
+pub enum Side {
+    /// Active open: CLOSE→SYN_SENT.
+    Client = 0,
+    /// Passive open: LISTEN→SYN_RECV (the accepted child).
+    Server = 1,
+    /// CLOSE→LISTEN→CLOSE.
+    Listener = 2,
+    /// First seen mid-life: how it was opened is not known, and not guessed.
+    Unknown = 3,
+}
+
+impl Side {
+    pub const ALL: [Side; 4] = [Self::Client, Self::Server, Self::Listener, Self::Unknown];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Client => "client",
+            Self::Server => "server",
+            Self::Listener => "listener",
+            Self::Unknown => "unknown",
+        }
+    }
+
+    /// The one rule for a socket's birth: the side a transition opens, if it is the first
+    /// transition of a new socket (which may sit at the address of an older one).
+    pub fn of_birth(from: TcpState, to: TcpState) -> Option<Side> {
+        match (from, to) {
+            (TcpState::Close, TcpState::SynSent) => Some(Self::Client),
+            (TcpState::Close, TcpState::Listen) => Some(Self::Listener),
+            // The child is cloned from its listener and so "leaves" LISTEN.
+            (TcpState::Listen, TcpState::SynRecv) => Some(Self::Server),
+            _ => None,
+        }
+    }
+}
+
 impl fmt::Display for TcpState {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.pad(self.name())
@@ -70,6 +111,27 @@ impl fmt::Display for TcpState {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn births() {
+        assert_eq!(
+            Side::of_birth(TcpState::Close, TcpState::SynSent),
+            Some(Side::Client)
+        );
+        assert_eq!(
+            Side::of_birth(TcpState::Listen, TcpState::SynRecv),
+            Some(Side::Server)
+        );
+        assert_eq!(
+            Side::of_birth(TcpState::Close, TcpState::Listen),
+            Some(Side::Listener)
+        );
+        assert_eq!(
+            Side::of_birth(TcpState::SynSent, TcpState::Established),
+            None
+        );
+        assert_eq!(Side::of_birth(TcpState::Listen, TcpState::Close), None);
+    }
 
     #[test]
     fn raw_values_match_the_kernel() {

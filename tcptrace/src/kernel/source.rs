@@ -8,35 +8,7 @@ use aya_log::EbpfLogger;
 use tcptrace_ebpf::{counter, names};
 use tokio::io::{Interest, unix::AsyncFd};
 
-use crate::kernel::probe::Probe;
-
-/// Counters kept by the kernel side, summed over CPUs.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct KernelCounters {
-    /// Events lost because the ring buffer was full.
-    pub ringbuf_full: u64,
-    /// Events lost because the kernel skipped a program (it fired while the same program was
-    /// running on that CPU, from a softirq interrupting it) and no other program took them.
-    pub skipped_by_kernel: u64,
-    /// Transitions the nested program took because the kernel skipped the main one for them.
-    pub nested_caught: u64,
-    pub listener_update_failed: u64,
-}
-
-impl KernelCounters {
-    /// Every event the kernel side could not deliver.
-    pub fn lost(&self) -> u64 {
-        self.ringbuf_full + self.skipped_by_kernel
-    }
-
-    /// How the events were lost: `R ring buffer full, K skipped by the kernel`.
-    pub fn loss_breakdown(&self) -> String {
-        format!(
-            "{} ring buffer full, {} skipped by the kernel",
-            self.ringbuf_full, self.skipped_by_kernel
-        )
-    }
-}
+use crate::{core::losses::KernelCounters, kernel::probe::Probe};
 
 /// Everything read from a running probe. Fields are separate so that one event loop can wait on
 /// the events and the log at once.

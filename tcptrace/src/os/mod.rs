@@ -2,6 +2,8 @@
 //! the kernel's TCP counters in procfs, sysctls and clocks. Every file this crate reads is read
 //! here.
 
+pub mod clock;
 pub mod diag;
 pub mod owners;
 pub mod procfs;
+pub mod sysctl;

@@ -439,7 +439,7 @@ fn wrap(text: &str, indent: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::census::SHOWN;
+    use crate::census::counts::SHOWN;
 
     #[test]
     fn every_state_has_an_entry_and_every_field_says_something() {

@@ -4,6 +4,7 @@
 pub mod explain;
 pub mod sockets;
 pub mod states;
+pub mod terminal;
 pub mod trace;
 pub mod transitions;
 pub mod units;

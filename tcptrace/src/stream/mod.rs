@@ -1,6 +1,16 @@
-//! The event loop every tracing command runs: one owner of the state, waiting at once on the ring
-//! buffer, the kernel log, a tick, the deadline and the signals, and handing typed
-//! [`Update`]s to the command.
+//! Where the commands' records come from: the live probe ([`run`]), a recorded file
+//! ([`replay`]), or the live probe written to a file ([`record`]).
+//!
+//! The live loop is one owner of the state, waiting at once on the ring buffer, the kernel log,
+//! a tick, the deadline and the signals. It hands raw records, the end of each wake-up and
+//! each reading of the counters to a [`RawSink`]: either the pure [`Pipeline`] turning them into
+//! typed [`Update`]s for a command ([`updates`]), or the recorder. A replay hands the recorded
+//! frames to the same pipeline, so that it prints what the live command would have printed.
+//!
+//! [`Pipeline`]: crate::core::pipeline::Pipeline
+
+pub mod snapshot;
+pub mod updates;
 
 use std::{io, time::Duration};
 
@@ -10,106 +20,128 @@ use tokio::{
     time::{Instant, MissedTickBehavior, interval, sleep_until},
 };
 
+pub use self::updates::{Totals, Update, Updates};
 use crate::{
     core::{
-        clock,
-        decode::decode,
-        event::{Record, Signal, Transition},
-        filter::EventFilter,
-        peer_fill::PeerFill,
-        sockets::Lifecycles,
+        clock::WallClock, counters::TcpCounters, losses::KernelCounters, pipeline::PipelineConfig,
     },
     kernel::{
         probe::{Probe, ProbeConfig},
-        source::{KernelCounters, Session},
+        source::Session,
     },
+    os::{clock, procfs},
 };
 
-/// How long a transition waits for its socket's next one to fill in a zero port.
-const FILL_HOLD_NS: u64 = 250_000_000;
 /// How often the ring buffer is drained and held transitions are checked, at the least: the
 /// kernel side wakes us only once enough data waits, so this bounds the delay on a quiet host.
 pub const DRAIN_EVERY: Duration = Duration::from_millis(50);
 
-/// What the loop hands to the command.
-pub enum Update<'a> {
-    /// A complete transition that passed the filter.
-    Transition(&'a Transition),
-    /// A reset or retransmission (only when the probe attaches the cause tracepoints). Not
-    /// filtered: the socket it concerns decides, and only the command tracks sockets.
-    Signal(&'a Signal),
-    /// The command's interval elapsed: redraw.
-    Tick(&'a Totals),
-    /// The probe is attached: events from now on are seen.
-    Started,
-    /// The transitions of one wake-up were handed out: a good moment to flush output.
-    BatchEnd,
+/// What is known of the traced machine when tracing starts.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Origin {
+    /// tcptrace's own network namespace, whose kernel counters are read; `None` if unknown.
+    pub own_netns: Option<u32>,
+    pub wall: WallClock,
+    /// Kernel time at the start.
+    pub start_ns: u64,
 }
 
-/// Running totals of the stream.
-#[derive(Clone, Debug, Default)]
-pub struct Totals {
-    /// Transitions handed to the command.
-    pub transitions: u64,
-    /// Records the decoder rejected.
-    pub invalid: u64,
-    /// The kernel's own counters, as of the last tick.
-    pub kernel: KernelCounters,
-    /// Kernel monotonic time of the last tick.
+/// One reading of the counters: the probe's, and the kernel's TCP counters when asked for.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Reading {
     pub now_ns: u64,
-    /// Sockets forgotten because the per-socket table was full: their later transitions lack
-    /// a time in state.
-    pub untracked_sockets: u64,
+    pub kernel: KernelCounters,
+    pub tcp: Option<TcpCounters>,
 }
 
-pub struct StreamConfig {
+/// What the live loop (or a replay) feeds.
+pub trait RawSink {
+    /// The probe is attached: events from now on are seen; `reading` is the baseline.
+    fn started(&mut self, origin: &Origin, reading: &Reading) -> io::Result<()>;
+    /// One raw record, as the probe wrote it.
+    fn record(&mut self, bytes: &[u8]) -> io::Result<()>;
+    /// The records of one wake-up were handed over; it is `now_ns`.
+    fn wakeup_end(&mut self, now_ns: u64) -> io::Result<()>;
+    /// The command's interval elapsed.
+    fn tick(&mut self, reading: &Reading) -> io::Result<()>;
+    /// Tracing stopped; `reading` is the final one, taken with the probe detached.
+    fn stopped(&mut self, reading: &Reading) -> io::Result<()>;
+}
+
+pub struct LiveConfig {
     pub probe: ProbeConfig,
-    pub filter: EventFilter,
-    /// The command's redraw interval; `None`: no [`Update::Tick`].
+    /// The command's interval; `None`: no [`RawSink::tick`].
     pub interval: Option<Duration>,
     pub duration: Option<Duration>,
+    /// Also read the kernel's TCP counters (/proc/net/snmp, /proc/net/netstat) at each reading.
+    pub tcp_counters: bool,
 }
 
-impl Totals {
-    /// The final line for stderr: `N transitions, M lost` and any other loss.
-    pub fn summary_line(&self) -> String {
-        let mut line = format!(
-            "{} transitions, {} lost",
-            self.transitions,
-            self.kernel.lost()
-        );
-        if self.kernel.lost() > 0 {
-            // Comma-separated like the rest, so that scripts can split the line.
-            line.push_str(&format!(
-                ", {} (a BPF program was running)",
-                self.kernel.loss_breakdown()
-            ));
+/// Reads the kernel's TCP counters, warning once if they cannot be read: the request-socket
+/// rows and the check against the kernel then go missing, and the user must know why.
+struct TcpCounterReader {
+    wanted: bool,
+    warned: bool,
+}
+
+impl TcpCounterReader {
+    fn read(&mut self) -> Option<TcpCounters> {
+        if !self.wanted {
+            return None;
         }
-        if self.invalid > 0 {
-            line.push_str(&format!(", {} invalid records", self.invalid));
+        match procfs::read() {
+            Ok(counters) => Some(counters),
+            Err(err) => {
+                if !self.warned {
+                    self.warned = true;
+                    log::warn!(
+                        "cannot read /proc/net/snmp or /proc/net/netstat ({err}): no request-socket rows and no check against the kernel's counters"
+                    );
+                }
+                None
+            }
         }
-        if self.untracked_sockets > 0 {
-            line.push_str(&format!(
-                ", {} sockets untracked (table full)",
-                self.untracked_sockets
-            ));
-        }
-        line
     }
 }
 
-/// Loads the probe and runs the loop until Ctrl-C, SIGTERM or the duration; returns the final
-/// totals.
-pub async fn run(
-    config: StreamConfig,
-    mut on_update: impl FnMut(Update<'_>) -> io::Result<()>,
+/// The origin of live tracing on this machine, now.
+pub fn live_origin() -> Origin {
+    let own_netns = match procfs::own_netns() {
+        Ok(netns) => Some(netns),
+        Err(err) => {
+            log::warn!(
+                "cannot read /proc/self/ns/net ({err}): every socket is assumed to be in this namespace"
+            );
+            None
+        }
+    };
+    Origin {
+        own_netns,
+        wall: clock::wall_clock(),
+        start_ns: clock::monotonic_ns(),
+    }
+}
+
+/// Runs the live stream through the pipeline, handing each [`Update`] to the command; returns
+/// the final totals.
+pub async fn run<X: Default>(
+    config: LiveConfig,
+    pipeline: PipelineConfig,
+    on_update: impl FnMut(Update<'_, X>) -> io::Result<()>,
 ) -> anyhow::Result<Totals> {
+    let mut updates = Updates::new(pipeline, on_update);
+    run_live(config, &mut updates).await?;
+    Ok(updates.totals().clone())
+}
+
+/// Loads the probe and feeds `sink` until Ctrl-C, SIGTERM or the duration.
+pub async fn run_live(config: LiveConfig, sink: &mut impl RawSink) -> anyhow::Result<()> {
     let probe = Probe::load(&config.probe)?;
     let mut session = Session::new(probe).context("reading the probe's maps")?;
-    let mut lifecycles = Lifecycles::default();
-    let mut fill = PeerFill::new(FILL_HOLD_NS);
-    let mut totals = Totals::default();
-    let filter = config.filter;
+    let mut tcp = TcpCounterReader {
+        wanted: config.tcp_counters,
+        warned: false,
+    };
 
     let mut sigint = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
     let mut sigterm = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
@@ -117,15 +149,21 @@ pub async fn run(
     let mut drain_tick = interval(DRAIN_EVERY);
     drain_tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
 
-    // The command takes its baselines (kernel counters) first: whoever waits for this line
-    // to start a workload must find them taken.
-    on_update(Update::Started)?;
+    // The sink takes its baselines first: whoever waits for the "attached" line to start a
+    // workload must find them taken.
+    let origin = live_origin();
+    let reading = Reading {
+        now_ns: origin.start_ns,
+        kernel: session.counters().context("reading the probe's counters")?,
+        tcp: tcp.read(),
+    };
+    sink.started(&origin, &reading)?;
     log::info!("probe attached to sock:inet_sock_set_state");
     let mut user_tick = interval(config.interval.unwrap_or(Duration::from_secs(3600)));
     user_tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
     user_tick.reset();
-    let mut ready: Vec<Record> = Vec::with_capacity(1024);
-    let mut decoded: Vec<Record> = Vec::with_capacity(1024);
+    // A sink's error inside the ring buffer's callback, kept until the callback returns.
+    let mut failed: Option<io::Error> = None;
 
     loop {
         let mut stop = false;
@@ -136,7 +174,7 @@ pub async fn run(
             _ = sigint.recv() => stop = true,
             _ = sigterm.recv() => stop = true,
             _ = async { sleep_until(deadline.expect("guarded")).await }, if deadline.is_some() => stop = true,
-            read = session.events.read(|bytes| decode_into(bytes, &mut decoded, &mut totals.invalid)) => {
+            read = session.events.read(|bytes| forward(sink, bytes, &mut failed)) => {
                 read.context("reading the event ring buffer")?;
             }
             forwarded = async { session.log.as_mut().expect("guarded").forward().await }, if session.log.is_some() => {
@@ -148,53 +186,47 @@ pub async fn run(
         if stop || drain_ticked {
             session
                 .events
-                .drain(|bytes| decode_into(bytes, &mut decoded, &mut totals.invalid));
+                .drain(|bytes| forward(sink, bytes, &mut failed));
         }
-        for mut record in decoded.drain(..) {
-            if let Record::Transition(t) = &mut record {
-                lifecycles.apply(t);
-            }
-            fill.push(record, &mut |r| ready.push(r));
+        if let Some(err) = failed.take() {
+            return Err(err.into());
         }
         let now_ns = clock::monotonic_ns();
-        if stop {
-            fill.flush(&mut |t| ready.push(t));
-        } else {
-            fill.expire(now_ns, &mut |t| ready.push(t));
-        }
-        let handed_before = totals.transitions;
-        for record in ready.drain(..) {
-            match record {
-                Record::Transition(t) if filter.matches(&t) => {
-                    totals.transitions += 1;
-                    on_update(Update::Transition(&t))?;
-                }
-                Record::Transition(t) => {
-                    // Ports that fail here were unknown to the kernel's filter: a connecting
-                    // socket's local port, learned only after CLOSE→SYN_SENT. The kernel drops
-                    // its later transitions, so its →CLOSE would never free its entry.
-                    if !filter.ports_match(&t) {
-                        lifecycles.forget(t.sk, t.ts_ns);
-                    }
-                }
-                Record::Signal(signal) => on_update(Update::Signal(&signal))?,
-            }
-        }
-        if totals.transitions != handed_before {
-            on_update(Update::BatchEnd)?;
-        }
-        if user_ticked || stop {
-            totals.kernel = session.counters().context("reading the probe's counters")?;
-            totals.now_ns = now_ns;
-            totals.untracked_sockets = lifecycles.untracked();
-        }
-        if user_ticked {
-            on_update(Update::Tick(&totals))?;
-        }
+        sink.wakeup_end(now_ns)?;
         if stop {
             break;
         }
+        if user_ticked {
+            let reading = Reading {
+                now_ns,
+                kernel: session.counters().context("reading the probe's counters")?,
+                tcp: tcp.read(),
+            };
+            sink.tick(&reading)?;
+        }
     }
+    let kernel = session.counters().context("reading the probe's counters")?;
+    log_probe_stats(&session, &kernel);
+    // Detach before the final reading: the kernel counters read now cover the whole window.
+    drop(session);
+    let reading = Reading {
+        now_ns: clock::monotonic_ns(),
+        kernel,
+        tcp: tcp.read(),
+    };
+    sink.stopped(&reading)?;
+    Ok(())
+}
+
+fn forward(sink: &mut impl RawSink, bytes: &[u8], failed: &mut Option<io::Error>) {
+    if failed.is_none()
+        && let Err(err) = sink.record(bytes)
+    {
+        *failed = Some(err);
+    }
+}
+
+fn log_probe_stats(session: &Session, kernel: &KernelCounters) {
     // With `sysctl kernel.bpf_stats_enabled=1` the kernel times every run: the probe's own cost.
     if let Ok(stats) = session.program_stats()
         && stats.run_count > 0
@@ -206,27 +238,10 @@ pub async fn run(
         );
     }
     log::info!(
-        "{} sockets followed at the end, {} forgotten (table full)",
-        lifecycles.tracked(),
-        lifecycles.untracked()
-    );
-    log::info!(
         "kernel: {} transitions recorded by the nested program; {} ring buffer full, {} skipped \
          and not recorded",
-        totals.kernel.nested_caught,
-        totals.kernel.ringbuf_full,
-        totals.kernel.skipped_by_kernel
+        kernel.nested_caught,
+        kernel.ringbuf_full,
+        kernel.skipped_by_kernel
     );
-    Ok(totals)
-}
-
-/// Decodes one raw record into `records`, counting what is invalid.
-fn decode_into(bytes: &[u8], records: &mut Vec<Record>, invalid: &mut u64) {
-    match decode(bytes) {
-        Ok(record) => records.push(record),
-        Err(err) => {
-            *invalid += 1;
-            log::debug!("invalid record: {err}");
-        }
-    }
 }

@@ -1,8 +1,6 @@
-//! `tcptrace sockets`: a listing in `netstat -tanpo`'s layout, and JSON Lines.
+//! `tcptrace sockets` as text: a listing in `netstat -tanpo`'s layout.
 
 use std::io::{self, Write};
-
-use serde::Serialize;
 
 use crate::render::endpoint;
 use crate::{
@@ -39,7 +37,7 @@ fn proto(family: Family) -> &'static str {
 
 /// netstat prints a listener's accept-queue length as Recv-Q and 0 as Send-Q; the backlog
 /// limit inet_diag reports in its place is in the JSON output only.
-fn send_q(socket: &SocketEntry) -> u32 {
+pub fn send_q(socket: &SocketEntry) -> u32 {
     if socket.state == crate::core::state::TcpState::Listen {
         0
     } else {
@@ -102,73 +100,10 @@ impl SocketsText {
     }
 }
 
-#[derive(Serialize)]
-struct JsonTimer {
-    kind: String,
-    expires_ms: u32,
-    retransmits: u8,
-    probes: u8,
-}
-
-#[derive(Serialize)]
-struct JsonSocket<'a> {
-    #[serde(rename = "type")]
-    kind: &'static str,
-    family: &'static str,
-    state: &'static str,
-    laddr: String,
-    lport: u16,
-    raddr: String,
-    rport: u16,
-    recv_q: u32,
-    send_q: u32,
-    /// A listener's backlog limit.
-    backlog: Option<u32>,
-    pid: Option<u32>,
-    comm: Option<&'a str>,
-    uid: u32,
-    inode: u32,
-    cookie: String,
-    timer: JsonTimer,
-}
-
-/// One JSON object per socket.
-pub fn json_line(
-    out: &mut impl Write,
-    socket: &SocketEntry,
-    owner: Option<&Owner>,
-) -> io::Result<()> {
-    let listen = socket.state == crate::core::state::TcpState::Listen;
-    let line = JsonSocket {
-        kind: "socket",
-        family: socket.family.name(),
-        state: socket.shown_state().name(),
-        laddr: socket.local.ip().to_string(),
-        lport: socket.local.port(),
-        raddr: socket.remote.ip().to_string(),
-        rport: socket.remote.port(),
-        recv_q: socket.recv_q,
-        send_q: send_q(socket),
-        backlog: listen.then_some(socket.send_q),
-        pid: owner.map(|o| o.pid),
-        comm: owner.map(|o| o.comm.as_str()),
-        uid: socket.uid,
-        inode: socket.inode,
-        cookie: format!("{:#x}", socket.cookie),
-        timer: JsonTimer {
-            kind: socket.timer.name(),
-            expires_ms: socket.expires_ms,
-            retransmits: socket.retransmits(),
-            probes: socket.probes(),
-        },
-    };
-    serde_json::to_writer(&mut *out, &line)?;
-    out.write_all(b"\n")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::render::sockets::json::json_line;
     use crate::{census::tests::sock, core::state::TcpState, os::diag::parse::TcpInfoCounters};
 
     fn timed(timer: Timer, expires_ms: u32, info: Option<(u8, u8)>) -> SocketEntry {

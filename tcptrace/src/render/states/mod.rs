@@ -1,3 +1,5 @@
 //! `tcptrace states`: counts per state, their changes and the findings, as text or JSON.
 
+pub mod frame;
+pub mod json;
 pub mod text;

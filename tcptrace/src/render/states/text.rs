@@ -1,53 +1,26 @@
-//! `tcptrace states`: counts per state (or per group and state), the change since the previous
-//! snapshot, and the findings; as a table or as one JSON object per snapshot. When tracing,
-//! each snapshot also shows the stream's check against it, and between snapshots the counts
-//! kept current from the stream are redrawn.
+//! `tcptrace states` as text: counts per state (or per group and state), the change since the
+//! previous snapshot, and the findings. When tracing, each snapshot also shows the stream's
+//! check against it, and between snapshots the counts kept current from the stream are
+//! redrawn.
 
 use std::{
     collections::BTreeMap,
     io::{self, Write},
 };
 
-use serde::Serialize;
-use serde_json::{Map, Value, json};
-
 use crate::{
     census::{
-        CLOSE_WAIT_OLD_NS, Census, CloseWaitAge, Counts, Finding, GroupBy, GroupKey,
+        CLOSE_WAIT_OLD_NS, CloseWaitAge, Finding, GroupBy, GroupKey,
+        counts::Counts,
         live::{Check, SNAPSHOT_ONLY},
     },
-    core::state::TcpState,
-    render::units,
+    core::{clock::WallClock, state::TcpState},
+    render::{
+        states::frame::{Frame, LiveFrame},
+        terminal::CLEAR,
+        units,
+    },
 };
-
-/// What one redraw shows.
-pub struct Frame<'a> {
-    pub census: &'a Census,
-    /// The previous snapshot of a watch: changes are shown against it.
-    pub previous: Option<&'a Census>,
-    pub by: Option<GroupBy>,
-    /// The kernel flagged the dump as changed while it was taken.
-    pub interrupted: bool,
-    /// When tracing: the snapshot's time and the stream's check against it.
-    pub live: Option<LiveInfo<'a>>,
-}
-
-/// What tracing adds to a snapshot's frame.
-#[derive(Clone, Copy)]
-pub struct LiveInfo<'a> {
-    /// Start of the snapshot's dump, kernel monotonic time (`CLOCK_MONOTONIC`).
-    pub snapshot_ns: u64,
-    /// The previous snapshot plus the transitions since, against this one; `None` for the
-    /// first snapshot.
-    pub check: Option<&'a Check>,
-}
-
-/// A redraw between two snapshots: the counts kept current from the stream.
-pub struct LiveFrame<'a> {
-    pub counts: &'a Counts,
-    /// The last snapshot: changes are shown against it, its findings under the table.
-    pub snapshot: &'a Census,
-}
 
 /// Why some counts come from snapshots only, for the footnotes.
 const SNAPSHOT_ONLY_WHY: &str = "Linux never reports TIME_WAIT or request sockets \
@@ -63,11 +36,11 @@ fn signed(n: i64) -> String {
     }
 }
 
-fn diff(now: u64, before: u64) -> i64 {
+pub fn diff(now: u64, before: u64) -> i64 {
     now as i64 - before as i64
 }
 
-fn by_name(by: GroupBy) -> &'static str {
+pub fn by_name(by: GroupBy) -> &'static str {
     match by {
         GroupBy::Port => "PORT",
         GroupBy::Process => "PID/PROGRAM",
@@ -397,131 +370,42 @@ pub fn describe(finding: &Finding) -> String {
     }
 }
 
-fn state_map(counts: &Counts, all: bool) -> Map<String, Value> {
-    counts
-        .iter()
-        .filter(|(_, n)| all || *n > 0)
-        .map(|(s, n)| (s.name().to_owned(), json!(n)))
-        .collect()
+/// `HH:MM:SS` of a kernel timestamp, in local time.
+pub fn time_of_day(wall: &WallClock, ns: u64) -> String {
+    let time = wall.time_of_day(ns);
+    time.split('.').next().unwrap_or(&time).to_owned()
 }
 
-#[derive(Serialize)]
-struct JsonGroup {
-    key: String,
-    total: u64,
-    states: Map<String, Value>,
-}
-
-fn finding_json(finding: &Finding) -> Value {
-    let mut value = match finding {
-        Finding::CloseWait { owner, count, age } => {
-            let (pid, comm) = match owner {
-                GroupKey::Process { pid, comm } => (Some(*pid), Some(comm.clone())),
-                _ => (None, None),
-            };
-            let age = age.map(|a| {
-                json!({
-                    "timed": a.timed,
-                    "oldest_s": a.oldest_ns as f64 / 1e9,
-                    "oldest_exact": a.oldest_exact,
-                    "old": a.old,
-                    "old_threshold_s": CLOSE_WAIT_OLD_NS / 1_000_000_000,
-                })
-            });
-            json!({"kind": "close_wait", "pid": pid, "comm": comm, "count": count, "age": age})
-        }
-        Finding::TimeWaitPorts {
-            total,
-            local,
-            remote,
-            count,
-            range,
-        } => json!({
-            "kind": "time_wait_ports", "total": total, "laddr": local.to_string(),
-            "raddr": remote.ip().to_string(), "rport": remote.port(), "count": count,
-            "port_range": [range.low, range.high],
-        }),
-        Finding::SynRecv {
-            port,
-            count,
-            growth,
-        } => json!({"kind": "syn_recv", "lport": port, "count": count, "growth": growth}),
-    };
-    value["risk"] = json!(finding.is_risk());
-    value["text"] = json!(describe(finding));
-    value
-}
-
-fn check_json(check: &Check) -> Value {
-    let states: Map<String, Value> = check
-        .states
-        .iter()
-        .map(|s| {
-            (
-                s.state.name().to_owned(),
-                json!({"stream": s.stream, "snapshot": s.snapshot, "difference": s.difference()}),
-            )
-        })
-        .collect();
-    json!({
-        "agrees": check.agrees(),
-        "states": states,
-        "transitions": check.transitions,
-        "during_snapshot": check.during_snapshot,
-        "lost": check.lost,
-    })
-}
-
-fn live_json(live: LiveInfo<'_>) -> Value {
-    json!({
-        "snapshot_ns": live.snapshot_ns,
-        "check": live.check.map(check_json),
-        "snapshot_only": SNAPSHOT_ONLY.map(TcpState::name),
-    })
-}
-
-/// One JSON object per snapshot.
-pub fn json_line(out: &mut impl Write, frame: &Frame<'_>) -> io::Result<()> {
-    let census = frame.census;
-    let changes = frame.previous.map(|p| {
-        census
-            .total
-            .iter()
-            .map(|(s, n)| (s.name().to_owned(), json!(diff(n, p.total.get(s)))))
-            .collect::<Map<_, _>>()
-    });
-    let groups = census.groups.as_ref().map(|groups| {
-        groups
-            .iter()
-            .map(|(key, counts)| JsonGroup {
-                key: key.label(),
-                total: counts.total(),
-                states: state_map(counts, false),
-            })
-            .collect::<Vec<_>>()
-    });
-    let value = json!({
-        "type": "states",
-        "total": census.total.total(),
-        "states": state_map(&census.total, true),
-        "changes": changes,
-        "by": frame.by.map(|b| by_name(b).to_ascii_lowercase()),
-        "groups": groups,
-        "findings": census.findings.iter().map(finding_json).collect::<Vec<_>>(),
-        "interrupted": frame.interrupted,
-        "live": frame.live.map(live_json),
-    });
-    serde_json::to_writer(&mut *out, &value)?;
-    out.write_all(b"\n")
+/// The line above each table: the screen is cleared on a terminal, tables are separated by a
+/// blank line otherwise.
+pub fn frame_header(
+    out: &mut impl Write,
+    terminal: bool,
+    after_another: bool,
+    time: &str,
+    what: &str,
+) -> io::Result<()> {
+    if terminal {
+        out.write_all(CLEAR)?;
+    } else if after_another {
+        writeln!(out)?;
+    }
+    writeln!(out, "{time}  {what}\n")
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::census::{
-        Context, PortRange, count,
-        tests::{owners, population, sock},
+    use crate::{
+        census::{
+            Census, Context, count,
+            counts::Counts,
+            tests::{owners, population, sock},
+        },
+        os::sysctl::PortRange,
+        render::states::{frame::LiveInfo, json::json_line},
     };
+    use serde_json::{Value, json};
 
     fn render(frame: &Frame<'_>) -> String {
         let mut out = Vec::new();
@@ -606,7 +490,10 @@ Findings:
     /// A watch while tracing: a first snapshot at 100 s, transitions, a second at 102 s.
     fn traced() -> (Census, Census, Check, Counts) {
         use crate::{
-            census::live::{CloseWaitAges, LiveCensus, Split},
+            census::{
+                close_wait::CloseWaitAges,
+                live::{LiveCensus, Split},
+            },
             core::event::Transition,
             os::owners::Owners,
         };

@@ -6,10 +6,11 @@
 use std::path::PathBuf;
 
 use crate::{
-    aggregate::{Aggregator, Config, Losses, Snapshot},
-    core::counters::TcpCounters,
+    aggregate::{Config, fed::Fed, snapshot::Snapshot},
     core::{
+        counters::TcpCounters,
         event::{Signal, SignalKind, Transition},
+        losses::{KernelCounters, Losses},
         state::TcpState::{self, *},
     },
     render::transitions::{json, text},
@@ -31,7 +32,7 @@ fn transition(sk: u64, ts_ns: u64, from: TcpState, to: TcpState, time: Option<u6
 }
 
 /// Feeds one socket's life: `(from, to, ms after the previous transition)`.
-fn life(agg: &mut Aggregator, sk: u64, start_ns: u64, steps: &[(TcpState, TcpState, f64)]) {
+fn life(agg: &mut Fed, sk: u64, start_ns: u64, steps: &[(TcpState, TcpState, f64)]) {
     let mut ts = start_ns;
     for (i, (from, to, ms)) in steps.iter().enumerate() {
         let step = (ms * MS as f64) as u64;
@@ -65,7 +66,7 @@ fn counters(active: u64, passive: u64, resets: u64, embryonic: u64) -> TcpCounte
 /// Two intervals of a small web server and its clients, with one refused connect, one reset,
 /// one socket that predates tracing and one lost event; the snapshots after each.
 fn fixture() -> (Snapshot, Snapshot) {
-    let mut agg = Aggregator::new(Config {
+    let mut agg = Fed::with(Config {
         own_netns: NETNS,
         ..Config::default()
     });
@@ -174,10 +175,11 @@ fn fixture() -> (Snapshot, Snapshot) {
     agg.end_batch();
     agg.feed_kernel_counters(counters(1023, 2022, 31, 8));
     agg.set_losses(Losses {
-        lost_events: 1,
-        skipped_by_kernel: 0,
-        invalid_records: 0,
-        untracked_sockets: 0,
+        kernel: KernelCounters {
+            ringbuf_full: 1,
+            ..KernelCounters::default()
+        },
+        ..Losses::default()
     });
     let second = agg.snapshot(2_000 * MS);
     (first, second)

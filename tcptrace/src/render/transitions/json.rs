@@ -10,8 +10,8 @@ use serde::Serialize;
 
 use crate::{
     aggregate::{
-        Snapshot,
         histogram::{HistogramSummary, TimeStats},
+        snapshot::Snapshot,
     },
     render::transitions::text::{request_rows, verdict},
 };
@@ -58,11 +58,10 @@ struct Namespace {
 struct Sockets {
     tracked: u64,
     max: u64,
-    evicted: u64,
+    forgotten: u64,
     first_seen_midlife: u64,
-    reused_unclosed: u64,
+    replaced_unclosed: u64,
     gaps: u64,
-    untracked: u64,
     signals_unmatched: u64,
 }
 
@@ -198,18 +197,17 @@ pub fn interval(out: &mut impl Write, snap: &Snapshot, is_final: bool) -> io::Re
         events_interval: snap.interval_transitions,
         events_per_s: round(snap.events_per_s),
         signals: snap.signals,
-        lost_events: snap.losses.lost_events,
-        ring_buffer_full: snap.losses.lost_events - snap.losses.skipped_by_kernel,
-        skipped_by_kernel: snap.losses.skipped_by_kernel,
+        lost_events: snap.losses.lost_events(),
+        ring_buffer_full: snap.losses.kernel.ringbuf_full,
+        skipped_by_kernel: snap.losses.kernel.skipped_by_kernel,
         invalid_records: snap.losses.invalid_records,
         sockets: Sockets {
             tracked: snap.sockets.tracked,
             max: snap.sockets.max,
-            evicted: snap.sockets.evicted,
+            forgotten: snap.sockets.forgotten,
             first_seen_midlife: snap.sockets.first_seen_midlife,
-            reused_unclosed: snap.sockets.reused_unclosed,
+            replaced_unclosed: snap.sockets.replaced_unclosed,
             gaps: snap.sockets.gaps,
-            untracked: snap.losses.untracked_sockets,
             signals_unmatched: snap.sockets.signals_unmatched,
         },
         transitions: snap

@@ -5,10 +5,10 @@ use std::io::{self, Write};
 
 use crate::{
     aggregate::{
-        RowSnapshot, Snapshot,
         histogram::{DECADES, HistogramSummary},
-        paths::Side,
+        snapshot::{RowSnapshot, Snapshot},
     },
+    core::state::Side,
     render::units::{duration, rate},
 };
 
@@ -122,7 +122,7 @@ fn namespaces(out: &mut impl Write, snap: &Snapshot) -> io::Result<()> {
 }
 
 fn plus(retries: u32) -> &'static str {
-    if retries as usize >= crate::aggregate::RETRANSMIT_SLOTS - 1 {
+    if retries as usize >= crate::aggregate::snapshot::RETRANSMIT_SLOTS - 1 {
         "+"
     } else {
         ""
@@ -139,28 +139,19 @@ fn side_title(side: Side) -> &'static str {
 }
 
 fn header(out: &mut impl Write, snap: &Snapshot) -> io::Result<()> {
-    let l = &snap.losses;
     let s = &snap.sockets;
     writeln!(
         out,
-        "tcptrace transitions: {} elapsed, {} events/s, {} transitions, {} lost events{}, {} invalid records",
+        "tcptrace transitions: {} elapsed, {} events/s, {} transitions, {}",
         duration(snap.elapsed_ns),
         rate(snap.events_per_s),
         snap.transitions,
-        l.lost_events,
-        lost_detail(l),
-        l.invalid_records
+        snap.losses.line()
     )?;
     writeln!(
         out,
-        "sockets: {} tracked (max {}), {} evicted, {} first seen mid-life, {} replaced unclosed, {} gaps; {} untracked (table full)",
-        s.tracked,
-        s.max,
-        s.evicted,
-        s.first_seen_midlife,
-        s.reused_unclosed,
-        s.gaps,
-        l.untracked_sockets
+        "sockets: {} tracked (max {}), {} forgotten (table full), {} first seen mid-life, {} replaced unclosed, {} gaps",
+        s.tracked, s.max, s.forgotten, s.first_seen_midlife, s.replaced_unclosed, s.gaps,
     )
 }
 
@@ -248,7 +239,9 @@ fn request_sockets(out: &mut impl Write, snap: &Snapshot) -> io::Result<()> {
 }
 
 /// The request-socket rows: name (with its source), total, interval.
-pub fn request_rows(rs: &crate::aggregate::RequestSockets) -> Vec<(&'static str, u64, u64)> {
+pub fn request_rows(
+    rs: &crate::aggregate::snapshot::RequestSockets,
+) -> Vec<(&'static str, u64, u64)> {
     let (t, i) = (&rs.total, &rs.interval);
     vec![
         (
@@ -388,33 +381,16 @@ pub fn summary(out: &mut impl Write, snap: &Snapshot) -> io::Result<()> {
     writeln!(out, "{}", losses_line(snap))
 }
 
-/// How the events were lost, when some were.
-fn lost_detail(l: &crate::aggregate::Losses) -> String {
-    if l.lost_events == 0 {
-        String::new()
-    } else {
-        format!(
-            " ({} ring buffer full, {} skipped by the kernel)",
-            l.lost_events - l.skipped_by_kernel,
-            l.skipped_by_kernel
-        )
-    }
-}
-
-/// Every loss on one line.
+/// Every loss on one line, as on stderr: `N transitions, M lost, …`.
 pub fn losses_line(snap: &Snapshot) -> String {
-    let (l, s) = (&snap.losses, &snap.sockets);
-    format!(
-        "{} transitions, {} lost events{}, {} invalid records, {} sockets evicted (max {}), {} untracked (table full), {} signals unmatched",
-        snap.transitions,
-        l.lost_events,
-        lost_detail(l),
-        l.invalid_records,
-        s.evicted,
-        s.max,
-        l.untracked_sockets,
-        s.signals_unmatched
-    )
+    let mut line = format!("{} transitions, {}", snap.transitions, snap.losses.line());
+    if snap.sockets.signals_unmatched > 0 {
+        line.push_str(&format!(
+            ", {} signals unmatched",
+            snap.sockets.signals_unmatched
+        ));
+    }
+    line
 }
 
 /// bcc's layout: `lo -> hi : count |****|`.

@@ -1,0 +1,270 @@
+//! The pure pipeline every consumer of the stream shares — the live loop, the replay of a
+//! recorded file and the benchmarks: raw ring-buffer records and the current time in, typed
+//! records out, in kernel order.
+//!
+//! ```text
+//! bytes ─▶ decode ─▶ peer fill ─▶ per-socket table ─▶ filter ─▶ Output
+//! ```
+//!
+//! The peer fill holds a transition whose ports the kernel did not know yet until its socket's
+//! next one (records behind it wait, so order holds); the table then sees every transition of
+//! a socket in order and fills in its time in the old state and its owner; the filter drops
+//! what the user did not ask for. No clock is read here: the caller says what time it is.
+
+use crate::core::{
+    decode::decode,
+    event::{Record, Signal, Transition},
+    filter::EventFilter,
+    losses::{KernelCounters, Losses},
+    peer_fill::PeerFill,
+    sockets::{DEFAULT_MAX_SOCKETS, Entry, Follow, SocketTable, TableStats},
+};
+
+/// How long a transition waits for its socket's next one to fill in a zero port.
+pub const FILL_HOLD_NS: u64 = 250_000_000;
+
+#[derive(Clone, Debug)]
+pub struct PipelineConfig {
+    pub filter: EventFilter,
+    /// Bound of the per-socket table (`--max-sockets`).
+    pub max_sockets: usize,
+    pub fill_hold_ns: u64,
+}
+
+impl Default for PipelineConfig {
+    fn default() -> Self {
+        Self {
+            filter: EventFilter::default(),
+            max_sockets: DEFAULT_MAX_SOCKETS,
+            fill_hold_ns: FILL_HOLD_NS,
+        }
+    }
+}
+
+/// What comes out, in kernel order.
+pub enum Output<'a, X> {
+    /// A complete transition that passed the filter, with its socket's entry (also at its
+    /// →CLOSE, before the entry goes).
+    Transition(&'a Transition, &'a mut Entry<X>),
+    /// A reset or retransmission, with the entry of its socket when the table follows it. Not
+    /// filtered: the socket it concerns decides, and only the consumer knows which it shows.
+    Signal(&'a Signal, Option<&'a mut Entry<X>>),
+}
+
+pub struct Pipeline<X> {
+    fill: PeerFill,
+    table: SocketTable<X>,
+    filter: EventFilter,
+    invalid_records: u64,
+    transitions: u64,
+}
+
+impl<X: Default> Pipeline<X> {
+    pub fn new(config: PipelineConfig) -> Self {
+        Self {
+            fill: PeerFill::new(config.fill_hold_ns),
+            table: SocketTable::new(config.max_sockets),
+            filter: config.filter,
+            invalid_records: 0,
+            transitions: 0,
+        }
+    }
+
+    /// Takes one raw record as the probe wrote it; an invalid one is counted, not fatal.
+    pub fn push_bytes(&mut self, bytes: &[u8], out: &mut impl FnMut(Output<'_, X>)) {
+        match decode(bytes) {
+            Ok(record) => self.push(record, out),
+            Err(err) => {
+                self.invalid_records += 1;
+                log::debug!("invalid record: {err}");
+            }
+        }
+    }
+
+    /// Takes one decoded record.
+    pub fn push(&mut self, record: Record, out: &mut impl FnMut(Output<'_, X>)) {
+        let Self {
+            fill,
+            table,
+            filter,
+            transitions,
+            ..
+        } = self;
+        fill.push(record, &mut |ready| {
+            follow(table, filter, transitions, ready, out)
+        });
+    }
+
+    /// Kernel time is `now_ns`: hands out what waited for a fill longer than the hold time.
+    pub fn tick(&mut self, now_ns: u64, out: &mut impl FnMut(Output<'_, X>)) {
+        let Self {
+            fill,
+            table,
+            filter,
+            transitions,
+            ..
+        } = self;
+        fill.expire(now_ns, &mut |ready| {
+            follow(table, filter, transitions, ready, out)
+        });
+    }
+
+    /// The stream ended: hands out everything still held, filled or not.
+    pub fn flush(&mut self, out: &mut impl FnMut(Output<'_, X>)) {
+        let Self {
+            fill,
+            table,
+            filter,
+            transitions,
+            ..
+        } = self;
+        fill.flush(&mut |ready| follow(table, filter, transitions, ready, out));
+    }
+
+    /// Transitions handed out so far.
+    pub fn transitions(&self) -> u64 {
+        self.transitions
+    }
+
+    pub fn table(&self) -> TableStats {
+        self.table.stats()
+    }
+
+    /// Every loss so far, given the kernel's side of it.
+    pub fn losses(&self, kernel: KernelCounters) -> Losses {
+        Losses {
+            kernel,
+            invalid_records: self.invalid_records,
+            sockets_forgotten: self.table.stats().forgotten,
+        }
+    }
+}
+
+fn follow<X: Default>(
+    table: &mut SocketTable<X>,
+    filter: &EventFilter,
+    transitions: &mut u64,
+    record: Record,
+    out: &mut impl FnMut(Output<'_, X>),
+) {
+    match record {
+        Record::Transition(mut t) => table.apply(&mut t, |t, entry| {
+            // Ports that fail here were unknown to the kernel's filter: a connecting socket's
+            // local port, learned only after CLOSE→SYN_SENT. The kernel drops its later
+            // transitions, so its →CLOSE would never free its entry.
+            if !filter.ports_match(t) {
+                return Follow::Forget;
+            }
+            if filter.matches(t) {
+                *transitions += 1;
+                out(Output::Transition(t, entry));
+            }
+            Follow::Keep
+        }),
+        Record::Signal(signal) => out(Output::Signal(&signal, table.get_mut(signal.sk))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tcptrace_ebpf::{Event, kind};
+
+    use super::*;
+    use crate::core::{decode::encode, state::TcpState};
+
+    fn raw(sk: u64, ts_ns: u64, old: u16, new: u16, sport: u16, dport: u16) -> Vec<u8> {
+        let mut addr = [0u8; 16];
+        addr[..4].copy_from_slice(&[127, 0, 0, 1]);
+        encode(&Event {
+            ts_ns,
+            skaddr: sk,
+            saddr: addr,
+            daddr: addr,
+            comm: *b"curl\0\0\0\0\0\0\0\0\0\0\0\0",
+            tgid: 7,
+            netns: 1,
+            sport,
+            dport,
+            family: 2,
+            kind: kind::TRANSITION,
+            flags: 0,
+            oldstate: old,
+            newstate: new,
+            _reserved: 0,
+        })
+        .to_vec()
+    }
+
+    fn run(pipeline: &mut Pipeline<()>, records: &[Vec<u8>]) -> Vec<Transition> {
+        let mut out = Vec::new();
+        for bytes in records {
+            pipeline.push_bytes(bytes, &mut |o| {
+                if let Output::Transition(t, _) = o {
+                    out.push(t.clone());
+                }
+            });
+        }
+        pipeline.flush(&mut |o| {
+            if let Output::Transition(t, _) = o {
+                out.push(t.clone());
+            }
+        });
+        out
+    }
+
+    #[test]
+    fn fills_the_port_then_times_then_filters() {
+        let mut pipeline = Pipeline::new(PipelineConfig {
+            filter: EventFilter {
+                lports: vec![40000],
+                ..EventFilter::default()
+            },
+            ..PipelineConfig::default()
+        });
+        let out = run(
+            &mut pipeline,
+            &[
+                // The connect's local port is 0 at CLOSE→SYN_SENT, filled from the next one.
+                raw(1, 100, 7, 2, 0, 80),
+                raw(1, 150, 2, 1, 40000, 80),
+                // Another socket, on a port the filter drops.
+                raw(2, 160, 7, 2, 0, 80),
+                raw(2, 170, 2, 1, 41000, 80),
+                b"short".to_vec(),
+            ],
+        );
+        let got: Vec<_> = out
+            .iter()
+            .map(|t| (t.sk, t.lport, t.to, t.time_in_from_ns))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (1, 40000, TcpState::SynSent, None),
+                (1, 40000, TcpState::Established, Some(50)),
+            ]
+        );
+        assert_eq!(pipeline.transitions(), 2);
+        // The filtered socket is not followed; the short record is counted.
+        assert_eq!(pipeline.table().tracked, 1);
+        assert_eq!(
+            pipeline.losses(KernelCounters::default()).invalid_records,
+            1
+        );
+    }
+
+    #[test]
+    fn a_held_transition_is_released_by_time() {
+        let mut pipeline: Pipeline<()> = Pipeline::new(PipelineConfig {
+            fill_hold_ns: 100,
+            ..PipelineConfig::default()
+        });
+        let mut seen = 0;
+        pipeline.push_bytes(&raw(1, 10, 7, 2, 0, 80), &mut |_| seen += 1);
+        assert_eq!(seen, 0);
+        pipeline.tick(109, &mut |_| seen += 1);
+        assert_eq!(seen, 0);
+        pipeline.tick(110, &mut |_| seen += 1);
+        assert_eq!(seen, 1);
+    }
+}
