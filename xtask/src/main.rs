@@ -1,6 +1,8 @@
-//! Developer tasks: set-up, build, run, test, bench. `cargo xtask` alone does the set-up.
+//! Developer tasks: set-up, build, run, test, bench, layout check. `cargo xtask` alone does the
+//! set-up.
 
 mod bench;
+mod layout;
 mod run;
 mod setup;
 mod test;
@@ -28,8 +30,8 @@ enum Task {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
-    /// Set up, then check formatting and lints, run the unit tests and the privileged
-    /// end-to-end tests.
+    /// Set up, then check formatting, the module layout and lints, run the unit tests and the
+    /// privileged end-to-end tests.
     Test {
         /// Arguments passed to the end-to-end test binary (e.g. a test name filter).
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
@@ -38,6 +40,9 @@ enum Task {
     /// Set up, build, then benchmark (as root): a connection storm alone and under each
     /// tracer, in interleaved rounds. `--smoke`: the correctness check CI runs.
     Bench(bench::BenchArgs),
+    /// Check the module layout of tcptrace/src: layers, import cycles, commands that import
+    /// one another, files and sockets opened outside kernel/ and os/, files' `//!` comments.
+    Layout,
 }
 
 fn main() -> ExitCode {
@@ -48,6 +53,7 @@ fn main() -> ExitCode {
         Task::Run { args } => setup::run().and_then(|_| run::run(&args)),
         Task::Test { args } => setup::run_for_tests().and_then(|_| test::run(&args)),
         Task::Bench(args) => setup::run_for_tests().and_then(|_| bench::run(&args)),
+        Task::Layout => layout::run(),
     };
     match result {
         Ok(code) => code,

@@ -1,11 +1,11 @@
-//! The project's test command: formatting, lints, unit tests, end-to-end tests.
+//! The project's test command: formatting, module layout, lints, unit tests, end-to-end tests.
 
 use std::process::{Command, ExitCode};
 
 use anyhow::bail;
 
 use crate::{
-    bench,
+    bench, layout,
     run::{self, workspace_root},
     setup::status,
 };
@@ -19,6 +19,8 @@ fn cargo(args: &[&str]) -> Command {
 pub fn run(e2e_args: &[String]) -> anyhow::Result<ExitCode> {
     eprintln!("xtask: cargo fmt --check");
     status(&mut cargo(&["fmt", "--all", "--check"]))?;
+    eprintln!("xtask: layout check");
+    layout::run()?;
     eprintln!("xtask: cargo clippy -D warnings");
     status(&mut cargo(&[
         "clippy",
