@@ -17,7 +17,7 @@ static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/tc
 pub const DEFAULT_RING_BYTES: u32 = 4 << 20;
 
 /// Default early wake-up threshold: 1 MiB, a quarter of the default ring. Below it the reader
-/// is not woken and drains the ring every [`crate::stream::DRAIN_EVERY`].
+/// is not woken and drains the ring every [`crate::stream::live::DRAIN_EVERY`].
 pub const DEFAULT_WAKEUP_BYTES: u64 = 1 << 20;
 
 #[derive(Debug, Error)]

@@ -3,13 +3,15 @@
 
 use std::io;
 
-use super::{Origin, RawSink, Reading};
-use crate::core::{
-    counters::TcpCounters,
-    event::{Signal, Transition},
-    losses::Losses,
-    pipeline::{Output, Pipeline, PipelineConfig},
-    sockets::{Entry, TableStats},
+use crate::{
+    core::{
+        counters::TcpCounters,
+        event::{Signal, Transition},
+        losses::Losses,
+        pipeline::{Output, Pipeline, PipelineConfig},
+        sockets::{Entry, TableStats},
+    },
+    stream::sink::{Origin, RawSink, Reading},
 };
 
 /// What the stream hands to the command.

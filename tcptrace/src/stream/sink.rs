@@ -1,0 +1,38 @@
+//! What a source of records feeds: the raw records, the end of each wake-up and each reading
+//! of the counters, in the order the live loop met them (a replay feeds the same).
+
+use std::io;
+
+use crate::core::{clock::WallClock, counters::TcpCounters, losses::KernelCounters};
+
+/// What is known of the traced machine when tracing starts.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Origin {
+    /// tcptrace's own network namespace, whose kernel counters are read; `None` if unknown.
+    pub own_netns: Option<u32>,
+    pub wall: WallClock,
+    /// Kernel time at the start.
+    pub start_ns: u64,
+}
+
+/// One reading of the counters: the probe's, and the kernel's TCP counters when asked for.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Reading {
+    pub now_ns: u64,
+    pub kernel: KernelCounters,
+    pub tcp: Option<TcpCounters>,
+}
+
+/// What the live loop (or a replay) feeds.
+pub trait RawSink {
+    /// The probe is attached: events from now on are seen; `reading` is the baseline.
+    fn started(&mut self, origin: &Origin, reading: &Reading) -> io::Result<()>;
+    /// One raw record, as the probe wrote it.
+    fn record(&mut self, bytes: &[u8]) -> io::Result<()>;
+    /// The records of one wake-up were handed over; it is `now_ns`.
+    fn wakeup_end(&mut self, now_ns: u64) -> io::Result<()>;
+    /// The command's interval elapsed.
+    fn tick(&mut self, reading: &Reading) -> io::Result<()>;
+    /// Tracing stopped; `reading` is the final one, taken with the probe detached.
+    fn stopped(&mut self, reading: &Reading) -> io::Result<()>;
+}
