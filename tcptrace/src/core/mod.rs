@@ -8,5 +8,6 @@ pub mod event;
 pub mod filter;
 pub mod losses;
 pub mod peer_fill;
+pub mod record;
 pub mod sockets;
 pub mod state;

@@ -5,3 +5,4 @@
 pub mod diag;
 pub mod owners;
 pub mod procfs;
+pub mod record_file;
