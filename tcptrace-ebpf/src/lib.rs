@@ -79,6 +79,12 @@ pub struct Event {
 const _: () = assert!(core::mem::size_of::<Event>() == 88);
 const _: () = assert!(core::mem::align_of::<Event>() == 8);
 
+/// Version of [`Event`]'s layout and meaning, bumped whenever either changes (a field added,
+/// moved or reinterpreted, a new [`kind`] or [`flags`] bit). Recordings of the raw event stream
+/// (`tcptrace record`) carry it, so that a replay by a tcptrace built against another layout
+/// refuses the file instead of decoding its bytes as the wrong fields.
+pub const ABI_VERSION: u16 = 1;
+
 /// Indices of the per-CPU counter array `COUNTERS`.
 pub mod counter {
     /// `bpf_ringbuf_reserve` failed: an event was lost.

@@ -10,5 +10,6 @@ pub mod hash;
 pub mod losses;
 pub mod peer_fill;
 pub mod pipeline;
+pub mod record;
 pub mod sockets;
 pub mod state;

@@ -1,9 +1,10 @@
 //! The OS edge: socket snapshots over netlink (inet_diag), the owners of sockets under /proc,
-//! the kernel's TCP counters in procfs, sysctls and clocks. Every file this crate reads is read
-//! here.
+//! the kernel's TCP counters in procfs, sysctls, clocks and the files of `tcptrace record`.
+//! Every file this crate reads or writes is opened here.
 
 pub mod clock;
 pub mod diag;
 pub mod owners;
 pub mod procfs;
+pub mod record_file;
 pub mod sysctl;
