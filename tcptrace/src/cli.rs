@@ -1,6 +1,6 @@
 //! Command-line interface: flags, their validation, and the help text.
 
-use std::time::Duration;
+use std::{path::PathBuf, time::Duration};
 
 use clap::{Args, Parser, Subcommand};
 use tcptrace_ebpf::MAX_FILTER_PORTS;
@@ -49,7 +49,26 @@ pub enum Command {
     /// histograms, abnormal closes and their causes.
     #[command(after_help = TRANSITIONS_HELP)]
     Transitions(TransitionsArgs),
+    /// Write the raw transition stream to a file, for `trace --replay` and
+    /// `transitions --replay` (anywhere, without root).
+    #[command(after_help = RECORD_HELP)]
+    Record(RecordArgs),
 }
+
+const RECORD_HELP: &str = "\
+The file holds every event as the probe delivered it, the kernel's counters at the start, every
+second and at the end, and what a replay needs to print exactly what the live command would
+have printed: the recording host's kernel release, clock and network namespace. Its layout is
+versioned (see the README); a file from a newer tcptrace is refused.
+
+Only the filters the kernel applies are recorded (-4/-6, --lport, --rport); --pid, --comm and
+--netns are applied when replaying. The cause tracepoints (resets, retransmissions) are always
+recorded.
+
+Examples:
+  tcptrace record --output web.tcptrace --duration 60 --lport 443
+  tcptrace transitions --replay web.tcptrace --json
+  tcptrace trace --replay web.tcptrace --comm nginx";
 
 const STATES_EXAMPLES: &str = "\
 Every TCP socket of this network namespace, IPv4 and IPv6, is read from the kernel through
@@ -221,6 +240,22 @@ pub struct TraceArgs {
     /// Stop after this many seconds (fractions allowed).
     #[arg(long, value_name = "SECS", value_parser = parse_duration, allow_negative_numbers = true)]
     pub duration: Option<Duration>,
+    /// Read the transitions from a file of `tcptrace record` instead of the kernel (no root
+    /// needed); prints what the live command would have printed.
+    #[arg(long, value_name = "FILE", conflicts_with = "duration")]
+    pub replay: Option<PathBuf>,
+    #[command(flatten)]
+    pub filter: FilterArgs,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct RecordArgs {
+    /// The file to write (overwritten if it exists).
+    #[arg(long, short = 'o', value_name = "FILE")]
+    pub output: PathBuf,
+    /// Stop after this many seconds (fractions allowed); else at Ctrl-C or SIGTERM.
+    #[arg(long, value_name = "SECS", value_parser = parse_duration, allow_negative_numbers = true)]
+    pub duration: Option<Duration>,
     #[command(flatten)]
     pub filter: FilterArgs,
 }
@@ -269,6 +304,10 @@ pub struct TransitionsArgs {
     /// Path signatures shown.
     #[arg(long, value_name = "N", default_value_t = 10)]
     pub top: usize,
+    /// Read the transitions from a file of `tcptrace record` instead of the kernel (no root
+    /// needed); prints what the live command would have printed.
+    #[arg(long, value_name = "FILE", conflicts_with = "duration")]
+    pub replay: Option<PathBuf>,
     #[command(flatten)]
     pub filter: FilterArgs,
 }

@@ -40,6 +40,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
         Command::Sockets(args) => commands::sockets::run(args),
         Command::Explain(args) => commands::explain::run(args),
         Command::Transitions(args) => commands::transitions::run(args).await,
+        Command::Record(args) => commands::record::run(args).await,
     }
 }
 

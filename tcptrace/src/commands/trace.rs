@@ -33,7 +33,7 @@ pub async fn run(args: TraceArgs) -> anyhow::Result<()> {
     let stdout = io::stdout();
     let mut out = io::BufWriter::with_capacity(64 * 1024, stdout.lock());
     let mut reported_lost = 0;
-    let totals = stream::run::<()>(live, pipeline, |update| match update {
+    let on_update = |update: Update<'_, ()>| match update {
         Update::Started(origin, _) => {
             text = TraceText::new(origin.wall, args.filter.ipv4);
             if args.json {
@@ -57,9 +57,13 @@ pub async fn run(args: TraceArgs) -> anyhow::Result<()> {
             Ok(())
         }
         Update::Signal(..) => Ok(()),
-    })
-    .await?;
+    };
+    let (totals, damage) = match &args.replay {
+        Some(path) => stream::run_replay(path, pipeline, on_update)?,
+        None => (stream::run(live, pipeline, on_update).await?, None),
+    };
     out.flush()?;
     eprintln!("{}", totals.summary_line());
-    Ok(())
+    // A damaged recording replays up to the damage, then says where it is.
+    damage.map_or(Ok(()), |err| Err(err.into()))
 }

@@ -66,7 +66,7 @@ pub async fn run(args: TransitionsArgs) -> anyhow::Result<()> {
     let stdout = io::stdout();
     let mut out = io::BufWriter::with_capacity(64 * 1024, stdout.lock());
 
-    let totals = stream::run::<SocketState>(live, pipeline, |update| {
+    let on_update = |update: Update<'_, SocketState>| -> io::Result<()> {
         match update {
             Update::Started(origin, totals) => {
                 let own_netns = origin.own_netns.unwrap_or(0);
@@ -104,8 +104,11 @@ pub async fn run(args: TransitionsArgs) -> anyhow::Result<()> {
             }
         }
         Ok(())
-    })
-    .await?;
+    };
+    let (totals, damage) = match &args.replay {
+        Some(path) => stream::run_replay(path, pipeline, on_update)?,
+        None => (stream::run(live, pipeline, on_update).await?, None),
+    };
 
     let snapshot = snapshot(&mut aggregator, &totals, totals.now_ns);
     match output {
@@ -118,5 +121,6 @@ pub async fn run(args: TransitionsArgs) -> anyhow::Result<()> {
     }
     out.flush()?;
     eprintln!("{}", totals.summary_line());
-    Ok(())
+    // A damaged recording replays up to the damage, then says where it is.
+    damage.map_or(Ok(()), |err| Err(err.into()))
 }

@@ -4,6 +4,7 @@
 
 pub mod clock;
 pub mod diag;
+pub mod host;
 pub mod owners;
 pub mod procfs;
 pub mod record_file;

@@ -1,7 +1,7 @@
 //! The live loop: one owner of the state, waiting at once on the ring buffer, the kernel log,
 //! a tick, the deadline and the signals, and feeding a [`RawSink`].
 
-use std::{io, time::Duration};
+use std::{io, path::Path, time::Duration};
 
 use anyhow::Context as _;
 use tokio::{
@@ -10,13 +10,17 @@ use tokio::{
 };
 
 use crate::{
-    core::{counters::TcpCounters, losses::KernelCounters, pipeline::PipelineConfig},
+    core::{
+        counters::TcpCounters, losses::KernelCounters, pipeline::PipelineConfig,
+        record::RecordError,
+    },
     kernel::{
         probe::{Probe, ProbeConfig},
         source::Session,
     },
-    os::{clock, procfs},
+    os::{clock, procfs, record_file},
     stream::{
+        replay::{ReplayError, replay},
         sink::{Origin, RawSink, Reading},
         updates::{Totals, Update, Updates},
     },
@@ -90,6 +94,23 @@ pub async fn run<X: Default>(
     let mut updates = Updates::new(pipeline, on_update);
     run_live(config, &mut updates).await?;
     Ok(updates.totals().clone())
+}
+
+/// Replays a `tcptrace record` file through the pipeline, handing each [`Update`] to the
+/// command; returns the final totals, and the damage that ended the file early, if any (every
+/// frame before it was replayed).
+pub fn run_replay<X: Default>(
+    path: &Path,
+    pipeline: PipelineConfig,
+    on_update: impl FnMut(Update<'_, X>) -> io::Result<()>,
+) -> anyhow::Result<(Totals, Option<RecordError>)> {
+    let input = record_file::open(path)?;
+    let mut updates = Updates::new(pipeline, on_update);
+    let replayed = replay(input, &mut updates).map_err(|err| match err {
+        ReplayError::Record(err) => anyhow::Error::new(err).context(path.display().to_string()),
+        ReplayError::Sink(err) => err.into(),
+    })?;
+    Ok((updates.totals().clone(), replayed.damage))
 }
 
 /// Loads the probe and feeds `sink` until Ctrl-C, SIGTERM or the duration.

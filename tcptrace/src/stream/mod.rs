@@ -10,12 +10,14 @@
 //! [`Pipeline`]: crate::core::pipeline::Pipeline
 
 pub mod live;
+pub mod record;
+pub mod replay;
 pub mod sink;
 pub mod snapshot;
 pub mod updates;
 
 pub use self::{
-    live::{LiveConfig, run, run_live},
+    live::{LiveConfig, live_origin, run, run_live, run_replay},
     sink::{Origin, RawSink, Reading},
     updates::{Totals, Update, Updates},
 };
