@@ -3,7 +3,9 @@
 
 use serde_json::Value;
 
-use crate::support::{Finished, Peer, Tracer, privileged};
+use std::process::Command;
+
+use crate::support::{AS_NOBODY, Finished, Peer, Tracer, privileged, tcptrace_bin};
 
 /// Connections per scripted run.
 const CONNECTIONS: usize = 3;
@@ -274,4 +276,95 @@ fn duration_ends_with_a_text_summary() {
         text.contains("not comparable: transitions are filtered"),
         "{text}"
     );
+}
+
+/// Whether two times agree: two probes stamp the same transition each with its own clock
+/// read, and interrupts may run between their programs (BPF tracing programs run with
+/// migration disabled, not preemption), so times in state differ by up to microseconds.
+fn close_in_time(a: u64, b: u64) -> bool {
+    a.abs_diff(b) <= 50_000 || a.abs_diff(b) as f64 <= a.max(b) as f64 * 0.05
+}
+
+#[test]
+fn a_replayed_recording_gives_the_live_counts_causes_and_percentiles() {
+    if !privileged("a_replayed_recording_gives_the_live_counts_causes_and_percentiles") {
+        return;
+    }
+    let mut server = Peer::spawn();
+    let port = server.port("listen 127.0.0.1");
+    let file = std::env::temp_dir().join(format!("tcptrace-e2e-{}.tcptrace", std::process::id()));
+    let file_arg = file.to_str().unwrap().to_owned();
+    let live = start("--lport", port);
+    let recorder = Tracer::start(&[
+        "record",
+        "--output",
+        &file_arg,
+        "--lport",
+        &port.to_string(),
+    ]);
+    let mut client = Peer::spawn();
+    scripted_connections(&mut server, &mut client, port);
+    // One connection the client resets: the server's abnormal close, with its cause.
+    client.port(&format!("connect 127.0.0.1 {port}"));
+    server.cmd("accept");
+    client.cmd("linger0");
+    client.cmd("close");
+    wait_for(&live, "ESTABLISHED", "CLOSE", true, 1);
+    wait_for(&live, "LAST_ACK", "CLOSE", false, CONNECTIONS as u64);
+    let recorded = recorder.stop();
+    assert!(recorded.status.success(), "{}", recorded.stderr);
+    let live = finish(live);
+
+    // Replayed without privileges: no probe is loaded.
+    let replay = Command::new("setpriv")
+        .args(AS_NOBODY)
+        .arg(tcptrace_bin())
+        .args(["transitions", "--replay", &file_arg, "--json", "--lport"])
+        .arg(port.to_string())
+        .output()
+        .expect("run the replay");
+    let _ = std::fs::remove_file(&file);
+    let stderr = String::from_utf8_lossy(&replay.stderr);
+    assert!(replay.status.success(), "{stderr}");
+    let replayed: Value = serde_json::from_str(
+        String::from_utf8_lossy(&replay.stdout)
+            .lines()
+            .last()
+            .expect("a final object"),
+    )
+    .unwrap();
+    assert_eq!(replayed["final"], true);
+    let rows = |object: &Value| object["transitions"].as_array().unwrap().clone();
+    let (live_rows, replayed_rows) = (rows(&live), rows(&replayed));
+    assert_eq!(
+        live_rows.len(),
+        replayed_rows.len(),
+        "{live_rows:?}\n{replayed_rows:?}"
+    );
+    assert!(live_rows.len() >= 6, "{live_rows:?}");
+    for (l, r) in live_rows.iter().zip(&replayed_rows) {
+        for key in [
+            "path",
+            "from",
+            "to",
+            "abnormal",
+            "count",
+            "cause",
+            "retransmits",
+        ] {
+            assert_eq!(l[key], r[key], "{key} of {l} vs {r}");
+        }
+        for p in ["min", "p50", "p90", "p99", "max"] {
+            let (a, b) = (&l["time_in_from_ns"][p], &r["time_in_from_ns"][p]);
+            match (a.as_u64(), b.as_u64()) {
+                (Some(a), Some(b)) => assert!(close_in_time(a, b), "{p}: {l} vs {r}"),
+                _ => assert_eq!(a, b, "{p}: {l} vs {r}"),
+            }
+        }
+    }
+    assert_eq!(
+        row(&replayed, "ESTABLISHED", "CLOSE", true).unwrap()["cause"]["reset_received"],
+        1
+    );
+    assert_eq!(live["events"], replayed["events"]);
 }

@@ -33,7 +33,7 @@ pub async fn run(args: RecordArgs) -> anyhow::Result<()> {
         tcp_counters: true,
     };
     let origin = stream::live_origin();
-    let header = record::header(&origin, true, format!("{filter:?}"));
+    let header = record::header(&origin, true, filter.kernel_text());
     let writer = record_file::create(&args.output, &header)?;
     let mut recorder = record::Recorder::new(writer);
     stream::run_live(live, &mut recorder)

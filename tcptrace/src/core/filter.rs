@@ -55,6 +55,51 @@ impl EventFilter {
 }
 
 impl EventFilter {
+    /// The kernel's part of the filter as a recording keeps it: `family=inet6 lports=80,443
+    /// rports=` (empty where not set).
+    pub fn kernel_text(&self) -> String {
+        let ports = |ports: &[u16]| {
+            ports
+                .iter()
+                .map(u16::to_string)
+                .collect::<Vec<_>>()
+                .join(",")
+        };
+        format!(
+            "family={} lports={} rports={}",
+            self.family.map_or("", Family::name),
+            ports(&self.lports),
+            ports(&self.rports)
+        )
+    }
+
+    /// This filter with a recording's kernel filter ([`Self::kernel_text`]) where this one
+    /// sets none: what the recorder's kernel dropped is not in the file, and a replay must
+    /// drop the rest of those sockets' transitions as the live command did. Unreadable text
+    /// adds nothing.
+    pub fn with_recorded(mut self, text: &str) -> Self {
+        for part in text.split_whitespace() {
+            let Some((key, value)) = part.split_once('=') else {
+                continue;
+            };
+            let ports =
+                || -> Vec<u16> { value.split(',').filter_map(|p| p.parse().ok()).collect() };
+            match key {
+                "family" if self.family.is_none() => {
+                    self.family = match value {
+                        "inet" => Some(Family::Inet),
+                        "inet6" => Some(Family::Inet6),
+                        _ => None,
+                    }
+                }
+                "lports" if self.lports.is_empty() => self.lports = ports(),
+                "rports" if self.rports.is_empty() => self.rports = ports(),
+                _ => {}
+            }
+        }
+        self
+    }
+
     /// Whether the ports pass. Unlike the owner, they never change over a socket's life: a
     /// socket whose ports fail will never be shown.
     pub fn ports_match(&self, t: &Transition) -> bool {
@@ -132,6 +177,29 @@ mod tests {
             netns: Some(4026531840),
             ..Default::default()
         }));
+    }
+
+    #[test]
+    fn a_recorded_kernel_filter_applies_where_none_is_given() {
+        let recorded = EventFilter {
+            family: Some(Family::Inet6),
+            lports: vec![80, 443],
+            ..Default::default()
+        }
+        .kernel_text();
+        assert_eq!(recorded, "family=inet6 lports=80,443 rports=");
+        let replayed = EventFilter {
+            lports: vec![8080],
+            ..Default::default()
+        }
+        .with_recorded(&recorded);
+        assert_eq!(replayed.family, Some(Family::Inet6));
+        assert_eq!(replayed.lports, [8080]);
+        assert!(replayed.rports.is_empty());
+        assert_eq!(
+            EventFilter::default().with_recorded("garbage"),
+            EventFilter::default()
+        );
     }
 
     #[test]

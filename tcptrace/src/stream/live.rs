@@ -11,8 +11,10 @@ use tokio::{
 
 use crate::{
     core::{
-        counters::TcpCounters, losses::KernelCounters, pipeline::PipelineConfig,
-        record::RecordError,
+        counters::TcpCounters,
+        losses::KernelCounters,
+        pipeline::PipelineConfig,
+        record::{Reader, RecordError},
     },
     kernel::{
         probe::{Probe, ProbeConfig},
@@ -105,12 +107,22 @@ pub fn run_replay<X: Default>(
     on_update: impl FnMut(Update<'_, X>) -> io::Result<()>,
 ) -> anyhow::Result<(Totals, Option<RecordError>)> {
     let input = record_file::open(path)?;
+    let (reader, header) = Reader::new(input).map_err(|err| record_error(err, path))?;
+    // What the recorder's kernel filtered, the replay filters too.
+    let pipeline = PipelineConfig {
+        filter: pipeline.filter.with_recorded(&header.filter),
+        ..pipeline
+    };
     let mut updates = Updates::new(pipeline, on_update);
-    let replayed = replay(input, &mut updates).map_err(|err| match err {
-        ReplayError::Record(err) => anyhow::Error::new(err).context(path.display().to_string()),
+    let replayed = replay(reader, header, &mut updates).map_err(|err| match err {
+        ReplayError::Record(err) => record_error(err, path),
         ReplayError::Sink(err) => err.into(),
     })?;
     Ok((updates.totals().clone(), replayed.damage))
+}
+
+fn record_error(err: RecordError, path: &Path) -> anyhow::Error {
+    anyhow::Error::new(err).context(path.display().to_string())
 }
 
 /// Loads the probe and feeds `sink` until Ctrl-C, SIGTERM or the duration.

@@ -30,10 +30,13 @@ fn origin(header: &Header, start_ns: u64) -> Origin {
     }
 }
 
-/// Replays `input` into `sink`. An error before any frame (not a recording, a newer format) or
-/// from the sink itself is an error; damage later is returned in [`Replayed::damage`].
-pub fn replay(input: impl Read, sink: &mut impl RawSink) -> Result<Replayed, ReplayError> {
-    let (mut reader, header) = Reader::new(input).map_err(ReplayError::Record)?;
+/// Replays the frames of `reader` (whose header was `header`) into `sink`. An error of the
+/// sink is an error; damage in the file is returned in [`Replayed::damage`].
+pub fn replay<R: Read>(
+    mut reader: Reader<R>,
+    header: Header,
+    sink: &mut impl RawSink,
+) -> Result<Replayed, ReplayError> {
     let mut started = false;
     // A reading is held until the next frame: the last one before the end is the final one.
     let mut held: Option<Reading> = None;
