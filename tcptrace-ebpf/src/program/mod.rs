@@ -3,10 +3,10 @@
 // The settings' macro is used by the modules declared after it.
 #[macro_use]
 mod settings;
-mod firing;
 mod maps;
 mod signals;
 mod transition;
+mod transition_programs;
 
 #[cfg(not(test))]
 #[panic_handler]
