@@ -3,8 +3,13 @@
 // The settings' macro is used by the modules declared after it.
 #[macro_use]
 mod settings;
+mod listeners;
 mod maps;
+mod owner;
+mod record;
 mod signals;
+mod socket;
+mod tcp_states;
 mod transition;
 mod transition_programs;
 
