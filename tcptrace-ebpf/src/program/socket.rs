@@ -15,13 +15,9 @@ pub(crate) fn local_port(sk: *const u8) -> u16 {
     }
     // Released just before →CLOSE, while `inet_sport` keeps it. That field lies past
     // `struct sock`, out of reach of a BTF-checked load: a helper reads it.
+    let offset = global_field!(SOCK_LAYOUT.inet_sport) as usize;
     // SAFETY: bpf_probe_read_kernel checks the address.
-    let sport = unsafe {
-        bpf_probe_read_kernel(
-            sk.add(global_field!(SOCK_LAYOUT.inet_sport) as usize)
-                .cast::<u16>(),
-        )
-    };
+    let sport = unsafe { bpf_probe_read_kernel(sk.add(offset).cast::<u16>()) };
     u16::from_be(sport.unwrap_or(0))
 }
 
