@@ -1,6 +1,7 @@
 //! The kernel side of tcptrace: programs on the BTF-typed `sock:inet_sock_set_state` tracepoint
 //! that stream every TCP state transition into a ring buffer (three of them, so that none is
-//! skipped: see `program/firing.rs`), and on the `tcp:*` tracepoints that explain transitions.
+//! skipped: see `program/transition_programs.rs`), and on the `tcp:*` tracepoints that explain
+//! transitions.
 //!
 //! It keeps no state per socket: that cost more than everything else together. Userspace sees
 //! every transition of a socket in order and takes the time in each state from the timestamps.

@@ -3,9 +3,9 @@
 use aya_ebpf::{
     bindings::{BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP},
     macros::map,
-    maps::{HashMap, PerCpuArray, RingBuf},
+    maps::{PerCpuArray, RingBuf},
 };
-use tcptrace_ebpf::{Owner, counter};
+use tcptrace_ebpf::counter;
 
 use super::settings::{WAKEUP_BYTES, global};
 
@@ -16,17 +16,6 @@ pub(crate) static EVENTS: RingBuf = RingBuf::with_byte_size(4 << 20, 0);
 /// Per-CPU counters, indexed by [`counter`].
 #[map]
 pub(crate) static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(counter::COUNT, 0);
-
-/// Owners of listening sockets, keyed by network namespace and local port: a passively opened
-/// child is created in softirq, where the current task is whoever the CPU interrupted, so it
-/// inherits this owner. The namespace is in the key because every container listens on :80.
-#[map]
-pub(crate) static LISTENERS: HashMap<u64, Owner> = HashMap::with_max_entries(65_536, 0);
-
-#[inline(always)]
-pub(crate) fn listener_key(netns: u32, port: u16) -> u64 {
-    (u64::from(netns) << 16) | u64::from(port)
-}
 
 /// Adds one to a per-CPU counter; returns its value before.
 #[inline(always)]

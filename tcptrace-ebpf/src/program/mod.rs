@@ -3,10 +3,15 @@
 // The settings' macro is used by the modules declared after it.
 #[macro_use]
 mod settings;
-mod firing;
+mod listeners;
 mod maps;
+mod owner;
+mod record;
 mod signals;
+mod socket;
+mod tcp_states;
 mod transition;
+mod transition_programs;
 
 #[cfg(not(test))]
 #[panic_handler]

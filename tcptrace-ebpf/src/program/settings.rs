@@ -48,13 +48,11 @@ pub(crate) fn global<T: Copy>(value: &'static T) -> T {
 }
 
 /// Reads one field of a global rewritten at load time, without copying the whole struct onto
-/// the 512-byte BPF stack.
+/// the 512-byte BPF stack. Not for use inside an `unsafe` block: its own would be unused.
 macro_rules! global_field {
     ($place:expr) => {{
         // SAFETY: a field of a valid, aligned static; volatile only forbids constant folding.
-        #[allow(unused_unsafe, reason = "the macro is also used inside unsafe blocks")]
-        let value = unsafe { core::ptr::read_volatile(core::ptr::addr_of!($place)) };
-        value
+        unsafe { core::ptr::read_volatile(core::ptr::addr_of!($place)) }
     }};
 }
 

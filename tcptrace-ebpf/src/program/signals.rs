@@ -6,7 +6,7 @@ use tcptrace_ebpf::{COMM_LEN, Event, counter, flags, kind};
 use super::{
     maps::{EVENTS, bump, wakeup_flags},
     settings::{SOCK_LAYOUT, sk_field},
-    transition::netns_of,
+    socket::netns_of,
 };
 
 /// Emits a record that explains transitions: a reset, a retransmission. Every one of these

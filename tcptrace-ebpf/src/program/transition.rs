@@ -1,55 +1,32 @@
-//! One transition: read from the socket, attributed to its owner, filtered, written to the
-//! ring buffer.
+//! One transition: filtered, attributed to its owner (`owner`), kept in the listener map
+//! (`listeners`), written to the ring buffer (`record`).
 
-use core::ptr::addr_of_mut;
-
-use aya_ebpf::{
-    helpers::{
-        bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_ktime_get_ns, bpf_probe_read_kernel,
-    },
-    programs::BtfTracePointContext,
-};
-use aya_log_ebpf::error;
-use tcptrace_ebpf::{COMM_LEN, Event, MAX_FILTER_PORTS, Owner, counter, flags, kind};
+use aya_ebpf::{helpers::bpf_ktime_get_ns, programs::BtfTracePointContext};
+use tcptrace_ebpf::{MAX_FILTER_PORTS, Owner};
 
 use super::{
-    maps::{EVENTS, LISTENERS, bump, listener_key, wakeup_flags},
+    listeners,
+    owner::owner_of,
+    record,
     settings::{FILTER, SOCK_LAYOUT, sk_field},
+    socket::{local_port, netns_of, remote_port},
 };
 
 const IPPROTO_TCP: u16 = 6;
 
-// Kernel TCP states (include/net/tcp_states.h).
-const TCP_ESTABLISHED: i32 = 1;
-const TCP_SYN_SENT: i32 = 2;
-const TCP_SYN_RECV: i32 = 3;
-const TCP_FIN_WAIT1: i32 = 4;
-const TCP_CLOSE: i32 = 7;
-const TCP_CLOSE_WAIT: i32 = 8;
-const TCP_LAST_ACK: i32 = 9;
-const TCP_LISTEN: i32 = 10;
-
-/// Transitions that only happen in a syscall of the socket's owner (connect, listen, close,
-/// shutdown), so that the current task *is* the owner. Everything else may run in softirq.
-#[inline(always)]
-fn in_owner_context(old: i32, new: i32) -> bool {
-    matches!(
-        (old, new),
-        (TCP_CLOSE, TCP_SYN_SENT)
-            | (TCP_CLOSE, TCP_LISTEN)
-            | (TCP_LISTEN, TCP_CLOSE)
-            | (TCP_ESTABLISHED, TCP_FIN_WAIT1)
-            | (TCP_SYN_RECV, TCP_FIN_WAIT1)
-            | (TCP_CLOSE_WAIT, TCP_LAST_ACK)
-    )
-}
-
-#[inline(always)]
-fn current_owner() -> Owner {
-    Owner {
-        comm: bpf_get_current_comm().unwrap_or([0; COMM_LEN]),
-        tgid: (bpf_get_current_pid_tgid() >> 32) as u32,
-    }
+/// A transition as the program read it; the addresses are read only once its record has room.
+pub(crate) struct Transition<'a> {
+    pub(crate) sk: *const u8,
+    pub(crate) ts_ns: u64,
+    pub(crate) family: u16,
+    pub(crate) sport: u16,
+    pub(crate) dport: u16,
+    pub(crate) netns: u32,
+    /// By reference: the listener map takes the owner's address, and a struct holding it by
+    /// value would then be copied or kept whole on the stack rather than in registers.
+    pub(crate) owner: &'a Owner,
+    pub(crate) old: i32,
+    pub(crate) new: i32,
 }
 
 #[inline(always)]
@@ -69,6 +46,11 @@ fn port_allowed(port: u16, count: u16, ports: &'static [u16; MAX_FILTER_PORTS]) 
     false
 }
 
+/// The body of the main and the nested program (`transition_programs`): socket `sk` goes from
+/// state `old` to `new`. Out of line, a BPF-to-BPF call from each: one body of ~1,200
+/// instructions in the object rather than two, the shape its run time (~350 ns) was measured in.
+/// Everything it calls is inlined into it.
+#[inline(never)]
 pub(crate) fn on_set_state(ctx: &BtfTracePointContext, sk: *const u8, old: i32, new: i32) {
     let protocol: u16 = sk_field(sk, global_field!(SOCK_LAYOUT.protocol));
     if protocol != IPPROTO_TCP {
@@ -80,137 +62,29 @@ pub(crate) fn on_set_state(ctx: &BtfTracePointContext, sk: *const u8, old: i32, 
         return;
     }
     let sport = local_port(sk);
-    let dport = u16::from_be(sk_field(sk, global_field!(SOCK_LAYOUT.dport)));
+    let dport = remote_port(sk);
     // SAFETY: helper without preconditions.
-    let now = unsafe { bpf_ktime_get_ns() };
-
+    let ts_ns = unsafe { bpf_ktime_get_ns() };
     let netns = netns_of(sk);
-    // The owner is known here only in a syscall of the owner, or for a passively opened child,
-    // from its listener: the transition runs in softirq, on whatever task the CPU interrupted.
-    // Userspace carries it over to the socket's later transitions.
-    let mut owner = Owner {
-        comm: [0; COMM_LEN],
-        tgid: 0,
+    let owner = owner_of(old, new, netns, sport);
+    let transition = Transition {
+        sk,
+        ts_ns,
+        family,
+        sport,
+        dport,
+        netns,
+        owner: &owner,
+        old,
+        new,
     };
-    if in_owner_context(old, new) {
-        owner = current_owner();
-    } else if old == TCP_LISTEN && new == TCP_SYN_RECV {
-        // SAFETY: read-only copy of the value out of the map.
-        if let Some(listener) = unsafe { LISTENERS.get(listener_key(netns, sport)) } {
-            owner = *listener;
-        }
-    }
 
-    if new == TCP_LISTEN {
-        if LISTENERS
-            .insert(listener_key(netns, sport), &owner, 0)
-            .is_err()
-            && bump(counter::LISTENER_UPDATE_FAILED) == 0
-        {
-            error!(
-                ctx,
-                "tcptrace: listener map update failed; children lose their owner"
-            );
-        }
-    } else if old == TCP_LISTEN && new == TCP_CLOSE {
-        let _ = LISTENERS.remove(listener_key(netns, sport));
-    }
-
-    let event_flags = if owner.tgid == 0 {
-        flags::OWNER_UNKNOWN
-    } else {
-        0
-    };
+    listeners::update(ctx, &transition);
 
     if !port_allowed(sport, global_field!(FILTER.lport_count), &FILTER.lports)
         || !port_allowed(dport, global_field!(FILTER.rport_count), &FILTER.rports)
     {
         return;
     }
-
-    let Some(mut entry) = EVENTS.reserve::<Event>(0) else {
-        bump(counter::RINGBUF_FULL);
-        return;
-    };
-    let event = entry.as_mut_ptr();
-    // Fields are written in place, not built on the stack and copied.
-    // SAFETY: `event` points to a reserved, exclusively owned, 8-byte aligned slot of
-    // `size_of::<Event>()` bytes; every field is written before submit.
-    unsafe {
-        addr_of_mut!((*event).ts_ns).write(now);
-        addr_of_mut!((*event).skaddr).write(sk as u64);
-        let (saddr, daddr): ([u32; 4], [u32; 4]) = if family == AF_INET6 {
-            (
-                sk_field(sk, global_field!(SOCK_LAYOUT.v6_rcv_saddr)),
-                sk_field(sk, global_field!(SOCK_LAYOUT.v6_daddr)),
-            )
-        } else {
-            (
-                [sk_field(sk, global_field!(SOCK_LAYOUT.rcv_saddr)), 0, 0, 0],
-                [sk_field(sk, global_field!(SOCK_LAYOUT.daddr)), 0, 0, 0],
-            )
-        };
-        // Addresses are read as words (the fields are 4-byte aligned) and stored as bytes.
-        addr_of_mut!((*event).saddr)
-            .cast::<[u32; 4]>()
-            .write_unaligned(saddr);
-        addr_of_mut!((*event).daddr)
-            .cast::<[u32; 4]>()
-            .write_unaligned(daddr);
-        addr_of_mut!((*event).comm).write(owner.comm);
-        addr_of_mut!((*event).tgid).write(owner.tgid);
-        addr_of_mut!((*event).netns).write(netns);
-        addr_of_mut!((*event).sport).write(sport);
-        addr_of_mut!((*event).dport).write(dport);
-        addr_of_mut!((*event).family).write(family);
-        addr_of_mut!((*event).kind).write(kind::TRANSITION);
-        addr_of_mut!((*event).flags).write(event_flags);
-        addr_of_mut!((*event).oldstate).write(clamp_state(old));
-        addr_of_mut!((*event).newstate).write(clamp_state(new));
-        addr_of_mut!((*event)._reserved).write(0);
-    }
-    entry.submit(wakeup_flags());
-}
-
-const AF_INET6: u16 = 10;
-
-/// The socket's local port, host order, or 0 before it has one (CLOSE→SYN_SENT).
-#[inline(always)]
-fn local_port(sk: *const u8) -> u16 {
-    let num: u16 = sk_field(sk, global_field!(SOCK_LAYOUT.num));
-    if num != 0 {
-        return num;
-    }
-    // Released just before →CLOSE, while `inet_sport` keeps it. That field lies past
-    // `struct sock`, out of reach of a BTF-checked load: a helper reads it.
-    // SAFETY: bpf_probe_read_kernel checks the address.
-    let sport = unsafe {
-        bpf_probe_read_kernel(
-            sk.add(global_field!(SOCK_LAYOUT.inet_sport) as usize)
-                .cast::<u16>(),
-        )
-    };
-    u16::from_be(sport.unwrap_or(0))
-}
-
-/// The inode of the socket's network namespace, or 0 when the kernel has none.
-#[inline(always)]
-pub(crate) fn netns_of(sk: *const u8) -> u32 {
-    if global_field!(SOCK_LAYOUT.has_netns) == 0 {
-        return 0;
-    }
-    let net: *const u8 = sk_field(sk, global_field!(SOCK_LAYOUT.net));
-    // A null `net` (never seen on a live socket) reads as 0 through the checked load.
-    sk_field(net, global_field!(SOCK_LAYOUT.net_inum))
-}
-
-/// Carries any kernel state value to userspace; an impossible one arrives as itself (if it fits)
-/// or as `u16::MAX`, and is rejected there as invalid.
-#[inline(always)]
-fn clamp_state(state: i32) -> u16 {
-    if (0..u16::MAX as i32).contains(&state) {
-        state as u16
-    } else {
-        u16::MAX
-    }
+    record::write(&transition);
 }

@@ -10,7 +10,7 @@ use thiserror::Error;
 use crate::kernel::{btf, privileges};
 
 /// The object built from `tcptrace-ebpf` by `build.rs`.
-static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/tcptrace"));
+static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/tcptrace-probe"));
 
 /// Default size of the event ring buffer: 4 MiB holds ~43,000 events, a few hundred
 /// milliseconds of a storm of tens of thousands of connections per second.

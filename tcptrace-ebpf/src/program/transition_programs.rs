@@ -7,7 +7,7 @@ use aya_ebpf::{
 };
 use tcptrace_ebpf::{
     counter,
-    firing::{ENTER_MARK, IDLE, MAIN_MARK, NESTED_MARK, nested_records},
+    firing_protocol::{ENTER_MARK, IDLE, MAIN_MARK, NESTED_MARK, nested_records},
 };
 
 use super::{maps::bump, transition::on_set_state};
@@ -16,8 +16,8 @@ use super::{maps::bump, transition::on_set_state};
 /// kernel runs in the order they were attached: [`inet_sock_set_state_enter`] marks it pending,
 /// [`inet_sock_set_state`] marks it taken and records the transition, and
 /// [`inet_sock_set_state_nested`] records it only if it is still pending, then resets it. The
-/// marks and the decision are `tcptrace_ebpf::firing`, tested on the host against a model of the
-/// kernel's dispatch interrupted at every point.
+/// marks and the decision are `tcptrace_ebpf::firing_protocol`, tested on the host against a model
+/// of the kernel's dispatch interrupted at every point.
 ///
 /// Why three: the kernel runs a tracepoint program at most once per CPU at a time. When a softirq
 /// interrupts the main program (a hardware interrupt on its way out runs the network stack) and

@@ -1,7 +1,7 @@
 //! The protocol by which three programs on one tracepoint record every firing exactly once,
 //! although the kernel skips a program that is already running on the CPU (see the kernel side,
-//! `program/firing.rs`, for why). It is here, outside the BPF-only code, so that the host's tests
-//! can run it against a model of the kernel's dispatch, interrupted at every point.
+//! `program/transition_programs.rs`, for why). It is here, outside the BPF-only code, so that the
+//! host's tests can run it against a model of the kernel's dispatch, interrupted at every point.
 //!
 //! One per-CPU slot holds the progress of the current firing. The kernel runs the programs in the
 //! order they were attached:

@@ -1,0 +1,56 @@
+//! What the programs read of a socket besides its state: ports, addresses, network namespace.
+
+use aya_ebpf::helpers::bpf_probe_read_kernel;
+
+use super::settings::{SOCK_LAYOUT, sk_field};
+
+const AF_INET6: u16 = 10;
+
+/// The socket's local port, host order, or 0 before it has one (CLOSE→SYN_SENT).
+#[inline(always)]
+pub(crate) fn local_port(sk: *const u8) -> u16 {
+    let num: u16 = sk_field(sk, global_field!(SOCK_LAYOUT.num));
+    if num != 0 {
+        return num;
+    }
+    // Released just before →CLOSE, while `inet_sport` keeps it. That field lies past
+    // `struct sock`, out of reach of a BTF-checked load: a helper reads it.
+    let offset = global_field!(SOCK_LAYOUT.inet_sport) as usize;
+    // SAFETY: bpf_probe_read_kernel checks the address.
+    let sport = unsafe { bpf_probe_read_kernel(sk.add(offset).cast::<u16>()) };
+    u16::from_be(sport.unwrap_or(0))
+}
+
+/// The socket's remote port, host order.
+#[inline(always)]
+pub(crate) fn remote_port(sk: *const u8) -> u16 {
+    u16::from_be(sk_field(sk, global_field!(SOCK_LAYOUT.dport)))
+}
+
+/// The socket's local and remote addresses, as words (the fields are 4-byte aligned): an IPv4
+/// address in the first word, the others zero.
+#[inline(always)]
+pub(crate) fn addresses(sk: *const u8, family: u16) -> ([u32; 4], [u32; 4]) {
+    if family == AF_INET6 {
+        (
+            sk_field(sk, global_field!(SOCK_LAYOUT.v6_rcv_saddr)),
+            sk_field(sk, global_field!(SOCK_LAYOUT.v6_daddr)),
+        )
+    } else {
+        (
+            [sk_field(sk, global_field!(SOCK_LAYOUT.rcv_saddr)), 0, 0, 0],
+            [sk_field(sk, global_field!(SOCK_LAYOUT.daddr)), 0, 0, 0],
+        )
+    }
+}
+
+/// The inode of the socket's network namespace, or 0 when the kernel has none.
+#[inline(always)]
+pub(crate) fn netns_of(sk: *const u8) -> u32 {
+    if global_field!(SOCK_LAYOUT.has_netns) == 0 {
+        return 0;
+    }
+    let net: *const u8 = sk_field(sk, global_field!(SOCK_LAYOUT.net));
+    // A null `net` (never seen on a live socket) reads as 0 through the checked load.
+    sk_field(net, global_field!(SOCK_LAYOUT.net_inum))
+}
