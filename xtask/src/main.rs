@@ -1,6 +1,7 @@
-//! Developer tasks: set-up, build, run, test, bench. `cargo xtask` alone does the set-up.
+//! Developer tasks: set-up, build, run, test, bench, fuzz. `cargo xtask` alone does the set-up.
 
 mod bench;
+mod fuzz;
 mod run;
 mod setup;
 mod test;
@@ -38,6 +39,9 @@ enum Task {
     /// Set up, build, then benchmark (as root): a connection storm alone and under each
     /// tracer, in interleaved rounds. `--smoke`: the correctness check CI runs.
     Bench(bench::BenchArgs),
+    /// Set up, install cargo-fuzz if missing, then run each fuzz target of the parsers of
+    /// kernel data for a bounded time; fails on any crash, hang or out-of-memory.
+    Fuzz(fuzz::FuzzArgs),
 }
 
 fn main() -> ExitCode {
@@ -48,6 +52,7 @@ fn main() -> ExitCode {
         Task::Run { args } => setup::run().and_then(|_| run::run(&args)),
         Task::Test { args } => setup::run_for_tests().and_then(|_| test::run(&args)),
         Task::Bench(args) => setup::run_for_tests().and_then(|_| bench::run(&args)),
+        Task::Fuzz(args) => setup::run().and_then(|_| fuzz::run(&args)),
     };
     match result {
         Ok(code) => code,
