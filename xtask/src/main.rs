@@ -1,7 +1,8 @@
-//! Developer tasks: set-up, build, run, test, bench, layout check. `cargo xtask` alone does the
-//! set-up.
+//! Developer tasks: set-up, build, run, test, bench, fuzz, layout check. `cargo xtask` alone
+//! does the set-up.
 
 mod bench;
+mod fuzz;
 mod layout;
 mod run;
 mod setup;
@@ -43,6 +44,9 @@ enum Task {
     /// Check the module layout of tcptrace/src: layers, import cycles, commands that import
     /// one another, files and sockets opened outside kernel/ and os/, files' `//!` comments.
     Layout,
+    /// Set up, install cargo-fuzz if missing, then run each fuzz target of the parsers of
+    /// kernel data for a bounded time; fails on any crash, hang or out-of-memory.
+    Fuzz(fuzz::FuzzArgs),
 }
 
 fn main() -> ExitCode {
@@ -54,6 +58,7 @@ fn main() -> ExitCode {
         Task::Test { args } => setup::run_for_tests().and_then(|_| test::run(&args)),
         Task::Bench(args) => setup::run_for_tests().and_then(|_| bench::run(&args)),
         Task::Layout => layout::run(),
+        Task::Fuzz(args) => setup::run().and_then(|_| fuzz::run(&args)),
     };
     match result {
         Ok(code) => code,

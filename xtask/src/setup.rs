@@ -37,7 +37,9 @@ pub fn status(cmd: &mut Command) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn output(cmd: &mut Command) -> anyhow::Result<String> {
+/// Runs a command and returns its standard output, failing with its name and standard error
+/// when it does not succeed.
+pub fn output(cmd: &mut Command) -> anyhow::Result<String> {
     let out = cmd
         .output()
         .with_context(|| format!("cannot start {cmd:?}"))?;

@@ -168,8 +168,8 @@ impl Btf {
             .iter()
             .filter(|m| m.name.is_empty())
             .find_map(|m| {
-                self.member_bits(m.type_id, member, depth + 1)
-                    .map(|(bits, type_id)| (m.bit_offset + bits, type_id))
+                let (bits, type_id) = self.member_bits(m.type_id, member, depth + 1)?;
+                Some((m.bit_offset.checked_add(bits)?, type_id))
             })
     }
 
@@ -179,7 +179,8 @@ impl Btf {
         let mut bits = 0;
         for member in path {
             let (member_bits, type_id) = self.member_bits(id, member, 0)?;
-            bits += member_bits;
+            // A corrupt blob's offsets can add up past u32: no such member then.
+            bits = member_bits.checked_add(bits)?;
             id = type_id;
         }
         (bits % 8 == 0).then_some(bits / 8)
@@ -359,6 +360,25 @@ mod tests {
             btf.sock_layout(),
             Err("struct sock has no __sk_common.skc_family".to_owned())
         );
+    }
+
+    #[test]
+    fn offsets_that_add_up_past_u32_are_no_offset() {
+        // Found by fuzzing: the sums of bit offsets overflowed.
+        let mut b = Builder::new();
+        let uint = b.int("unsigned int", 4);
+        let inner = b.composite(KIND_STRUCT, "inner", 8, &[("b", uint, 64)]);
+        let anon = b.composite(KIND_STRUCT, "", 8, &[("c", uint, 64)]);
+        b.composite(
+            KIND_STRUCT,
+            "outer",
+            8,
+            &[("a", inner, u32::MAX - 31), ("", anon, u32::MAX - 31)],
+        );
+        let btf = Btf::parse(&b.build()).unwrap();
+        assert_eq!(btf.offset_of("outer", &["a"]), Some((u32::MAX - 31) / 8));
+        assert_eq!(btf.offset_of("outer", &["a", "b"]), None);
+        assert_eq!(btf.offset_of("outer", &["c"]), None);
     }
 
     #[test]

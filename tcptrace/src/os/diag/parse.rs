@@ -187,9 +187,12 @@ pub fn parse_batch(mut buf: &[u8], out: &mut Vec<SocketEntry>) -> Result<Batch, 
                 return Ok(batch);
             }
             NLMSG_ERROR => {
-                // struct nlmsgerr: a negative errno, then the offending request.
+                // struct nlmsgerr: a negative errno, then the offending request. i32::MIN has
+                // no negation, and is no errno either.
                 let errno = if payload.len() >= 4 {
-                    -(u32_at(payload, 0) as i32)
+                    (u32_at(payload, 0) as i32)
+                        .checked_neg()
+                        .unwrap_or(libc::EPROTO)
                 } else {
                     libc::EPROTO
                 };
@@ -535,6 +538,16 @@ pub(crate) mod tests {
         let msg = nlmsg(NLMSG_ERROR, 0, &(-libc::EPERM).to_ne_bytes());
         match parse_batch(&msg, &mut Vec::new()) {
             Err(ParseError::Kernel(err)) => assert_eq!(err.raw_os_error(), Some(libc::EPERM)),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn an_error_code_without_a_negation_is_a_protocol_error() {
+        // Found by fuzzing: negating i32::MIN overflowed.
+        let msg = nlmsg(NLMSG_ERROR, 0, &i32::MIN.to_ne_bytes());
+        match parse_batch(&msg, &mut Vec::new()) {
+            Err(ParseError::Kernel(err)) => assert_eq!(err.raw_os_error(), Some(libc::EPROTO)),
             other => panic!("{other:?}"),
         }
     }
