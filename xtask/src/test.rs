@@ -1,11 +1,18 @@
-//! The project's test command: formatting, module layout, lints, unit tests, end-to-end tests.
+//! The project's test command: formatting, module layout, lints, unit tests, bounded fuzzing,
+//! end-to-end tests.
 
-use std::process::{Command, ExitCode};
+use std::{
+    process::{Command, ExitCode},
+    time::Duration,
+};
+
+/// The fuzz targets' time in the test command, split over them.
+const FUZZ_BUDGET: Duration = Duration::from_secs(60);
 
 use anyhow::bail;
 
 use crate::{
-    bench, layout,
+    bench, fuzz, layout,
     run::{self, workspace_root},
     setup::status,
 };
@@ -37,6 +44,8 @@ pub fn run(e2e_args: &[String]) -> anyhow::Result<ExitCode> {
         "--exclude",
         "tcptrace-tests",
     ]))?;
+    eprintln!("xtask: fuzzing the parsers of kernel data, about a minute in all");
+    fuzz::run_within(FUZZ_BUDGET)?;
     eprintln!("xtask: end-to-end tests");
     run::build()?;
     status(
