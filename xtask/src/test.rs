@@ -2,20 +2,21 @@
 //! end-to-end tests.
 
 use std::{
-    process::{Command, ExitCode},
+    io::{BufRead as _, BufReader},
+    process::{Command, ExitCode, Stdio},
     time::Duration,
 };
 
-/// The fuzz targets' time in the test command, split over them.
-const FUZZ_BUDGET: Duration = Duration::from_secs(60);
-
-use anyhow::bail;
+use anyhow::{Context as _, bail};
 
 use crate::{
     bench, fuzz, layout,
     run::{self, workspace_root},
     setup::status,
 };
+
+/// The fuzz targets' time in the test command, split over them.
+const FUZZ_BUDGET: Duration = Duration::from_secs(60);
 
 fn cargo(args: &[&str]) -> Command {
     let mut cmd = Command::new("cargo");
@@ -46,8 +47,9 @@ pub fn run(e2e_args: &[String]) -> anyhow::Result<ExitCode> {
     ]))?;
     eprintln!("xtask: fuzzing the parsers of kernel data, about a minute in all");
     fuzz::run_within(FUZZ_BUDGET)?;
+    eprintln!("xtask: cargo build --release, which must print no warning");
+    build_without_warnings()?;
     eprintln!("xtask: end-to-end tests");
-    run::build()?;
     status(
         cargo(&["test", "--package", "tcptrace-tests", "--"])
             .args(e2e_args)
@@ -55,6 +57,35 @@ pub fn run(e2e_args: &[String]) -> anyhow::Result<ExitCode> {
     )?;
     smoke()?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Builds what the end-to-end tests run, as `run::build` does, and fails if cargo printed a
+/// warning: the release build should print cargo's progress and nothing else, the kernel
+/// program's nested build included (tcptrace/build.rs). Only what is compiled is checked: on a
+/// fresh clone, as in CI, that is everything.
+fn build_without_warnings() -> anyhow::Result<()> {
+    let mut cmd = cargo(&["build", "--release", "--package", "tcptrace"]);
+    let mut child = cmd
+        .stderr(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("cannot start {cmd:?}"))?;
+    let stderr = child.stderr.take().context("cargo's stderr is not piped")?;
+    let mut warnings = 0;
+    for line in BufReader::new(stderr).lines() {
+        let line = line.context("cannot read cargo's output")?;
+        eprintln!("{line}");
+        if line.starts_with("warning") {
+            warnings += 1;
+        }
+    }
+    let status = child.wait()?;
+    if !status.success() {
+        bail!("{cmd:?} failed ({status})");
+    }
+    if warnings > 0 {
+        bail!("the release build printed {warnings} warning line(s), above");
+    }
+    Ok(())
 }
 
 /// The benchmark's smoke check: every transition of a few thousand connections seen, none

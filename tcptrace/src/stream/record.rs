@@ -13,6 +13,8 @@ use crate::{
 pub struct Recorder<W: Write> {
     /// `None` once the end was written.
     writer: Option<Writer<W>>,
+    /// What the writer wrote to, once it has ended.
+    ended: Option<W>,
     /// Raw records written.
     pub records: u64,
 }
@@ -21,6 +23,7 @@ impl<W: Write> Recorder<W> {
     pub fn new(writer: Writer<W>) -> Self {
         Self {
             writer: Some(writer),
+            ended: None,
             records: 0,
         }
     }
@@ -29,6 +32,14 @@ impl<W: Write> Recorder<W> {
         self.writer
             .as_mut()
             .ok_or_else(|| io::Error::other("the recording was already ended"))
+    }
+}
+
+#[cfg(test)]
+impl Recorder<Vec<u8>> {
+    /// The bytes of an ended recording in memory.
+    pub fn into_bytes(self) -> Vec<u8> {
+        self.ended.expect("the recording was ended")
     }
 }
 
@@ -76,6 +87,9 @@ impl<W: Write> RawSink for Recorder<W> {
             .take()
             .ok_or_else(|| io::Error::other("the recording was already ended"))?;
         writer.counters(reading.now_ns, &reading.kernel, reading.tcp.as_ref())?;
-        writer.end(reading.now_ns)?.flush()
+        let mut out = writer.end(reading.now_ns)?;
+        out.flush()?;
+        self.ended = Some(out);
+        Ok(())
     }
 }

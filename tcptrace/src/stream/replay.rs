@@ -47,7 +47,10 @@ pub fn replay<R: Read>(
             Ok(None) => break None,
             Err(err) => break Some(err),
         };
-        if let Some(reading) = held.take() {
+        // The reading before the end frame is the final one, not a tick.
+        if !matches!(frame, Frame::End { .. })
+            && let Some(reading) = held.take()
+        {
             sink.tick(&reading).map_err(ReplayError::Sink)?;
         }
         if let Frame::Counters {
@@ -105,4 +108,130 @@ pub enum ReplayError {
     Record(RecordError),
     #[error(transparent)]
     Sink(io::Error),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{
+        core::{
+            counters::TcpCounters,
+            losses::KernelCounters,
+            record::{Header, Writer},
+        },
+        stream::record::Recorder,
+    };
+
+    /// Every call a sink receives, in order.
+    #[derive(Debug, Default, PartialEq)]
+    struct Log(Vec<String>);
+
+    impl RawSink for Log {
+        fn started(&mut self, origin: &Origin, reading: &Reading) -> io::Result<()> {
+            self.0.push(format!(
+                "started {:?} {} {}",
+                origin.own_netns, origin.start_ns, reading.kernel.ringbuf_full
+            ));
+            Ok(())
+        }
+        fn record(&mut self, bytes: &[u8]) -> io::Result<()> {
+            self.0.push(format!("record {bytes:?}"));
+            Ok(())
+        }
+        fn wakeup_end(&mut self, now_ns: u64) -> io::Result<()> {
+            self.0.push(format!("wakeup_end {now_ns}"));
+            Ok(())
+        }
+        fn tick(&mut self, reading: &Reading) -> io::Result<()> {
+            self.0.push(format!(
+                "tick {} {:?}",
+                reading.now_ns,
+                reading.tcp.is_some()
+            ));
+            Ok(())
+        }
+        fn stopped(&mut self, reading: &Reading) -> io::Result<()> {
+            self.0.push(format!(
+                "stopped {} {}",
+                reading.now_ns, reading.kernel.ringbuf_full
+            ));
+            Ok(())
+        }
+    }
+
+    fn reading(now_ns: u64, ringbuf_full: u64) -> Reading {
+        Reading {
+            now_ns,
+            kernel: KernelCounters {
+                ringbuf_full,
+                ..KernelCounters::default()
+            },
+            tcp: Some(TcpCounters::default()),
+        }
+    }
+
+    /// What the live loop would feed: a baseline, two wake-ups with a tick between, the end.
+    fn live(sink: &mut impl RawSink) {
+        let origin = Origin {
+            own_netns: Some(7),
+            start_ns: 100,
+            ..Origin::default()
+        };
+        sink.started(&origin, &reading(100, 0)).unwrap();
+        sink.record(&[1, 2, 3]).unwrap();
+        sink.wakeup_end(150).unwrap();
+        sink.tick(&reading(160, 1)).unwrap();
+        sink.record(&[4]).unwrap();
+        sink.wakeup_end(170).unwrap();
+        sink.stopped(&reading(180, 2)).unwrap();
+    }
+
+    fn recording() -> Vec<u8> {
+        let header = Header {
+            netns: 7,
+            ..Header::default()
+        };
+        let mut recorder = Recorder::new(Writer::new(Vec::new(), &header).unwrap());
+        live(&mut recorder);
+        assert_eq!(recorder.records, 2);
+        // The recorder has ended its writer; what it wrote is the recording.
+        recorder.into_bytes()
+    }
+
+    #[test]
+    fn a_replay_feeds_the_sink_what_the_live_loop_fed_the_recorder() {
+        let bytes = recording();
+        let mut expected = Log::default();
+        live(&mut expected);
+        let (reader, header) = Reader::new(&bytes[..]).unwrap();
+        let mut replayed = Log::default();
+        let result = replay(reader, header, &mut replayed).unwrap();
+        assert!(result.damage.is_none());
+        assert_eq!(replayed, expected);
+    }
+
+    #[test]
+    fn a_damaged_recording_stops_the_sink_with_the_last_reading() {
+        let bytes = recording();
+        // Cut inside the last frames: after the tick's reading, before the final one.
+        let mut cut = None;
+        for len in (0..bytes.len()).rev() {
+            let (reader, header) = match Reader::new(&bytes[..len]) {
+                Ok(opened) => opened,
+                Err(_) => continue,
+            };
+            let mut log = Log::default();
+            let result = replay(reader, header, &mut log).unwrap();
+            assert!(result.damage.is_some(), "cut at {len}");
+            if log.0.iter().any(|call| call.starts_with("tick")) {
+                cut = Some(log);
+                break;
+            }
+        }
+        let log = cut.expect("some cut keeps the tick");
+        assert_eq!(log.0.first().unwrap(), "started Some(7) 100 0");
+        // Stopped with the last reading seen, never a made-up zero.
+        assert!(log.0.last().unwrap().starts_with("stopped"), "{log:?}");
+        assert!(!log.0.last().unwrap().ends_with(" 0"), "{log:?}");
+    }
 }
