@@ -112,7 +112,7 @@ Tables (redrawn each interval on a terminal, printed one after the other otherwi
   SERVER PATH    accepted sockets (LISTEN -> SYN_RECV), including how they closed; a server
                  that closes first shows ESTABLISHED -> FIN_WAIT1 here
   LISTENERS      CLOSE -> LISTEN -> CLOSE
-  FIRST SEEN MID-LIFE  sockets that predate tracing (or were evicted): counted, not guessed
+  FIRST SEEN MID-LIFE  sockets that predate tracing (or were forgotten): counted, not guessed
   ABNORMAL       closes from SYN_SENT, SYN_RECV, ESTABLISHED, FIN_WAIT1, CLOSE_WAIT, and from
                  FIN_WAIT2, CLOSING or LAST_ACK after a reset, with their cause: refused (reset
                  in SYN_SENT), reset_received, reset_sent, timeout (no reset, after N
@@ -137,7 +137,7 @@ SYN_RECV: an accepted socket appears at the final ACK of the handshake and leave
 microseconds later. Its SYN_RECV time is not the handshake time; the handshake lives on the
 request socket, whose fate is in REQUEST SOCKETS.
 
-Lost events, sockets evicted at --max-sockets or untracked (table full), and invalid records
+Lost events, sockets forgotten at --max-sockets (table full), and invalid records
 are always shown in the header and the summary. On Ctrl-C or at the end of --duration: a
 summary with a log2 histogram per transition and the most frequent paths.
 
@@ -298,7 +298,7 @@ pub struct TransitionsArgs {
     /// One JSON object per interval (JSON Lines), the last with "final": true.
     #[arg(long)]
     pub json: bool,
-    /// Sockets followed at once; past it the oldest is evicted (and counted).
+    /// Sockets followed at once; past it the oldest is forgotten (and counted).
     #[arg(long, value_name = "N", default_value_t = 1_000_000, value_parser = parse_max_sockets)]
     pub max_sockets: usize,
     /// Path signatures shown.
