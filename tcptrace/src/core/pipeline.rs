@@ -97,20 +97,21 @@ impl<X: Default> Pipeline<X> {
 
     /// Kernel time is `now_ns`: hands out what waited for a fill longer than the hold time.
     pub fn tick(&mut self, now_ns: u64, out: &mut impl FnMut(Output<'_, X>)) {
-        let Self {
-            fill,
-            table,
-            filter,
-            transitions,
-            ..
-        } = self;
-        fill.expire(now_ns, &mut |ready| {
-            follow(table, filter, transitions, ready, out)
-        });
+        self.release(out, |fill, mut ready| fill.expire(now_ns, &mut ready));
     }
 
     /// The stream ended: hands out everything still held, filled or not.
     pub fn flush(&mut self, out: &mut impl FnMut(Output<'_, X>)) {
+        self.release(out, |fill, mut ready| fill.flush(&mut ready));
+    }
+
+    /// Lets the peer fill release what it holds (once per wake-up, not per record: the
+    /// dynamic call costs nothing here, unlike in [`Self::push`]).
+    fn release(
+        &mut self,
+        out: &mut impl FnMut(Output<'_, X>),
+        how: impl FnOnce(&mut PeerFill, &mut dyn FnMut(Record)),
+    ) {
         let Self {
             fill,
             table,
@@ -118,7 +119,9 @@ impl<X: Default> Pipeline<X> {
             transitions,
             ..
         } = self;
-        fill.flush(&mut |ready| follow(table, filter, transitions, ready, out));
+        how(fill, &mut |ready| {
+            follow(table, filter, transitions, ready, out)
+        });
     }
 
     /// Transitions handed out so far.
