@@ -2,7 +2,10 @@
 //! record --lport 47012` around a 40-connection `tcp-storm`, its four close modes in turn): no
 //! root needed, outputs exact and repeatable, damaged files refused with one line.
 
-use std::process::{Command, Output};
+use std::{
+    path::PathBuf,
+    process::{Command, Output},
+};
 
 use serde_json::Value;
 
@@ -33,6 +36,40 @@ fn count(object: &Value, from: &str, to: &str, abnormal: bool) -> u64 {
         .filter(|r| r["from"] == from && r["to"] == to && r["abnormal"] == abnormal)
         .map(|r| r["count"].as_u64().unwrap())
         .sum()
+}
+
+/// Compares a whole output with `testdata/NAME`; `UPDATE_GOLDEN=1` rewrites it (review the
+/// diff).
+fn golden(name: &str, actual: &[u8]) {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("e2e/testdata")
+        .join(name);
+    if std::env::var_os("UPDATE_GOLDEN").is_some() {
+        std::fs::write(&path, actual).unwrap();
+    }
+    let expected = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    assert!(
+        expected == actual,
+        "{name} differs from {}:\n{}",
+        path.display(),
+        String::from_utf8_lossy(actual)
+    );
+}
+
+/// Whole outputs from the recorded bytes: the times of day are the recording host's, the rest
+/// comes from the kernel's timestamps, so every byte is fixed.
+#[test]
+fn golden_outputs_of_a_recording() {
+    for (name, args) in [
+        ("storm-40.trace.txt", &["trace"][..]),
+        ("storm-40.trace.jsonl", &["trace", "--json"][..]),
+        ("storm-40.transitions.txt", &["transitions"][..]),
+        ("storm-40.transitions.jsonl", &["transitions", "--json"][..]),
+    ] {
+        let output = tcptrace(&[args, &["--replay", FIXTURE]].concat());
+        assert!(output.status.success(), "{name}: {output:?}");
+        golden(name, &output.stdout);
+    }
 }
 
 #[test]
