@@ -2,6 +2,7 @@
 //! command. No clocks; terminal control lives in [`terminal`] alone.
 
 pub mod explain;
+pub mod histogram;
 pub mod sockets;
 pub mod states;
 pub mod terminal;
