@@ -7,7 +7,7 @@ use tcptrace_ebpf::MAX_FILTER_PORTS;
 
 use crate::{
     census::selection::Selection,
-    core::{event::Family, filter::EventFilter},
+    core::{event::Family, filter::EventFilter, state::TcpState},
     os::diag::Families,
 };
 
@@ -23,10 +23,6 @@ use crate::{
         read socket snapshots (inet_diag) or print text, and need neither."
 )]
 pub struct Cli {
-    /// Show more diagnostics (-v: the kernel probe's log and info, -vv: debug).
-    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
-    pub verbose: u8,
-
     #[command(subcommand)]
     pub command: Command,
 }
@@ -53,6 +49,27 @@ pub enum Command {
     /// `transitions --replay` (anywhere, without root).
     #[command(after_help = RECORD_HELP)]
     Record(RecordArgs),
+}
+
+impl Command {
+    /// `-v`s given: only the commands that load the probe have the flag.
+    pub fn verbose(&self) -> u8 {
+        match self {
+            Self::Trace(args) => args.verbosity.verbose,
+            Self::Transitions(args) => args.verbosity.verbose,
+            Self::Record(args) => args.verbosity.verbose,
+            Self::States(args) => args.verbosity.verbose,
+            Self::Sockets(_) | Self::Explain(_) => 0,
+        }
+    }
+}
+
+/// Diagnostics of the commands that load the probe.
+#[derive(Debug, Clone, Copy, Default, Args)]
+pub struct Verbosity {
+    /// Show more diagnostics (-v: the kernel probe's log and info, -vv: debug).
+    #[arg(short, long, action = clap::ArgAction::Count)]
+    pub verbose: u8,
 }
 
 const RECORD_HELP: &str = "\
@@ -104,7 +121,8 @@ const EXPLAIN_EXAMPLES: &str = "\
 Examples:
   tcptrace explain                        every state in one line
   tcptrace explain CLOSE_WAIT
-  tcptrace explain 'FIN_WAIT2->CLOSE'";
+  tcptrace explain 'FIN_WAIT2->CLOSE'
+  tcptrace explain CLOSE_WAIT LAST_ACK    several, one after the other";
 
 const TRANSITIONS_HELP: &str = "\
 Tables (redrawn each interval on a terminal, printed one after the other otherwise):
@@ -144,8 +162,9 @@ summary with a log2 histogram per transition and the most frequent paths.
 Examples:
   tcptrace transitions                          live tables, redrawn every second
   tcptrace transitions --interval 5 --lport 443 HTTPS connections, every 5 seconds
-  tcptrace transitions --duration 60 > report   one minute, tables as plain text
-  tcptrace transitions --json --duration 10     one JSON object per second, the last with
+  tcptrace transitions --duration 60 > report   one minute, its summary as plain text
+  tcptrace transitions --json --interval 1 --duration 10
+                                                one JSON object per second, the last with
                                                 \"final\": true";
 
 const TRACE_EXAMPLES: &str = "\
@@ -178,13 +197,13 @@ pub struct FilterArgs {
     #[arg(short = '6', long = "ipv6")]
     pub ipv6: bool,
     /// Local ports to show, comma separated (at most 16).
-    #[arg(long, value_name = "PORT[,PORT...]", value_parser = parse_ports)]
+    #[arg(short = 'L', long, value_name = "PORT[,PORT...]", value_parser = parse_ports)]
     pub lport: Option<Ports>,
     /// Remote ports to show, comma separated (at most 16).
-    #[arg(long, value_name = "PORT[,PORT...]", value_parser = parse_ports)]
+    #[arg(short = 'D', long, value_name = "PORT[,PORT...]", value_parser = parse_ports)]
     pub rport: Option<Ports>,
     /// Only sockets owned by this process id.
-    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(short = 'p', long, value_parser = clap::value_parser!(u32).range(1..))]
     pub pid: Option<u32>,
     /// Only sockets owned by processes with this command name (exact, as in /proc/PID/comm).
     #[arg(long, value_name = "NAME", value_parser = parse_comm)]
@@ -245,6 +264,8 @@ pub struct TraceArgs {
     #[arg(long, value_name = "FILE", conflicts_with = "duration")]
     pub replay: Option<PathBuf>,
     #[command(flatten)]
+    pub verbosity: Verbosity,
+    #[command(flatten)]
     pub filter: FilterArgs,
 }
 
@@ -256,6 +277,8 @@ pub struct RecordArgs {
     /// Stop after this many seconds (fractions allowed); else at Ctrl-C or SIGTERM.
     #[arg(long, value_name = "SECS", value_parser = parse_duration, allow_negative_numbers = true)]
     pub duration: Option<Duration>,
+    #[command(flatten)]
+    pub verbosity: Verbosity,
     #[command(flatten)]
     pub filter: FilterArgs,
 }
@@ -284,14 +307,17 @@ pub struct StatesArgs {
     #[arg(long, value_name = "STATE[,STATE...]", value_parser = parse_states)]
     pub state: Option<StateList>,
     #[command(flatten)]
+    pub verbosity: Verbosity,
+    #[command(flatten)]
     pub filter: FilterArgs,
 }
 
 #[derive(Debug, Clone, Args)]
 pub struct TransitionsArgs {
-    /// Seconds between two redraws (fractions allowed).
-    #[arg(long, value_name = "SECS", default_value = "1", value_parser = parse_duration, allow_negative_numbers = true)]
-    pub interval: Duration,
+    /// Seconds between two redraws (fractions allowed). Default: every second on a terminal;
+    /// otherwise (a pipe, a file) only the final summary unless this is given.
+    #[arg(long, value_name = "SECS", value_parser = parse_duration, allow_negative_numbers = true)]
+    pub interval: Option<Duration>,
     /// Stop after this many seconds (fractions allowed) and print the summary.
     #[arg(long, value_name = "SECS", value_parser = parse_duration, allow_negative_numbers = true)]
     pub duration: Option<Duration>,
@@ -309,6 +335,8 @@ pub struct TransitionsArgs {
     #[arg(long, value_name = "FILE", conflicts_with = "duration")]
     pub replay: Option<PathBuf>,
     #[command(flatten)]
+    pub verbosity: Verbosity,
+    #[command(flatten)]
     pub filter: FilterArgs,
 }
 
@@ -323,14 +351,30 @@ pub struct SocketsArgs {
     /// Only sockets in these states (netstat names, comma separated).
     #[arg(long, value_name = "STATE[,STATE...]", value_parser = parse_states)]
     pub state: Option<StateList>,
+    /// Listening sockets only (`netstat -l`): the same as `--state LISTEN`.
+    #[arg(short = 'l', long, conflicts_with = "state")]
+    pub listening: bool,
     #[command(flatten)]
     pub filter: FilterArgs,
 }
 
+impl SocketsArgs {
+    /// The states asked for: `--state`, or LISTEN with `-l`.
+    pub fn states(&self) -> Option<StateList> {
+        if self.listening {
+            Some(StateList(vec![TcpState::Listen]))
+        } else {
+            self.state.clone()
+        }
+    }
+}
+
 #[derive(Debug, Clone, Args)]
 pub struct ExplainArgs {
-    /// A state (CLOSE_WAIT) or a transition (FIN_WAIT2->CLOSE); nothing: all states.
-    #[arg(value_name = "STATE | FROM->TO")]
+    /// States (CLOSE_WAIT) or transitions (FIN_WAIT2->CLOSE, or FIN_WAIT2 -> CLOSE), one or
+    /// several; nothing: all states.
+    // Hyphen values: the `->` of a transition written with spaces is not a flag.
+    #[arg(value_name = "STATE | FROM->TO", allow_hyphen_values = true)]
     pub query: Vec<String>,
 }
 
@@ -511,12 +555,46 @@ mod tests {
     }
 
     #[test]
+    fn bcc_style_short_flags() {
+        let cli =
+            Cli::try_parse_from(["tcptrace", "trace", "-L", "80,443", "-D", "5432", "-p", "7"])
+                .unwrap();
+        let Command::Trace(args) = cli.command else {
+            panic!("not trace")
+        };
+        let filter = args.filter.to_filter();
+        assert_eq!(
+            (filter.lports, filter.rports, filter.pid),
+            (vec![80, 443], vec![5432], Some(7))
+        );
+        let cli = Cli::try_parse_from(["tcptrace", "sockets", "-l"]).unwrap();
+        let Command::Sockets(args) = cli.command else {
+            panic!("not sockets")
+        };
+        assert_eq!(args.states().unwrap().0, [TcpState::Listen]);
+        assert!(Cli::try_parse_from(["tcptrace", "sockets", "-l", "--state", "LISTEN"]).is_err());
+    }
+
+    #[test]
+    fn verbose_only_where_the_probe_loads() {
+        for command in ["trace", "transitions", "states"] {
+            let cli = Cli::try_parse_from(["tcptrace", command, "-vv"]).unwrap();
+            assert_eq!(cli.command.verbose(), 2, "{command}");
+        }
+        assert!(Cli::try_parse_from(["tcptrace", "sockets", "-v"]).is_err());
+        // `explain` takes `->` as a word: `-v` is a query there, refused as no state.
+        let cli = Cli::try_parse_from(["tcptrace", "explain", "FIN_WAIT2", "->", "CLOSE"]).unwrap();
+        assert_eq!(cli.command.verbose(), 0);
+    }
+
+    #[test]
     fn transitions_flags() {
         let cli = Cli::try_parse_from(["tcptrace", "transitions"]).unwrap();
         let Command::Transitions(args) = cli.command else {
             panic!("not transitions")
         };
-        assert_eq!(args.interval, Duration::from_secs(1));
+        // None: the output decides (a terminal is redrawn every second, a pipe gets the summary).
+        assert_eq!(args.interval, None);
         assert_eq!(args.max_sockets, 1_000_000);
         assert!(!args.json && args.duration.is_none());
         let cli = Cli::try_parse_from([
@@ -536,7 +614,7 @@ mod tests {
         let Command::Transitions(args) = cli.command else {
             panic!("not transitions")
         };
-        assert_eq!(args.interval, Duration::from_millis(500));
+        assert_eq!(args.interval, Some(Duration::from_millis(500)));
         assert_eq!(args.duration, Some(Duration::from_secs(3)));
         assert!(args.json);
         assert_eq!(args.max_sockets, 10);

@@ -1,6 +1,9 @@
 //! tcptrace: how this machine's TCP connections move through the TCP state diagram, live.
 
-use std::{io, process::ExitCode};
+use std::{
+    io::{self, Write as _},
+    process::ExitCode,
+};
 
 use clap::Parser as _;
 
@@ -11,7 +14,7 @@ use tcptrace::{
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(cli.verbose);
+    init_logging(cli.command.verbose());
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -60,7 +63,21 @@ fn init_logging(verbose: u8) {
         _ => log::LevelFilter::Debug,
     };
     let mut builder = env_logger::Builder::new();
-    builder.filter_level(level).format_timestamp(None);
+    // `tcptrace: warning: …`: what a user reads, not the module that wrote it.
+    builder.filter_level(level).format(|out, record| {
+        let level = match record.level() {
+            log::Level::Error => "error",
+            log::Level::Warn => "warning",
+            log::Level::Info => "info",
+            log::Level::Debug | log::Level::Trace => "debug",
+        };
+        let origin = if record.target().starts_with("tcptrace_ebpf") {
+            "kernel probe: "
+        } else {
+            ""
+        };
+        writeln!(out, "tcptrace: {level}: {origin}{}", record.args())
+    });
     if verbose == 0 {
         // The kernel side logs through aya-log at error level; keep it for -v.
         builder.filter_module("tcptrace_ebpf", log::LevelFilter::Off);

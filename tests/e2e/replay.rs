@@ -65,6 +65,11 @@ fn golden_outputs_of_a_recording() {
         ("storm-40.trace.jsonl", &["trace", "--json"][..]),
         ("storm-40.transitions.txt", &["transitions"][..]),
         ("storm-40.transitions.jsonl", &["transitions", "--json"][..]),
+        // With an interval, one object per recorded reading (every second), then the final.
+        (
+            "storm-40.transitions.interval.jsonl",
+            &["transitions", "--json", "--interval", "1"][..],
+        ),
     ] {
         let output = tcptrace(&[args, &["--replay", FIXTURE]].concat());
         assert!(output.status.success(), "{name}: {output:?}");

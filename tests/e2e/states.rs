@@ -374,6 +374,22 @@ fn explain_and_bad_states_fail_with_one_line() {
         stdout.contains("The application does not close"),
         "{stdout}"
     );
+    // Several at once, as the usage shows, each in turn.
+    let (code, stdout, stderr) = run(&[
+        "explain",
+        "CLOSE_WAIT",
+        "LAST_ACK",
+        "FIN_WAIT2",
+        "->",
+        "CLOSE",
+    ]);
+    assert_eq!(code, Some(0), "{stderr}");
+    let first = stdout.find("CLOSE_WAIT  (").expect("CLOSE_WAIT explained");
+    let second = stdout.find("LAST_ACK  (").expect("LAST_ACK explained");
+    let third = stdout
+        .find("FIN_WAIT2 -> CLOSE")
+        .expect("the transition explained");
+    assert!(first < second && second < third, "{stdout}");
     let (code, _, stderr) = run(&["explain", "SYN_WAIT"]);
     assert_eq!(code, Some(1));
     assert_eq!(stderr.lines().count(), 1, "{stderr}");

@@ -260,6 +260,27 @@ fn reset_in_established_is_abnormal_with_its_cause() {
 }
 
 #[test]
+fn a_hangup_ends_with_the_summary_like_ctrl_c() {
+    if !privileged("a_hangup_ends_with_the_summary_like_ctrl_c") {
+        return;
+    }
+    // An ssh session that drops sends SIGHUP.
+    let tracer = Tracer::start(&["transitions", "--lport", "1"]);
+    let finished = tracer.stop_with(libc::SIGHUP);
+    assert!(
+        finished.status.success(),
+        "{:?}: {}",
+        finished.status,
+        finished.stderr
+    );
+    crate::support::assert_empty_summary(&finished);
+    let text = finished.stdout.join("\n");
+    assert!(text.starts_with("tcptrace transitions: "), "{text}");
+    // Not a terminal and no --interval: the summary only, once.
+    assert_eq!(text.matches("tcptrace transitions: ").count(), 1, "{text}");
+}
+
+#[test]
 fn duration_ends_with_a_text_summary() {
     if !privileged("duration_ends_with_a_text_summary") {
         return;

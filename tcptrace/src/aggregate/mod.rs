@@ -380,6 +380,14 @@ impl Aggregator {
                 delta as f64 / interval_s
             }
         };
+        let elapsed_ns = now_ns.saturating_sub(start);
+        let run_rate = |count: u64| {
+            if elapsed_ns == 0 {
+                0.0
+            } else {
+                count as f64 / (elapsed_ns as f64 / 1e9)
+            }
+        };
 
         let mut rows = Vec::new();
         for (index, row) in self.rows.iter_mut().enumerate() {
@@ -399,6 +407,7 @@ impl Aggregator {
                 count: row.count,
                 interval_count: delta,
                 rate_per_s: rate(delta),
+                run_rate_per_s: run_rate(row.count),
                 untimed: row.untimed,
                 time: row
                     .histogram
@@ -475,11 +484,13 @@ impl Aggregator {
         let interval_transitions = self.transitions - self.transitions_at_snapshot;
         self.transitions_at_snapshot = self.transitions;
         Snapshot {
+            at_ns: now_ns,
             elapsed_ns: now_ns.saturating_sub(start),
             interval_ns,
             transitions: self.transitions,
             interval_transitions,
             events_per_s: rate(interval_transitions),
+            run_events_per_s: run_rate(self.transitions),
             signals: self.signals,
             losses: self.losses,
             sockets: SocketStats {

@@ -28,7 +28,10 @@ pub struct RowSnapshot {
     pub unusual: bool,
     pub count: u64,
     pub interval_count: u64,
+    /// Over the last interval.
     pub rate_per_s: f64,
+    /// Over the whole run.
+    pub run_rate_per_s: f64,
     pub untimed: u64,
     pub time: HistogramSummary,
     /// Abnormal rows: closes per cause (causes with none left out).
@@ -90,11 +93,16 @@ pub struct WitnessCheck {
 /// Everything a renderer shows, computed once per interval.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Snapshot {
+    /// Kernel time the snapshot was taken at.
+    pub at_ns: u64,
     pub elapsed_ns: u64,
     pub interval_ns: u64,
     pub transitions: u64,
     pub interval_transitions: u64,
+    /// Over the last interval.
     pub events_per_s: f64,
+    /// Over the whole run.
+    pub run_events_per_s: f64,
     pub signals: u64,
     pub losses: Losses,
     pub sockets: SocketStats,
@@ -107,4 +115,17 @@ pub struct Snapshot {
     pub witness: Option<WitnessCheck>,
     /// Per network namespace, busiest first.
     pub namespaces: NamespacesSnapshot,
+}
+
+impl Snapshot {
+    /// The same, with every rate over the whole run rather than the last interval: what a
+    /// summary shows.
+    pub fn over_the_run(&self) -> Snapshot {
+        let mut whole = self.clone();
+        whole.events_per_s = whole.run_events_per_s;
+        for row in &mut whole.rows {
+            row.rate_per_s = row.run_rate_per_s;
+        }
+        whole
+    }
 }

@@ -11,7 +11,7 @@ use crate::{
 
 pub fn run(args: SocketsArgs) -> anyhow::Result<()> {
     diag::ensure_own_netns(args.filter.netns)?;
-    let selection = args.filter.selection(args.state.as_ref());
+    let selection = args.filter.selection(args.states().as_ref());
     let mut diag = DiagSocket::open()?;
     let Selected {
         sockets, owners, ..

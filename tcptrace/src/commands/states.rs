@@ -133,6 +133,7 @@ async fn watch_snapshots(
 ) -> anyhow::Result<()> {
     let mut sigint = signal(SignalKind::interrupt())?;
     let mut sigterm = signal(SignalKind::terminate())?;
+    let mut sighup = signal(SignalKind::hangup())?;
     let mut ticks = interval(every);
     ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let wall = clock::wall_clock();
@@ -143,6 +144,7 @@ async fn watch_snapshots(
             biased;
             _ = sigint.recv() => break,
             _ = sigterm.recv() => break,
+            _ = sighup.recv() => break,
             _ = ticks.tick() => {}
         }
         let (sockets, owners, interrupted) = snapshot(diag, args, selection)?;

@@ -30,18 +30,20 @@ pub async fn run(args: TraceArgs) -> anyhow::Result<()> {
         ..PipelineConfig::default()
     };
     let mut text = TraceText::new(WallClock::default(), args.filter.ipv4);
+    let mut wall = WallClock::default();
     let stdout = io::stdout();
     let mut out = io::BufWriter::with_capacity(64 * 1024, stdout.lock());
     let mut reported_lost = 0;
     let on_update = |update: Update<'_, ()>| match update {
         Update::Started(origin, _) => {
             text = TraceText::new(origin.wall, args.filter.ipv4);
+            wall = origin.wall;
             if args.json {
                 return Ok(());
             }
             text.header(&mut out).and_then(|()| out.flush())
         }
-        Update::Transition(t, _) if args.json => json::line(&mut out, t),
+        Update::Transition(t, _) if args.json => json::line(&mut out, t, &wall),
         Update::Transition(t, _) => text.line(&mut out, t),
         // Lines are flushed once per wake-up, not per line.
         Update::BatchEnd => out.flush(),

@@ -1,12 +1,15 @@
 //! `tcptrace transitions`: every transition aggregated along the paths of the TCP state
 //! diagram, redrawn each interval, with a final summary.
 
-use std::io::{self, IsTerminal, Write};
+use std::{
+    io::{self, IsTerminal, Write},
+    time::Duration,
+};
 
 use crate::{
     aggregate::{Aggregator, Config, SocketState, snapshot::Snapshot},
     cli::TransitionsArgs,
-    core::{filter::EventFilter, pipeline::PipelineConfig},
+    core::{clock::WallClock, filter::EventFilter, pipeline::PipelineConfig},
     kernel::probe::ProbeConfig,
     render::{
         terminal::CLEAR,
@@ -36,6 +39,18 @@ fn snapshot(aggregator: &mut Aggregator, totals: &Totals, now_ns: u64) -> Snapsh
 
 pub async fn run(args: TransitionsArgs) -> anyhow::Result<()> {
     let filter = args.filter.to_filter();
+    let output = if args.json {
+        Output::Json
+    } else if io::stdout().is_terminal() {
+        Output::Terminal
+    } else {
+        Output::Text
+    };
+    // A terminal is redrawn every second; a pipe or a file gets the final summary only, unless
+    // an interval is asked for.
+    let interval = args
+        .interval
+        .or_else(|| (output == Output::Terminal).then_some(Duration::from_secs(1)));
     let live = LiveConfig {
         probe: ProbeConfig {
             filter: filter.kernel(),
@@ -43,7 +58,7 @@ pub async fn run(args: TransitionsArgs) -> anyhow::Result<()> {
             causes: true,
             ..ProbeConfig::default()
         },
-        interval: Some(args.interval),
+        interval,
         duration: args.duration,
         tcp_counters: true,
     };
@@ -56,19 +71,15 @@ pub async fn run(args: TransitionsArgs) -> anyhow::Result<()> {
         top_signatures: args.top,
         ..Config::default()
     });
-    let output = if args.json {
-        Output::Json
-    } else if io::stdout().is_terminal() {
-        Output::Terminal
-    } else {
-        Output::Text
-    };
     let stdout = io::stdout();
     let mut out = io::BufWriter::with_capacity(64 * 1024, stdout.lock());
+    // The recording host's clock when replaying; this one's when live.
+    let mut wall = WallClock::default();
 
     let on_update = |update: Update<'_, SocketState>| -> io::Result<()> {
         match update {
             Update::Started(origin, totals) => {
+                wall = origin.wall;
                 let own_netns = origin.own_netns.unwrap_or(0);
                 aggregator.set_own_netns(
                     own_netns,
@@ -87,10 +98,12 @@ pub async fn run(args: TransitionsArgs) -> anyhow::Result<()> {
             Update::Transition(t, socket) => aggregator.feed_transition(t, socket),
             Update::Signal(signal, socket) => aggregator.feed_signal(signal, socket),
             Update::BatchEnd => aggregator.end_batch(),
+            // Not a terminal and no --interval: the final summary only.
+            Update::Tick(_) if interval.is_none() => {}
             Update::Tick(totals) => {
                 let snapshot = snapshot(&mut aggregator, totals, totals.now_ns);
                 match output {
-                    Output::Json => json::interval(&mut out, &snapshot, false)?,
+                    Output::Json => json::interval(&mut out, &snapshot, false, &wall)?,
                     Output::Text => {
                         text::interval(&mut out, &snapshot)?;
                         writeln!(out)?;
@@ -112,7 +125,7 @@ pub async fn run(args: TransitionsArgs) -> anyhow::Result<()> {
 
     let snapshot = snapshot(&mut aggregator, &totals, totals.now_ns);
     match output {
-        Output::Json => json::interval(&mut out, &snapshot, true)?,
+        Output::Json => json::interval(&mut out, &snapshot, true, &wall)?,
         Output::Text => text::summary(&mut out, &snapshot)?,
         Output::Terminal => {
             out.write_all(CLEAR)?;

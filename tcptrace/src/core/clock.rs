@@ -12,6 +12,15 @@ pub struct WallClock {
 }
 
 impl WallClock {
+    /// RFC 3339 in UTC with microseconds (`2026-12-01T09:06:10.870761Z`) of a kernel
+    /// timestamp: the `time` of every JSON line, beside the monotonic `ts_ns`.
+    pub fn rfc3339(&self, ts_ns: u64) -> String {
+        let unix_ns = (i128::from(ts_ns) + self.mono_to_unix_ns).max(0);
+        let since_epoch =
+            std::time::Duration::from_nanos(u64::try_from(unix_ns).unwrap_or(u64::MAX));
+        humantime::format_rfc3339_micros(std::time::UNIX_EPOCH + since_epoch).to_string()
+    }
+
     /// `HH:MM:SS.micros` of a kernel timestamp, in local time.
     pub fn time_of_day(&self, ts_ns: u64) -> String {
         let local_ns = i128::from(ts_ns)
@@ -42,6 +51,15 @@ mod tests {
         };
         // 1_700_000_000 is 22:13:20 UTC; +1 h; +1.5 s of monotonic time.
         assert_eq!(clock.time_of_day(1_500_000_000), "23:13:21.500000");
+    }
+
+    #[test]
+    fn rfc3339_in_utc_whatever_the_local_zone() {
+        let clock = WallClock {
+            mono_to_unix_ns: 1_700_000_000 * 1_000_000_000,
+            utc_offset_s: 3600,
+        };
+        assert_eq!(clock.rfc3339(1_500_000_000), "2023-11-14T22:13:21.500000Z");
     }
 
     #[test]

@@ -364,6 +364,21 @@ pub fn state(state: TcpState) -> &'static StateText {
 }
 
 /// Renders the answer to `tcptrace explain QUERY`.
+/// The states and transitions the words of a command line ask about: `CLOSE_WAIT LAST_ACK`
+/// is two states, `FIN_WAIT2->CLOSE` and `FIN_WAIT2 -> CLOSE` one transition.
+pub fn queries(words: &[String]) -> Vec<String> {
+    let joined = words.join(" ");
+    let mut arrows = joined.replace("->", " -> ");
+    while arrows.contains("  ") {
+        arrows = arrows.replace("  ", " ");
+    }
+    arrows
+        .replace(" -> ", "->")
+        .split_whitespace()
+        .map(str::to_owned)
+        .collect()
+}
+
 pub fn explain(query: &str) -> Result<String, ExplainError> {
     if let Some((from, to)) = query.split_once("->") {
         let (from, to) = (parse_state(from)?, parse_state(to)?);
@@ -439,6 +454,24 @@ fn wrap(text: &str, indent: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn several_states_and_transitions_in_one_command_line() {
+        let words = |text: &str| text.split(' ').map(str::to_owned).collect::<Vec<_>>();
+        assert_eq!(
+            queries(&words("CLOSE_WAIT LAST_ACK")),
+            ["CLOSE_WAIT", "LAST_ACK"]
+        );
+        assert_eq!(
+            queries(&words("FIN_WAIT2 -> CLOSE TIME_WAIT")),
+            ["FIN_WAIT2->CLOSE", "TIME_WAIT"]
+        );
+        assert_eq!(queries(&words("FIN_WAIT2->CLOSE")), ["FIN_WAIT2->CLOSE"]);
+        assert_eq!(
+            queries(&words("SYN_SENT-> ESTABLISHED")),
+            ["SYN_SENT->ESTABLISHED"]
+        );
+    }
     use crate::census::counts::SHOWN;
 
     #[test]

@@ -136,6 +136,8 @@ pub async fn run_live(config: LiveConfig, sink: &mut impl RawSink) -> anyhow::Re
 
     let mut sigint = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
     let mut sigterm = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    // An ssh session that drops sends SIGHUP: end as on Ctrl-C, with the summary, not killed.
+    let mut sighup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
     let deadline = config.duration.map(|d| Instant::now() + d);
     let mut drain_tick = interval(DRAIN_EVERY);
     drain_tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
@@ -164,6 +166,7 @@ pub async fn run_live(config: LiveConfig, sink: &mut impl RawSink) -> anyhow::Re
             biased;
             _ = sigint.recv() => stop = true,
             _ = sigterm.recv() => stop = true,
+            _ = sighup.recv() => stop = true,
             _ = async { sleep_until(deadline.expect("guarded")).await }, if deadline.is_some() => stop = true,
             read = session.events.read(|bytes| forward(sink, bytes, &mut failed)) => {
                 read.context("reading the event ring buffer")?;

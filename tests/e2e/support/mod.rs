@@ -225,8 +225,13 @@ impl Tracer {
 
     /// Sends SIGINT (Ctrl-C) and waits for the exit.
     pub fn stop(self) -> Finished {
+        self.stop_with(libc::SIGINT)
+    }
+
+    /// Sends `signal` and waits for the exit.
+    pub fn stop_with(self, signal: libc::c_int) -> Finished {
         // SAFETY: plain kill(2) of our own child.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGINT) };
+        unsafe { libc::kill(self.child.id() as i32, signal) };
         self.wait()
     }
 

@@ -4,12 +4,13 @@ use std::io::{self, Write};
 
 use serde::Serialize;
 
-use crate::core::event::Transition;
+use crate::core::{clock::WallClock, event::Transition};
 
 #[derive(Serialize)]
 struct Line<'a> {
     #[serde(rename = "type")]
     kind: &'static str,
+    time: String,
     ts_ns: u64,
     sk: String,
     pid: Option<u32>,
@@ -26,9 +27,11 @@ struct Line<'a> {
     first_seen: bool,
 }
 
-pub fn line(out: &mut impl Write, t: &Transition) -> io::Result<()> {
+/// One transition; `clock` gives its wall-clock `time`.
+pub fn line(out: &mut impl Write, t: &Transition, clock: &WallClock) -> io::Result<()> {
     let line = Line {
         kind: "transition",
+        time: clock.rfc3339(t.ts_ns),
         ts_ns: t.ts_ns,
         sk: format!("{:#x}", t.sk),
         pid: t.pid,
@@ -69,10 +72,14 @@ mod tests {
             )
         };
         let mut out = Vec::new();
-        line(&mut out, &t).unwrap();
+        let clock = WallClock {
+            mono_to_unix_ns: 1_700_000_000 * 1_000_000_000,
+            utc_offset_s: 0,
+        };
+        line(&mut out, &t, &clock).unwrap();
         assert_eq!(
             String::from_utf8(out).unwrap(),
-            "{\"type\":\"transition\",\"ts_ns\":5,\"sk\":\"0xffff8880000000ff\",\"pid\":null,\
+            "{\"type\":\"transition\",\"time\":\"2023-11-14T22:13:20.000000Z\",\"ts_ns\":5,\"sk\":\"0xffff8880000000ff\",\"pid\":null,\
              \"comm\":\"\",\"family\":\"inet6\",\"laddr\":\"::1\",\"lport\":8080,\
              \"raddr\":\"127.0.0.1\",\"rport\":40000,\"from\":\"ESTABLISHED\",\
              \"to\":\"CLOSE_WAIT\",\"time_in_from_ns\":null,\"netns\":0,\"first_seen\":true}\n"

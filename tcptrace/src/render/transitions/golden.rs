@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use crate::{
     aggregate::{Config, fed::Fed, snapshot::Snapshot},
     core::{
+        clock::WallClock,
         counters::TcpCounters,
         event::{Signal, SignalKind, Transition},
         losses::{KernelCounters, Losses},
@@ -218,8 +219,8 @@ fn golden_text_interval_and_summary() {
 fn golden_json_lines() {
     let (first, second) = fixture();
     let mut out = Vec::new();
-    json::interval(&mut out, &first, false).unwrap();
-    json::interval(&mut out, &second, true).unwrap();
+    json::interval(&mut out, &first, false, &WallClock::default()).unwrap();
+    json::interval(&mut out, &second, true, &WallClock::default()).unwrap();
     let text = String::from_utf8(out).unwrap();
     golden("transitions.jsonl", &text);
 

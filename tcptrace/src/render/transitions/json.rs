@@ -13,6 +13,7 @@ use crate::{
         histogram::{HistogramSummary, TimeStats},
         snapshot::Snapshot,
     },
+    core::clock::WallClock,
     render::transitions::text::{request_rows, verdict},
 };
 
@@ -22,6 +23,8 @@ struct Interval<'a> {
     kind: &'static str,
     #[serde(rename = "final")]
     is_final: bool,
+    /// When the snapshot was taken, RFC 3339 UTC.
+    time: String,
     elapsed_ns: u64,
     interval_ns: u64,
     events: u64,
@@ -161,7 +164,13 @@ struct CheckRow {
 }
 
 /// One interval's object, on one line.
-pub fn interval(out: &mut impl Write, snap: &Snapshot, is_final: bool) -> io::Result<()> {
+/// One interval's object; `clock` gives its wall-clock `time`.
+pub fn interval(
+    out: &mut impl Write,
+    snap: &Snapshot,
+    is_final: bool,
+    clock: &WallClock,
+) -> io::Result<()> {
     let namespaces = snap
         .namespaces
         .rows
@@ -191,6 +200,7 @@ pub fn interval(out: &mut impl Write, snap: &Snapshot, is_final: bool) -> io::Re
     let object = Interval {
         kind: "interval",
         is_final,
+        time: clock.rfc3339(snap.at_ns),
         elapsed_ns: snap.elapsed_ns,
         interval_ns: snap.interval_ns,
         events: snap.transitions,

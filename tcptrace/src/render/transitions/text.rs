@@ -69,7 +69,10 @@ pub fn interval(out: &mut impl Write, snap: &Snapshot) -> io::Result<()> {
 /// Shown once a second namespace appears: with one, it would repeat the totals.
 fn namespaces(out: &mut impl Write, snap: &Snapshot) -> io::Result<()> {
     let ns = &snap.namespaces;
-    if ns.rows.len() + usize::from(ns.other.transitions > 0) < 2 {
+    // Hidden only when it would say nothing: every transition in tcptrace's own namespace.
+    // Transitions of another namespace, even a single one, are always shown.
+    let only_own = ns.other.transitions == 0 && ns.rows.iter().all(|r| r.own);
+    if only_own {
         return Ok(());
     }
     writeln!(out)?;
@@ -303,7 +306,8 @@ fn witness(out: &mut impl Write, snap: &Snapshot) -> io::Result<()> {
 /// The final summary: the last interval's tables, a log2 histogram per transition, the top path
 /// signatures and every loss.
 pub fn summary(out: &mut impl Write, snap: &Snapshot) -> io::Result<()> {
-    interval(out, snap)?;
+    // The tables of a summary give rates over the whole run, not its last interval.
+    interval(out, &snap.over_the_run())?;
     for r in snap.rows.iter().filter(|r| r.time.samples > 0) {
         writeln!(out)?;
         let kind = if r.abnormal { ", abnormal" } else { "" };
