@@ -155,8 +155,22 @@ impl Btf {
     }
 
     /// Bit offset of `member` in composite `id`, searching anonymous members too.
-    fn member_bits(&self, id: u32, member: &str, depth: u32) -> Option<(u32, u32)> {
-        let composite = self.composites.get(&self.resolve(id))?;
+    ///
+    /// `searched` holds the composites this lookup has searched already: one searched again
+    /// can only fail again (or be a cycle), and without it a corrupt blob whose anonymous
+    /// members share or repeat their types has exponentially many paths to search.
+    fn member_bits(
+        &self,
+        id: u32,
+        member: &str,
+        depth: u32,
+        searched: &mut HashSet<u32>,
+    ) -> Option<(u32, u32)> {
+        let id = self.resolve(id);
+        if !searched.insert(id) {
+            return None;
+        }
+        let composite = self.composites.get(&id)?;
         if let Some(m) = composite.members.iter().find(|m| m.name == member) {
             return Some((m.bit_offset, m.type_id));
         }
@@ -168,7 +182,7 @@ impl Btf {
             .iter()
             .filter(|m| m.name.is_empty())
             .find_map(|m| {
-                let (bits, type_id) = self.member_bits(m.type_id, member, depth + 1)?;
+                let (bits, type_id) = self.member_bits(m.type_id, member, depth + 1, searched)?;
                 Some((m.bit_offset.checked_add(bits)?, type_id))
             })
     }
@@ -178,7 +192,7 @@ impl Btf {
         let mut id = *self.by_name.get(name)?;
         let mut bits = 0;
         for member in path {
-            let (member_bits, type_id) = self.member_bits(id, member, 0)?;
+            let (member_bits, type_id) = self.member_bits(id, member, 0, &mut HashSet::new())?;
             // A corrupt blob's offsets can add up past u32: no such member then.
             bits = member_bits.checked_add(bits)?;
             id = type_id;
@@ -379,6 +393,25 @@ mod tests {
         assert_eq!(btf.offset_of("outer", &["a"]), Some((u32::MAX - 31) / 8));
         assert_eq!(btf.offset_of("outer", &["a", "b"]), None);
         assert_eq!(btf.offset_of("outer", &["c"]), None);
+    }
+
+    #[test]
+    fn lookups_through_shared_or_cyclic_anonymous_members_end() {
+        // Found by fuzzing: every path through anonymous members was searched, 16^9 of them
+        // here (a struct whose anonymous members are itself), and the lookup never ended.
+        let mut b = Builder::new();
+        let uint = b.int("unsigned int", 4);
+        let own_id = b.next_id;
+        let anonymous: Vec<(&str, u32, u32)> = (0..16).map(|i| ("", own_id, i * 32)).collect();
+        b.composite(KIND_STRUCT, "loop", 64, &anonymous);
+        // Two anonymous members of one type, each with two of the next: the first path wins.
+        let leaf = b.composite(KIND_STRUCT, "", 4, &[("x", uint, 8)]);
+        let mid = b.composite(KIND_STRUCT, "", 8, &[("", leaf, 0), ("", leaf, 32)]);
+        b.composite(KIND_STRUCT, "top", 16, &[("", mid, 64), ("", mid, 0)]);
+        let btf = Btf::parse(&b.build()).unwrap();
+        assert_eq!(btf.offset_of("loop", &["missing"]), None);
+        assert_eq!(btf.offset_of("top", &["x"]), Some(9));
+        assert_eq!(btf.offset_of("top", &["y"]), None);
     }
 
     #[test]
