@@ -27,12 +27,28 @@ fn cargo(args: &[&str]) -> Command {
 pub fn run(e2e_args: &[String]) -> anyhow::Result<ExitCode> {
     eprintln!("xtask: cargo fmt --check");
     status(&mut cargo(&["fmt", "--all", "--check"]))?;
+    // The fuzz crate is a workspace of its own, out of `--all`.
+    status(&mut cargo(&[
+        "fmt",
+        "--manifest-path",
+        "tcptrace/fuzz/Cargo.toml",
+        "--check",
+    ]))?;
     eprintln!("xtask: layout check");
     layout::run()?;
     eprintln!("xtask: cargo clippy -D warnings");
     status(&mut cargo(&[
         "clippy",
         "--workspace",
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+    ]))?;
+    status(&mut cargo(&[
+        "clippy",
+        "--manifest-path",
+        "tcptrace/fuzz/Cargo.toml",
         "--all-targets",
         "--",
         "-D",

@@ -27,16 +27,19 @@ fuzz_target!(|data: &[u8]| {
         }
     };
     let mut aggregator = Aggregator::new(Config::default());
-    let mut updates = Updates::new(PipelineConfig::default(), |update: Update<'_, SocketState>| {
-        match update {
-            Update::Started(origin, _) => aggregator.start(origin.start_ns),
-            Update::Transition(t, socket) => aggregator.feed_transition(t, socket),
-            Update::Signal(s, socket) => aggregator.feed_signal(s, socket),
-            Update::BatchEnd => aggregator.end_batch(),
-            Update::Tick(_) => {}
-        }
-        Ok(())
-    });
+    let mut updates = Updates::new(
+        PipelineConfig::default(),
+        |update: Update<'_, SocketState>| {
+            match update {
+                Update::Started(origin, _) => aggregator.start(origin.start_ns),
+                Update::Transition(t, socket) => aggregator.feed_transition(t, socket),
+                Update::Signal(s, socket) => aggregator.feed_signal(s, socket),
+                Update::BatchEnd => aggregator.end_batch(),
+                Update::Tick(_) => {}
+            }
+            Ok(())
+        },
+    );
     let replayed = replay(reader, header, &mut updates).expect("the sink never fails");
     let totals = updates.totals().clone();
     if let Some(damage) = &replayed.damage {
