@@ -50,7 +50,13 @@ enum Task {
     /// Set up, build, then run the end-to-end tests and the smoke check inside each kernel of
     /// the matrix, booted in QEMU (virtme-ng; KVM when it works, else TCG); installs QEMU,
     /// virtme-ng and the kernel packages when missing. One summary line per kernel.
-    Matrix(matrix::MatrixArgs),
+    Matrix {
+        #[command(flatten)]
+        matrix: matrix::MatrixArgs,
+        /// Arguments passed to the end-to-end test binary in each guest (e.g. a test filter).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
     /// Inside a guest of the matrix: the smoke check on the host's builds, its counts as a
     /// line for the host to read.
     #[command(hide = true)]
@@ -77,7 +83,9 @@ fn main() -> ExitCode {
             matrix,
             args,
         } => setup::run_for_tests().and_then(|_| test::run(&args, (!no_matrix).then_some(&matrix))),
-        Task::Matrix(args) => setup::run_for_tests().and_then(|_| matrix::run_alone(&args)),
+        Task::Matrix { matrix, args } => {
+            setup::run_for_tests().and_then(|_| matrix::run_alone(&matrix, &args))
+        }
         Task::GuestSmoke => matrix::guest_smoke(),
         Task::Bench(args) => setup::run_for_tests().and_then(|_| bench::run(&args)),
         Task::Layout => layout::run(),

@@ -68,9 +68,9 @@ pub fn output_dir() -> PathBuf {
 }
 
 /// `cargo xtask matrix`: the matrix alone, its summary, and failure if any guest failed.
-pub fn run_alone(args: &MatrixArgs) -> anyhow::Result<ExitCode> {
+pub fn run_alone(args: &MatrixArgs, e2e_args: &[String]) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
-    let outcomes = run(args, &[])?;
+    let outcomes = run(args, e2e_args)?;
     finish(&outcomes, started.elapsed())?;
     Ok(ExitCode::SUCCESS)
 }
