@@ -459,8 +459,21 @@ impl Watching {
         json_lines(&self.lines.lock().unwrap().join("\n"))
     }
 
+    /// Waits for `frames` frames, stops the watch with SIGINT as a user would, and returns
+    /// those frames (not one that came after) and stderr.
+    fn stop_after(mut self, frames: usize) -> (Vec<Value>, String) {
+        wait_until("the frames", || {
+            (self.frames().len() >= frames).then_some(())
+        });
+        // SAFETY: plain kill(2) of our own child.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGINT) };
+        let (mut got, stderr) = self.finish(frames);
+        got.truncate(frames);
+        (got, stderr)
+    }
+
     /// Waits for the exit (`--count`); the frames and stderr.
-    fn finish(mut self, frames: usize) -> (Vec<Value>, String) {
+    fn finish(&mut self, frames: usize) -> (Vec<Value>, String) {
         let status = wait_until("tcptrace to exit", || self.child.try_wait().unwrap());
         assert!(
             status.success(),
@@ -513,21 +526,17 @@ fn watch_keeps_counts_live_checks_them_and_times_close_wait() {
     if !privileged("states: live watch") {
         return;
     }
-    const FRAMES: usize = 5;
+    // Windows after the last of the test's own transitions: the last snapshot then comes more
+    // than two seconds after them (the age check below). How many windows the activity itself
+    // spans depends on the machine (seconds under emulation), so the watch runs until then.
+    const FRAMES_AFTER: usize = 3;
     let netns = Netns::new("watch");
     // Held since before tracing starts.
     let (mut early, _early_client) = close_wait_pair(&netns);
     let early_pid = early.cmd("pid");
 
     let mut command = netns.command(tcptrace_bin());
-    command.args([
-        "states",
-        "--watch",
-        "1",
-        "--count",
-        &FRAMES.to_string(),
-        "--json",
-    ]);
+    command.args(["states", "--watch", "1", "--count", "1000", "--json"]);
     let watching = {
         let _guard = start_lock();
         let watching = Watching::start(command);
@@ -551,8 +560,9 @@ fn watch_keeps_counts_live_checks_them_and_times_close_wait() {
     let (mut gone, _gone_client) = close_wait_pair(&netns);
     gone.cmd("close");
 
-    let (frames, stderr) = watching.finish(FRAMES);
-    assert_eq!(frames.len(), FRAMES, "{frames:#?}");
+    let frames_wanted = watching.frames().len() + FRAMES_AFTER;
+    let (frames, stderr) = watching.stop_after(frames_wanted);
+    assert_eq!(frames.len(), frames_wanted, "{frames:#?}");
     assert!(
         !stderr.contains("snapshots only"),
         "the probe did not load: {stderr}"
@@ -602,7 +612,7 @@ fn watch_keeps_counts_live_checks_them_and_times_close_wait() {
     // Three connections made (five transitions each, listeners included), two closed.
     assert!(transitions >= 20, "{transitions} transitions: {frames:#?}");
 
-    let last = &frames[FRAMES - 1];
+    let last = &frames[frames_wanted - 1];
     assert_eq!(last["states"]["CLOSE_WAIT"], 2, "{last:#}");
     assert_eq!(last["states"]["TIME_WAIT"], 1, "{last:#}");
     let snapshot_ns = last["live"]["snapshot_ns"].as_u64().unwrap();

@@ -4,6 +4,7 @@
 mod bench;
 mod fuzz;
 mod layout;
+mod matrix;
 mod run;
 mod setup;
 mod test;
@@ -31,13 +32,35 @@ enum Task {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
-    /// Set up, then check formatting, the module layout and lints, run the unit tests and the
-    /// privileged end-to-end tests.
+    /// Set up, then check formatting, the module layout and lints, run the unit tests, the
+    /// bounded fuzzing, the privileged end-to-end tests and the smoke check, then the
+    /// end-to-end tests and the smoke check again inside each kernel of the matrix.
     Test {
-        /// Arguments passed to the end-to-end test binary (e.g. a test name filter).
+        /// Skip the kernel matrix: the host's tests only, for a quick local loop (CI never
+        /// skips it).
+        #[arg(long, conflicts_with_all = ["kernels"])]
+        no_matrix: bool,
+        #[command(flatten)]
+        matrix: matrix::MatrixArgs,
+        /// Arguments passed to the end-to-end test binary (e.g. a test name filter), on the
+        /// host and in each guest.
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    /// Set up, build, then run the end-to-end tests and the smoke check inside each kernel of
+    /// the matrix, booted in QEMU (virtme-ng; KVM when it works, else TCG); installs QEMU,
+    /// virtme-ng and the kernel packages when missing. One summary line per kernel.
+    Matrix {
+        #[command(flatten)]
+        matrix: matrix::MatrixArgs,
+        /// Arguments passed to the end-to-end test binary in each guest (e.g. a test filter).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Inside a guest of the matrix: the smoke check on the host's builds, its counts as a
+    /// line for the host to read.
+    #[command(hide = true)]
+    GuestSmoke,
     /// Set up, build, then benchmark (as root): a connection storm alone and under each
     /// tracer, in interleaved rounds. `--smoke`: the correctness check CI runs.
     Bench(bench::BenchArgs),
@@ -55,7 +78,15 @@ fn main() -> ExitCode {
         Task::Setup => setup::run_for_tests(),
         Task::Build => setup::run().and_then(|_| run::build()),
         Task::Run { args } => setup::run().and_then(|_| run::run(&args)),
-        Task::Test { args } => setup::run_for_tests().and_then(|_| test::run(&args)),
+        Task::Test {
+            no_matrix,
+            matrix,
+            args,
+        } => setup::run_for_tests().and_then(|_| test::run(&args, (!no_matrix).then_some(&matrix))),
+        Task::Matrix { matrix, args } => {
+            setup::run_for_tests().and_then(|_| matrix::run_alone(&matrix, &args))
+        }
+        Task::GuestSmoke => matrix::guest_smoke(),
         Task::Bench(args) => setup::run_for_tests().and_then(|_| bench::run(&args)),
         Task::Layout => layout::run(),
         Task::Fuzz(args) => setup::run().and_then(|_| fuzz::run(&args)),

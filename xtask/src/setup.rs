@@ -193,21 +193,72 @@ fn ensure_test_tools() -> anyhow::Result<()> {
         );
         return Ok(());
     }
-    eprintln!("xtask: installing {}", missing.join(", "));
-    status(
-        Command::new("apt-get")
-            .args(["install", "-y", "--no-install-recommends"])
-            .args(&missing)
-            .env("DEBIAN_FRONTEND", "noninteractive"),
-    )
-    .or_else(|_| {
-        // A fresh machine may have no package lists yet.
-        status(Command::new("apt-get").arg("update"))?;
+    apt_install(&missing)
+}
+
+/// Installs Debian packages with apt-get, saying which; refreshes the package lists first if
+/// the install fails (a fresh machine may have none yet).
+pub fn apt_install(packages: &[&str]) -> anyhow::Result<()> {
+    eprintln!("xtask: installing {}", packages.join(", "));
+    let install = || {
         status(
             Command::new("apt-get")
                 .args(["install", "-y", "--no-install-recommends"])
-                .args(&missing)
+                .args(packages)
                 .env("DEBIAN_FRONTEND", "noninteractive"),
         )
+    };
+    install().or_else(|_| {
+        eprintln!("xtask: apt-get update, then installing again");
+        status(Command::new("apt-get").arg("update"))?;
+        install()
     })
+}
+
+/// True when dpkg has the package installed.
+pub fn dpkg_installed(package: &str) -> bool {
+    output(Command::new("dpkg-query").args(["-W", "-f=${Status}", package]))
+        .is_ok_and(|status| status.trim() == "install ok installed")
+}
+
+/// Installs those of `packages` that dpkg does not have.
+pub fn ensure_packages(packages: &[&str]) -> anyhow::Result<()> {
+    let missing: Vec<&str> = packages
+        .iter()
+        .copied()
+        .filter(|package| !dpkg_installed(package))
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    apt_install(&missing)
+}
+
+/// virtme-ng's version: the `vng` that boots the kernel matrix's guests.
+const VIRTME_NG_VERSION: &str = "1.42";
+
+/// Installs virtme-ng in a virtual environment of its own under the cache (pinned, and apart
+/// from the system's Python, which Debian does not let pip change); returns its `bin` folder,
+/// which must come first on vng's PATH (vng runs `virtme-run` from there).
+pub fn ensure_virtme_ng() -> anyhow::Result<PathBuf> {
+    let venv = home().join(format!(".cache/tcptrace/virtme-ng-{VIRTME_NG_VERSION}"));
+    let bin = venv.join("bin");
+    let fits = output(Command::new(bin.join("vng")).arg("--version"))
+        .is_ok_and(|version| version.split_whitespace().last() == Some(VIRTME_NG_VERSION));
+    if fits {
+        return Ok(bin);
+    }
+    eprintln!(
+        "xtask: installing virtme-ng {VIRTME_NG_VERSION} (pip, in {})",
+        venv.display()
+    );
+    status(Command::new("python3").arg("-m").arg("venv").arg(&venv)).context(
+        "cannot create a Python virtual environment (on Debian: apt-get install python3-venv)",
+    )?;
+    status(Command::new(bin.join("pip")).args([
+        "install",
+        "--quiet",
+        &format!("virtme-ng=={VIRTME_NG_VERSION}"),
+    ]))?;
+    Ok(bin)
 }

@@ -1,16 +1,17 @@
 //! The project's test command: formatting, module layout, lints, unit tests, bounded fuzzing,
-//! end-to-end tests.
+//! end-to-end tests, the smoke check, then the same two inside each kernel of the matrix.
 
 use std::{
     io::{BufRead as _, BufReader},
     process::{Command, ExitCode, Stdio},
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use anyhow::{Context as _, bail};
 
 use crate::{
     bench, fuzz, layout,
+    matrix::{self, MatrixArgs, TestCounts},
     run::{self, workspace_root},
     setup::status,
 };
@@ -24,7 +25,7 @@ fn cargo(args: &[&str]) -> Command {
     cmd
 }
 
-pub fn run(e2e_args: &[String]) -> anyhow::Result<ExitCode> {
+pub fn run(e2e_args: &[String], matrix_args: Option<&MatrixArgs>) -> anyhow::Result<ExitCode> {
     eprintln!("xtask: cargo fmt --check");
     status(&mut cargo(&["fmt", "--all", "--check"]))?;
     // The fuzz crate is a workspace of its own, out of `--all`.
@@ -66,13 +67,46 @@ pub fn run(e2e_args: &[String]) -> anyhow::Result<ExitCode> {
     eprintln!("xtask: cargo build --release, which must print no warning");
     build_without_warnings()?;
     eprintln!("xtask: end-to-end tests");
-    status(
+    let host_started = Instant::now();
+    let e2e = e2e_counting(
         cargo(&["test", "--package", "tcptrace-tests", "--"])
             .args(e2e_args)
             .env("TCPTRACE_BIN", run::binary()),
     )?;
-    smoke()?;
+    let smoke = smoke()?;
+    let host = matrix::host_line(e2e, smoke.as_ref(), host_started.elapsed());
+    let Some(matrix_args) = matrix_args else {
+        println!("{host}");
+        eprintln!("xtask: the kernel matrix was skipped (--no-matrix)");
+        return Ok(ExitCode::SUCCESS);
+    };
+    eprintln!("xtask: the kernel matrix");
+    let matrix_started = Instant::now();
+    let outcomes = matrix::run(matrix_args, e2e_args)?;
+    println!("\n{host}");
+    matrix::finish(&outcomes, matrix_started.elapsed())?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Runs the end-to-end tests, passing their output through, and adds up libtest's result
+/// lines for the host's summary line.
+fn e2e_counting(cmd: &mut Command) -> anyhow::Result<TestCounts> {
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("cannot start {cmd:?}"))?;
+    let stdout = child.stdout.take().context("cargo's stdout is not piped")?;
+    let mut counts = TestCounts::default();
+    for line in BufReader::new(stdout).lines() {
+        let line = line.context("cannot read the tests' output")?;
+        println!("{line}");
+        counts.add_line(&line);
+    }
+    let status = child.wait()?;
+    if !status.success() {
+        bail!("{cmd:?} failed ({status})");
+    }
+    Ok(counts)
 }
 
 /// Builds what the end-to-end tests run, as `run::build` does, and fails if cargo printed a
@@ -106,16 +140,17 @@ fn build_without_warnings() -> anyhow::Result<()> {
 
 /// The benchmark's smoke check: every transition of a few thousand connections seen, none
 /// lost. Needs root like the end-to-end tests, and like them fails in CI rather than skip.
-fn smoke() -> anyhow::Result<()> {
+fn smoke() -> anyhow::Result<Option<bench::SmokeCounts>> {
     if !run::is_root() {
         if std::env::var("CI").is_ok_and(|ci| ci == "true") {
             bail!("the bench smoke check must run as root in CI");
         }
         eprintln!("SKIPPED bench smoke check: needs root to load the BPF probe");
-        return Ok(());
+        return Ok(None);
     }
     eprintln!("xtask: bench smoke check");
     bench::build()?;
-    std::fs::create_dir_all(bench::output_dir())?;
-    bench::smoke()
+    let dir = bench::output_dir();
+    std::fs::create_dir_all(&dir)?;
+    bench::smoke(&dir).map(Some)
 }

@@ -11,7 +11,7 @@ mod tracer;
 use std::{
     fs,
     net::{Ipv4Addr, TcpListener},
-    path::PathBuf,
+    path::{Path, PathBuf},
     process::{Command, ExitCode},
 };
 
@@ -109,7 +109,7 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<ExitCode> {
         return snapshot::run(args.pairs, args.time_wait, args.runs as usize);
     }
     if args.smoke {
-        smoke()?;
+        smoke(&dir)?;
     } else if args.memory {
         memory(args)?;
     } else {
@@ -250,9 +250,25 @@ fn free_port() -> anyhow::Result<u16> {
     Ok(listener.local_addr()?.port())
 }
 
+/// What the smoke check's `trace --json` run counted, for one summary line per kernel.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SmokeCounts {
+    /// Transitions of the storm's connections in the output.
+    pub seen: u64,
+    /// Transitions the storm made.
+    pub expected: u64,
+    /// Of those, the two of each socket last seen in FIN_WAIT1, which the kernel ran no BPF
+    /// program for (see [`Seen`]): `seen + unmade == expected`.
+    pub unmade: u64,
+    /// Lost to the ring buffer or skipped by the kernel and not recorded.
+    pub lost: u64,
+    /// Transitions recorded by tcptrace's nested program (the kernel skipped the main one).
+    pub nested: u64,
+}
+
 /// The correctness check: under tcptrace, every transition of every storm connection is seen
-/// and nothing is lost.
-pub fn smoke() -> anyhow::Result<()> {
+/// and nothing is lost. Its scratch files go to `dir`.
+pub fn smoke(dir: &Path) -> anyhow::Result<SmokeCounts> {
     // `trace --json`, unfiltered in the kernel: count the lines of the storm's connections,
     // both sides (the client's remote port or the server's local port is the listener's).
     let port = free_port()?;
@@ -262,7 +278,7 @@ pub fn smoke() -> anyhow::Result<()> {
         rate: None,
         port,
     };
-    let out = output_dir().join("smoke-trace.jsonl");
+    let out = dir.join("smoke-trace.jsonl");
     let (report, finished) = run_once(
         Some(Tracer::TraceJson),
         &[],
@@ -281,6 +297,13 @@ pub fn smoke() -> anyhow::Result<()> {
     )
     .with_context(|| format!("output kept in {}", out.display()))?;
     let _ = fs::remove_file(&out);
+    let counts = SmokeCounts {
+        seen: seen.transitions,
+        expected: report.expected_transitions,
+        unmade: 2 * seen.stuck_in_fin_wait1,
+        lost: finished.lost.unwrap_or(0) + finished.kernel_misses,
+        nested: finished.nested_caught.unwrap_or(0),
+    };
 
     // `transitions`, filtered in the kernel to the listener's port: the server side only.
     let (mut passed, mut skipped) = (1, 0);
@@ -292,7 +315,7 @@ pub fn smoke() -> anyhow::Result<()> {
         Ok(()) => {
             let port = free_port()?;
             let storm = StormArgs { port, ..storm };
-            let out = output_dir().join("smoke-transitions.jsonl");
+            let out = dir.join("smoke-transitions.jsonl");
             let (report, finished) = run_once(
                 Some(Tracer::Transitions),
                 &["--lport".to_owned(), port.to_string(), "--json".to_owned()],
@@ -322,7 +345,7 @@ pub fn smoke() -> anyhow::Result<()> {
     }
     // A failed check has returned its error above: what is left passed or was skipped.
     println!("smoke: {passed} passed, 0 failed, {skipped} skipped");
-    Ok(())
+    Ok(counts)
 }
 
 /// Every expected transition seen, exactly; none lost to a full ring buffer, none skipped by

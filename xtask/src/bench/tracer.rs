@@ -139,6 +139,9 @@ pub struct Finished {
     /// fdinfo, or for tcptrace the count it reports (it records the others with a second
     /// program).
     pub kernel_misses: u64,
+    /// Transitions tcptrace's nested program recorded because the kernel skipped its main
+    /// program for them (its `-v` log); `None` for the other tracers.
+    pub nested_caught: Option<u64>,
     /// User + sys seconds from the moment it was attached to its exit.
     pub cpu_s: f64,
     /// Peak resident set size (VmHWM) once it has caught up, KiB.
@@ -336,6 +339,10 @@ impl Running {
         let cpu_total = seconds(usage.ru_utime) + seconds(usage.ru_stime);
         let cpu_s = (cpu_total - self.ticks_at_attach as f64 / clock_ticks_per_s()).max(0.0);
         let mut kernel_misses = kernel_misses;
+        let nested_caught = match self.tracer {
+            Tracer::Transitions | Tracer::TraceJson => nested_caught(&stderr),
+            Tracer::Tcpstates | Tracer::Bpftrace => None,
+        };
         let (observed, lost) = match self.tracer {
             Tracer::Transitions | Tracer::TraceJson => {
                 let summary = tcptrace_summary(&stderr).with_context(|| {
@@ -362,6 +369,7 @@ impl Running {
             observed,
             lost,
             kernel_misses,
+            nested_caught,
             cpu_s,
             peak_rss_kib,
             rss_kib,
@@ -521,6 +529,16 @@ pub fn tcptrace_summary(stderr: &str) -> Option<TcptraceSummary> {
     })
 }
 
+/// The N of tcptrace's `-v` log line `kernel: N transitions recorded by the nested program; …`
+/// (tcptrace/src/stream/live.rs): how often the kernel skipped the main program and the nested
+/// one recorded the transition instead.
+pub fn nested_caught(stderr: &str) -> Option<u64> {
+    stderr.lines().rev().find_map(|line| {
+        let (head, _) = line.split_once(" transitions recorded by the nested program")?;
+        head.rsplit(' ').next()?.parse().ok()
+    })
+}
+
 /// What tcptrace's summary line says.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct TcptraceSummary {
@@ -575,6 +593,16 @@ mod tests {
             tcptrace_summary("7 transitions, 0 lost\n"),
             summary(7, 0, 0)
         );
+    }
+
+    #[test]
+    fn reads_the_nested_programs_count_from_the_verbose_log() {
+        let stderr = "[INFO  tcptrace] probe attached\n\
+                      [INFO  tcptrace::stream::live] kernel: 74 transitions recorded by the nested \
+                      program; 0 ring buffer full, 0 skipped and not recorded\n\
+                      320002 transitions, 0 lost\n";
+        assert_eq!(nested_caught(stderr), Some(74));
+        assert_eq!(nested_caught("320002 transitions, 0 lost\n"), None);
     }
 
     #[test]
