@@ -183,10 +183,12 @@ pub struct FilterArgs {
     /// Remote ports to show, comma separated (at most 16).
     #[arg(long, value_name = "PORT[,PORT...]", value_parser = parse_ports)]
     pub rport: Option<Ports>,
-    /// Only sockets owned by this process id.
+    /// Only sockets owned by this process id. Whole sockets: from the first transition it
+    /// owns, every later transition of the socket is shown, whoever owns it then.
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
     pub pid: Option<u32>,
     /// Only sockets owned by processes with this command name (exact, as in /proc/PID/comm).
+    /// Whole sockets, as --pid.
     #[arg(long, value_name = "NAME", value_parser = parse_comm)]
     pub comm: Option<String>,
     /// Only sockets of this network namespace: its inode, as in `readlink /proc/PID/ns/net`

@@ -35,6 +35,9 @@ pub struct Entry<X> {
     gap: bool,
     pid: Option<u32>,
     comm: Comm,
+    /// One of its transitions passed the owner filter (`--pid`, `--comm`): all the later ones
+    /// are shown, whoever owns it then.
+    selected: bool,
     /// What the consumer keeps for this socket; `X::default()` at first sight.
     pub ext: X,
 }
@@ -50,6 +53,7 @@ impl<X: Default> Entry<X> {
             gap: false,
             pid: t.pid,
             comm: t.comm,
+            selected: false,
             ext: X::default(),
         }
     }
@@ -74,6 +78,16 @@ impl<X> Entry<X> {
     /// Whether its last transition left a state it was never seen entering.
     pub fn gap(&self) -> bool {
         self.gap
+    }
+
+    /// Whether a transition of it passed the owner filter (see [`Self::select`]).
+    pub fn selected(&self) -> bool {
+        self.selected
+    }
+
+    /// Keeps the socket selected until it closes: a birth at its address starts unselected.
+    pub fn select(&mut self) {
+        self.selected = true;
     }
 }
 
