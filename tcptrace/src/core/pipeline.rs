@@ -19,6 +19,7 @@ use crate::core::{
     filter::EventFilter,
     losses::{KernelCounters, Losses},
     peer_fill::PeerFill,
+    seed::SocketSeed,
     sockets::{DEFAULT_MAX_SOCKETS, Entry, Follow, SocketTable, TableStats},
 };
 
@@ -135,6 +136,11 @@ impl<X: Default> Pipeline<X> {
         self.table.stats()
     }
 
+    /// Takes the owner of a socket that predates tracing, found by the start-up census.
+    pub fn seed(&mut self, seed: SocketSeed) {
+        self.table.seed(seed);
+    }
+
     /// Every loss so far, given the kernel's side of it.
     pub fn losses(&self, kernel: KernelCounters) -> Losses {
         Losses {
@@ -219,7 +225,8 @@ mod tests {
             },
             oldstate: old,
             newstate: new,
-            _reserved: 0,
+            holders: 0,
+            cookie: 0,
         })
         .to_vec()
     }
