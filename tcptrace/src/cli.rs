@@ -152,7 +152,10 @@ const TRACE_EXAMPLES: &str = "\
 Columns:
   TIME        local time of the transition
   PID, COMM   the socket's owner: the process that connected, listened or closed it (an
-              accepted socket inherits its listener's); '-' when the socket predates tracing
+              accepted socket inherits its listener's). For sockets that predate tracing, the
+              process holding it when tracing started (a census at start, as `ss -p`);
+              PID+N: PID and N more processes hold it or its listener (a pre-forked server),
+              until the one that accepted it makes a syscall on it; '-' when unknown
   LOCAL, REMOTE  addresses and ports; IPv4-mapped IPv6 addresses print as IPv4
   OLD -> NEW  the transition, with netstat's state names
   MS          milliseconds spent in OLD; '-' when the socket was first seen in it

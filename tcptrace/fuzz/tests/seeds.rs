@@ -19,7 +19,7 @@ use tcptrace::{
     core::{decode::encode, state::TcpState},
     kernel::btf::{Btf, read_kernel_btf},
     os::diag::{
-        DumpRequest,
+        ALL_STATES, DumpRequest,
         netlink::request_bytes,
         parse::{ParseError, SocketEntry, parse_batch},
     },
@@ -474,6 +474,7 @@ fn sockets(fd: &OwnedFd, family: u8) -> Vec<SocketEntry> {
             DumpRequest {
                 family,
                 tcp_info: false,
+                states: ALL_STATES,
             },
             1,
         ),
@@ -591,6 +592,7 @@ fn diag_seeds() -> Vec<(String, Vec<u8>)> {
                 DumpRequest {
                     family: family as u8,
                     tcp_info,
+                    states: ALL_STATES,
                 },
                 seq,
             );
@@ -606,6 +608,7 @@ fn diag_seeds() -> Vec<(String, Vec<u8>)> {
         DumpRequest {
             family: 99,
             tcp_info: false,
+            states: ALL_STATES,
         },
         seq + 1,
     );

@@ -46,6 +46,7 @@ pub async fn run(args: TransitionsArgs) -> anyhow::Result<()> {
         interval: Some(args.interval),
         duration: args.duration,
         tcp_counters: true,
+        census: Some(filter.clone()),
     };
     let pipeline = PipelineConfig {
         filter: filter.clone(),

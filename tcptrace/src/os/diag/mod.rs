@@ -4,7 +4,7 @@
 pub mod netlink;
 pub mod parse;
 
-pub use netlink::{DiagError, DiagSocket, DumpRequest};
+pub use netlink::{ALL_STATES, DiagError, DiagSocket, DumpRequest};
 pub use parse::{SocketEntry, Timer};
 
 /// Which address families to dump.
@@ -48,6 +48,16 @@ pub fn snapshot(
     families: Families,
     tcp_info: bool,
 ) -> Result<Snapshot, DiagError> {
+    snapshot_of_states(socket, families, tcp_info, ALL_STATES)
+}
+
+/// Dumps the TCP sockets of the chosen families in the chosen states (one bit per `TCP_*`).
+pub fn snapshot_of_states(
+    socket: &mut DiagSocket,
+    families: Families,
+    tcp_info: bool,
+    states: u32,
+) -> Result<Snapshot, DiagError> {
     let mut sockets = Vec::new();
     let mut interrupted = false;
     for (wanted, family) in [
@@ -59,6 +69,7 @@ pub fn snapshot(
                 DumpRequest {
                     family: family as u8,
                     tcp_info,
+                    states,
                 },
                 &mut sockets,
             )?;

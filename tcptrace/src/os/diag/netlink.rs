@@ -20,7 +20,7 @@ const NLM_F_DUMP: u16 = 0x300;
 /// `struct inet_diag_req_v2`.
 const REQ_LEN: usize = 56;
 /// Every state bit, including TIME_WAIT (6) and NEW_SYN_RECV (12).
-const ALL_STATES: u32 = u32::MAX;
+pub const ALL_STATES: u32 = u32::MAX;
 /// Receive buffer of one `recv`: the kernel fills at most 32 KiB per dump step
 /// (net/netlink/af_netlink.c caps its allocation), so a larger buffer only wastes memory.
 const RECV_BUF: usize = 64 * 1024;
@@ -48,6 +48,10 @@ pub struct DumpRequest {
     pub family: u8,
     /// Ask for `tcp_info` too (needed for netstat's exact timer counters; ~3× the bytes).
     pub tcp_info: bool,
+    /// The states wanted, one bit per `TCP_*` value ([`ALL_STATES`]). The kernel still walks
+    /// the sockets of the others, but neither fills nor sends them: leaving out TIME_WAIT
+    /// makes a dump of a host with 100,000 timewait sockets several times faster.
+    pub states: u32,
 }
 
 /// The request's bytes: `nlmsghdr` + `inet_diag_req_v2` for all TCP sockets of one family.
@@ -65,7 +69,7 @@ pub fn request_bytes(request: DumpRequest, seq: u32) -> Vec<u8> {
         0
     };
     b.extend([request.family, libc::IPPROTO_TCP as u8, ext, 0]);
-    b.extend(ALL_STATES.to_ne_bytes());
+    b.extend(request.states.to_ne_bytes());
     // inet_diag_sockid all zero: no address filter.
     b.resize(len, 0);
     b
@@ -181,6 +185,7 @@ mod tests {
             DumpRequest {
                 family: libc::AF_INET6 as u8,
                 tcp_info: true,
+                states: ALL_STATES,
             },
             9,
         );
@@ -197,9 +202,11 @@ mod tests {
             DumpRequest {
                 family: libc::AF_INET as u8,
                 tcp_info: false,
+                states: 1 << 10,
             },
             1,
         );
         assert_eq!(&plain[16..20], &[libc::AF_INET as u8, 6, 0, 0]);
+        assert_eq!(&plain[20..24], &(1u32 << 10).to_ne_bytes());
     }
 }
