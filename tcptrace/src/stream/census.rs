@@ -8,8 +8,6 @@
 //! the probe before the census asked for its cookie carries none in that event: its later
 //! transitions are attributed.
 
-use std::collections::HashSet;
-
 use crate::{
     census::seeds::{self, NamespaceSockets, STATES, Seeds},
     core::{event::Family, filter::EventFilter, seed::SocketSeed},
@@ -86,23 +84,25 @@ fn namespaces(wanted: Option<u32>) -> (Option<u32>, Vec<Namespace>) {
 }
 
 fn dump(families: Families) -> Result<Vec<diag::SocketEntry>, DiagError> {
+    let start_ns = clock::monotonic_ns();
     let mut socket = DiagSocket::open()?;
-    Ok(diag::snapshot_of_states(&mut socket, families, false, STATES)?.sockets)
+    let sockets = diag::census_dump(&mut socket, families, STATES)?.sockets;
+    log::debug!(
+        "start-up census: {} sockets from inet_diag in {:.1} ms",
+        sockets.len(),
+        clock::monotonic_ns().saturating_sub(start_ns) as f64 / 1e6
+    );
+    Ok(sockets)
 }
 
-/// Takes the census, seeds the probe's listener map, and returns the seeds of the other
-/// sockets (for the socket table) with what was done. Failures are warnings: tracing goes on,
-/// with fewer owners.
-pub fn take(probe: &mut Probe, filter: &EventFilter) -> (Vec<SocketSeed>, Report) {
-    let start_ns = clock::monotonic_ns();
-    let families = match filter.family {
-        None => Families::BOTH,
-        Some(Family::Inet) => Families::from_flags(true, false),
-        Some(Family::Inet6) => Families::from_flags(false, true),
-    };
-    let mut report = Report::default();
+/// Dumps every namespace to read, counting them (and those that failed) in `report`.
+fn dump_namespaces(
+    report: &mut Report,
+    families: Families,
+    wanted: Option<u32>,
+) -> Vec<NamespaceSockets> {
     let mut found = Vec::new();
-    let (own, others) = namespaces(filter.netns);
+    let (own, others) = namespaces(wanted);
     if let Some(own) = own {
         report.namespaces += 1;
         match dump(families) {
@@ -144,13 +144,36 @@ pub fn take(probe: &mut Probe, filter: &EventFilter) -> (Vec<SocketSeed>, Report
             }
         }
     }
-    let wanted: HashSet<u32> = found
-        .iter()
-        .flat_map(|ns| &ns.sockets)
-        .map(|socket| socket.inode)
-        .filter(|inode| *inode != 0)
-        .collect();
-    let owners = Owners::scan(&wanted);
+    found
+}
+
+/// Takes the census, seeds the probe's listener map, and returns the seeds of the other
+/// sockets (for the socket table) with what was done. Failures are warnings: tracing goes on,
+/// with fewer owners.
+pub fn take(probe: &mut Probe, filter: &EventFilter) -> (Vec<SocketSeed>, Report) {
+    let start_ns = clock::monotonic_ns();
+    let families = match filter.family {
+        None => Families::BOTH,
+        Some(Family::Inet) => Families::from_flags(true, false),
+        Some(Family::Inet6) => Families::from_flags(false, true),
+    };
+    let mut report = Report::default();
+    // The holders under /proc are read meanwhile, on a thread of their own: every socket any
+    // process holds, since which ones the dumps find is not known yet.
+    let (found, owners, dumped_ns, scanned_ns) = std::thread::scope(|scope| {
+        let scan = scope.spawn(|| {
+            let owners = Owners::scan_all();
+            (owners, clock::monotonic_ns())
+        });
+        let found = dump_namespaces(&mut report, families, filter.netns);
+        let dumped_ns = clock::monotonic_ns();
+        let (owners, scanned_ns) = scan.join().unwrap_or_else(|_| {
+            log::warn!("start-up census: the scan of /proc failed");
+            (Owners::default(), clock::monotonic_ns())
+        });
+        (found, owners, dumped_ns, scanned_ns)
+    });
+    let joined_ns = clock::monotonic_ns();
     let Seeds {
         listeners: listener_seeds,
         sockets,
@@ -174,7 +197,16 @@ pub fn take(probe: &mut Probe, filter: &EventFilter) -> (Vec<SocketSeed>, Report
             }
         }
     };
-    report.elapsed_ns = clock::monotonic_ns().saturating_sub(start_ns);
+    let end_ns = clock::monotonic_ns();
+    report.elapsed_ns = end_ns.saturating_sub(start_ns);
+    let ms = |from: u64, to: u64| to.saturating_sub(from) as f64 / 1e6;
+    log::debug!(
+        "start-up census: {:.1} ms in inet_diag and, meanwhile, {:.1} ms under /proc; {:.1} ms \
+         joining and seeding",
+        ms(start_ns, dumped_ns),
+        ms(start_ns, scanned_ns),
+        ms(joined_ns, end_ns)
+    );
     log::info!("{}", report.line());
     (sockets, report)
 }

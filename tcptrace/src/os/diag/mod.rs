@@ -81,6 +81,34 @@ pub fn snapshot_of_states(
     })
 }
 
+/// Dumps the TCP sockets of the chosen families in the chosen states, for the start-up census:
+/// both families in one walk of the kernel's socket tables when both are wanted. The tables
+/// are the host's, shared by every namespace, so each dump walks all of the host's sockets:
+/// one walk instead of two halves the cost where there are many. A kernel that refuses the
+/// first interface's request gets one request per family.
+pub fn census_dump(
+    socket: &mut DiagSocket,
+    families: Families,
+    states: u32,
+) -> Result<Snapshot, DiagError> {
+    if families == Families::BOTH {
+        let mut sockets = Vec::new();
+        match socket.dump_both_families(states, &mut sockets) {
+            Ok(interrupted) => {
+                return Ok(Snapshot {
+                    sockets,
+                    interrupted,
+                });
+            }
+            Err(DiagError::Parse(parse::ParseError::Kernel(err))) => {
+                log::debug!("inet_diag refused the dump of both families at once ({err})");
+            }
+            Err(err) => return Err(err),
+        }
+    }
+    snapshot_of_states(socket, families, false, states)
+}
+
 /// inet_diag answers for the caller's own network namespace only: `--netns` naming another one
 /// would be silently ignored, so it is refused with the way to get there.
 pub fn ensure_own_netns(wanted: Option<u32>) -> anyhow::Result<()> {
