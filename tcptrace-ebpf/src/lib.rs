@@ -37,7 +37,7 @@ pub mod flags {
 /// Length of a task's comm, as in the kernel's `TASK_COMM_LEN`.
 pub const COMM_LEN: usize = 16;
 
-/// One record of the event ring buffer: 88 bytes, 8-byte aligned as the ring buffer requires.
+/// One record of the event ring buffer: 96 bytes, 8-byte aligned as the ring buffer requires.
 /// The kernel keeps no state per socket: the time in the old state is the difference between
 /// a socket's consecutive timestamps, taken in userspace, which sees every transition in order.
 #[repr(C)]
@@ -72,18 +72,29 @@ pub struct Event {
     pub oldstate: u16,
     /// Raw kernel state after.
     pub newstate: u16,
-    /// Kind-specific: nothing yet. Explicit so this `Pod` type has no implicit padding.
-    pub _reserved: u32,
+    /// The owner's [`Owner::holders`] when it came from the listener map (LISTEN→SYN_RECV),
+    /// else 0. u32 so that the cookie after it is 8-byte aligned without implicit padding.
+    pub holders: u32,
+    /// The socket's cookie (`__sk_common.skc_cookie`): the kernel's own id of a socket, which
+    /// inet_diag reports as `idiag_cookie`. 0 until something asks for it (inet_diag, the
+    /// `SO_COOKIE` option, a BPF helper), which fixes it for the socket's life; 0 as well when
+    /// the kernel's BTF has no such field, and for the other kinds. Userspace joins the
+    /// transitions of sockets that predate tracing to their owners, found at start by a census
+    /// through inet_diag, by it: the socket's address `skaddr` is not in inet_diag's answer.
+    /// Appended after the fields of version 1, so that their offsets stay put.
+    pub cookie: u64,
 }
 
-const _: () = assert!(core::mem::size_of::<Event>() == 88);
+const _: () = assert!(core::mem::size_of::<Event>() == 96);
 const _: () = assert!(core::mem::align_of::<Event>() == 8);
 
 /// Version of [`Event`]'s layout and meaning, bumped whenever either changes (a field added,
 /// moved or reinterpreted, a new [`kind`] or [`flags`] bit). Recordings of the raw event stream
 /// (`tcptrace record`) carry it, so that a replay by a tcptrace built against another layout
 /// refuses the file instead of decoding its bytes as the wrong fields.
-pub const ABI_VERSION: u16 = 1;
+///
+/// 2: `holders` (was reserved) and `cookie` (appended, 88 → 96 bytes).
+pub const ABI_VERSION: u16 = 2;
 
 /// Indices of the per-CPU counter array `COUNTERS`.
 pub mod counter {
@@ -134,7 +145,9 @@ pub struct SockLayout {
     pub net_inum: u32,
     /// 0 when the kernel has no network namespaces (`skc_net` is empty): events carry netns 0.
     pub has_netns: u32,
-    pub _pad: u32,
+    /// `__sk_common.skc_cookie` (an `atomic64_t`), or 0 when the kernel's BTF has no such
+    /// field (it is never at offset 0): events then carry cookie 0.
+    pub cookie: u32,
 }
 
 const _: () = assert!(core::mem::size_of::<SockLayout>() == 56);
@@ -159,15 +172,32 @@ pub struct Filter {
 
 const _: () = assert!(core::mem::size_of::<Filter>() == 72);
 
-/// Value of the listener map (keyed by local port): the owner a passively opened child inherits.
+/// Value of the listener map (keyed by [`listener_key`]): the owner a passively opened child
+/// inherits.
 #[repr(C)]
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Owner {
     pub comm: [u8; COMM_LEN],
     pub tgid: u32,
+    /// 0 when the kernel side recorded the owner itself (its listen()). Userspace seeds the
+    /// entries of listeners that predate tracing from the processes found holding them
+    /// (`/proc/PID/fd`): then the number of those processes, `tgid` being the lowest of them.
+    /// With more than one (a pre-forked server, an `SO_REUSEPORT` group), which one accepts a
+    /// child is known only once it makes a syscall on it.
+    pub holders: u32,
 }
 
-const _: () = assert!(core::mem::size_of::<Owner>() == 20);
+const _: () = assert!(core::mem::size_of::<Owner>() == 24);
+
+/// Key of the listener map: the network namespace inode and the local port. The namespace is
+/// in the key because every container listens on :80.
+#[inline(always)]
+pub const fn listener_key(netns: u32, port: u16) -> u64 {
+    ((netns as u64) << 16) | port as u64
+}
+
+/// Entries of the listener map.
+pub const LISTENER_MAP_ENTRIES: u32 = 65_536;
 
 /// Names of the globals and maps, shared so that a rename breaks the build rather than a run.
 pub mod names {
@@ -203,4 +233,27 @@ mod pod {
     unsafe impl aya::Pod for super::SockLayout {}
     // SAFETY: as above.
     unsafe impl aya::Pod for super::Filter {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::Owner {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_fields_of_version_1_stay_where_they_were() {
+        use core::mem::offset_of;
+        assert_eq!(offset_of!(Event, tgid), 64);
+        assert_eq!(offset_of!(Event, newstate), 82);
+        assert_eq!(offset_of!(Event, holders), 84);
+        assert_eq!(offset_of!(Event, cookie), 88);
+    }
+
+    #[test]
+    fn listener_keys_keep_namespace_and_port_apart() {
+        assert_eq!(listener_key(4026531840, 80), (4026531840 << 16) | 80);
+        assert_ne!(listener_key(1, 80), listener_key(2, 80));
+        assert_ne!(listener_key(1, 80), listener_key(1, 81));
+    }
 }

@@ -75,7 +75,8 @@ fn stream() -> Vec<[u8; size_of::<Event>()]> {
                 flags: 0,
                 oldstate,
                 newstate,
-                _reserved: 0,
+                holders: 0,
+                cookie: 0,
             };
             encode(&event)
         })

@@ -171,7 +171,10 @@ const TRACE_EXAMPLES: &str = "\
 Columns:
   TIME        local time of the transition
   PID, COMM   the socket's owner: the process that connected, listened or closed it (an
-              accepted socket inherits its listener's); '-' when the socket predates tracing
+              accepted socket inherits its listener's). For sockets that predate tracing, the
+              process holding it when tracing started (a census at start, as `ss -p`);
+              PID+N: PID and N more processes hold it or its listener (a pre-forked server),
+              until the one that accepted it makes a syscall on it; '-' when unknown
   LOCAL, REMOTE  addresses and ports; IPv4-mapped IPv6 addresses print as IPv4
   OLD -> NEW  the transition, with netstat's state names
   MS          milliseconds spent in OLD; '-' when the socket was first seen in it
@@ -202,10 +205,12 @@ pub struct FilterArgs {
     /// Remote ports to show, comma separated (at most 16).
     #[arg(short = 'D', long, value_name = "PORT[,PORT...]", value_parser = parse_ports)]
     pub rport: Option<Ports>,
-    /// Only sockets owned by this process id.
+    /// Only sockets owned by this process id. Whole sockets: from the first transition it
+    /// owns, every later transition of the socket is shown, whoever owns it then.
     #[arg(short = 'p', long, value_parser = clap::value_parser!(u32).range(1..))]
     pub pid: Option<u32>,
     /// Only sockets owned by processes with this command name (exact, as in /proc/PID/comm).
+    /// Whole sockets, as --pid.
     #[arg(long, value_name = "NAME", value_parser = parse_comm)]
     pub comm: Option<String>,
     /// Only sockets of this network namespace: its inode, as in `readlink /proc/PID/ns/net`

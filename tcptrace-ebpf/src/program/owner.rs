@@ -31,6 +31,7 @@ fn current_owner() -> Owner {
     Owner {
         comm: bpf_get_current_comm().unwrap_or([0; COMM_LEN]),
         tgid: (bpf_get_current_pid_tgid() >> 32) as u32,
+        holders: 0,
     }
 }
 
@@ -44,6 +45,7 @@ pub(crate) fn owner_of(old: i32, new: i32, netns: u32, sport: u16) -> Owner {
     let mut owner = Owner {
         comm: [0; COMM_LEN],
         tgid: 0,
+        holders: 0,
     };
     if in_owner_context(old, new) {
         owner = current_owner();

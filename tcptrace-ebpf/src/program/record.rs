@@ -48,7 +48,8 @@ pub(crate) fn write(transition: &Transition<'_>) {
         addr_of_mut!((*event).flags).write(event_flags);
         addr_of_mut!((*event).oldstate).write(clamp_state(transition.old));
         addr_of_mut!((*event).newstate).write(clamp_state(transition.new));
-        addr_of_mut!((*event)._reserved).write(0);
+        addr_of_mut!((*event).holders).write(transition.owner.holders);
+        addr_of_mut!((*event).cookie).write(socket::cookie(transition.sk));
     }
     entry.submit(wakeup_flags());
 }

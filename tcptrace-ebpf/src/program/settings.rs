@@ -19,7 +19,7 @@ pub(crate) static SOCK_LAYOUT: SockLayout = SockLayout {
     net: 0,
     net_inum: 0,
     has_netns: 0,
-    _pad: 0,
+    cookie: 0,
 };
 
 /// Wake userspace early once this many bytes wait in the ring buffer (0: the kernel's own

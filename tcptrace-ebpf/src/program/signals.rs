@@ -35,7 +35,8 @@ fn emit_signal(ctx: &BtfTracePointContext, signal: u8) {
         flags: flags::OWNER_UNKNOWN,
         oldstate: u16::from(state),
         newstate: 0,
-        _reserved: 0,
+        holders: 0,
+        cookie: 0,
     };
     match EVENTS.reserve::<Event>(0) {
         Some(mut entry) => {

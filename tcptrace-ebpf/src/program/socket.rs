@@ -1,4 +1,5 @@
-//! What the programs read of a socket besides its state: ports, addresses, network namespace.
+//! What the programs read of a socket besides its state: ports, addresses, network namespace,
+//! cookie.
 
 use aya_ebpf::helpers::bpf_probe_read_kernel;
 
@@ -53,4 +54,15 @@ pub(crate) fn netns_of(sk: *const u8) -> u32 {
     let net: *const u8 = sk_field(sk, global_field!(SOCK_LAYOUT.net));
     // A null `net` (never seen on a live socket) reads as 0 through the checked load.
     sk_field(net, global_field!(SOCK_LAYOUT.net_inum))
+}
+
+/// The socket's cookie, 0 when none was asked for yet or the kernel has no such field. One
+/// BTF-checked load; the offset test is on a frozen global, so the verifier keeps one branch.
+#[inline(always)]
+pub(crate) fn cookie(sk: *const u8) -> u64 {
+    let offset = global_field!(SOCK_LAYOUT.cookie);
+    if offset == 0 {
+        return 0;
+    }
+    sk_field(sk, offset)
 }

@@ -19,7 +19,7 @@ use tcptrace::{
     core::{decode::encode, state::TcpState},
     kernel::btf::{Btf, read_kernel_btf},
     os::diag::{
-        DumpRequest,
+        ALL_STATES, DumpRequest,
         netlink::request_bytes,
         parse::{ParseError, SocketEntry, parse_batch},
     },
@@ -93,7 +93,8 @@ impl Side {
             },
             oldstate: from as u16,
             newstate: to as u16,
-            _reserved: 0,
+            holders: 0,
+            cookie: 0,
         }
     }
 
@@ -123,7 +124,8 @@ fn signal(ts_ns: u64, sk: u64, kind: u8, state: u16) -> Event {
         flags: flags::OWNER_UNKNOWN,
         oldstate: state,
         newstate: 0,
-        _reserved: 0,
+        holders: 0,
+        cookie: 0,
     }
 }
 
@@ -246,6 +248,23 @@ fn decode_seeds() -> Vec<(String, Vec<u8>)> {
             "v4mapped-child-listen-syn_recv",
             mapped_child.transition(u + 1_000_000, Listen, SynRecv),
         ),
+    ]);
+    // A child of a listener that predates tracing, held by five processes (the owner is the
+    // lowest pid of them), and a socket that predates tracing, with the cookie inet_diag gave
+    // it at start.
+    let mut held_child = child.transition(u + 2_000_000, Listen, SynRecv);
+    held_child.holders = 5;
+    let mut predating = Side {
+        sk: 0xffff_8881_2b77_8a00,
+        remote: (v4(lo), 52_000),
+        ..child
+    }
+    .in_softirq()
+    .transition(u + 3_000_000, Established, CloseWait);
+    predating.cookie = 0x4_d2f1;
+    events.extend([
+        ("v4-child-listen-syn_recv-listener-holders", held_child),
+        ("v4-predating-established-close_wait", predating),
     ]);
     // The signals, with the state the socket was in.
     let s = t + 30_000_000;
@@ -455,6 +474,7 @@ fn sockets(fd: &OwnedFd, family: u8) -> Vec<SocketEntry> {
             DumpRequest {
                 family,
                 tcp_info: false,
+                states: ALL_STATES,
             },
             1,
         ),
@@ -572,6 +592,7 @@ fn diag_seeds() -> Vec<(String, Vec<u8>)> {
                 DumpRequest {
                     family: family as u8,
                     tcp_info,
+                    states: ALL_STATES,
                 },
                 seq,
             );
@@ -587,6 +608,7 @@ fn diag_seeds() -> Vec<(String, Vec<u8>)> {
         DumpRequest {
             family: 99,
             tcp_info: false,
+            states: ALL_STATES,
         },
         seq + 1,
     );
@@ -764,6 +786,7 @@ const WANTED_MEMBERS: &[&str] = &[
     "skc_daddr",
     "skc_v6_rcv_saddr",
     "skc_v6_daddr",
+    "skc_cookie",
     "skc_net",
     "net",
     "sk",
@@ -1112,7 +1135,7 @@ fn synthetic() -> Vec<u8> {
 /// than the kernel's pahole, with the kinds of an object file (functions, variables, sections).
 fn ebpf_object_btf() -> Option<Vec<u8>> {
     // The object that the latest build of tcptrace in this crate's target directory embedded:
-    // target/[TRIPLE/]PROFILE/build/tcptrace-HASH/out/tcptrace.
+    // target/[TRIPLE/]PROFILE/build/tcptrace-HASH/out/tcptrace-probe.
     let children = |dir: &Path| -> Vec<PathBuf> {
         fs::read_dir(dir)
             .map(|entries| entries.filter_map(|e| e.ok().map(|e| e.path())).collect())
@@ -1129,7 +1152,7 @@ fn ebpf_object_btf() -> Option<Vec<u8>> {
                 .file_name()
                 .is_some_and(|name| name.to_string_lossy().starts_with("tcptrace-"))
         })
-        .map(|build| build.join("out/tcptrace"))
+        .map(|build| build.join("out/tcptrace-probe"))
         .filter(|object| object.is_file())
         .max_by_key(|object| fs::metadata(object).and_then(|m| m.modified()).ok())?;
     let elf = fs::read(&object).ok()?;

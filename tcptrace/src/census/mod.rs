@@ -1,9 +1,11 @@
 //! Counting a socket snapshot: per state, per group, the change since the previous snapshot,
-//! and the findings operators look for. Pure: typed sockets in, typed tables out.
+//! and the findings operators look for; and the start-up census of the tracing commands
+//! (`seeds`). Pure: typed sockets in, typed tables out.
 
 pub mod close_wait;
 pub mod counts;
 pub mod live;
+pub mod seeds;
 pub mod selection;
 
 use std::{

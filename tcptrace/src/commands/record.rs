@@ -31,6 +31,8 @@ pub async fn run(args: RecordArgs) -> anyhow::Result<()> {
         interval: Some(Duration::from_secs(1)),
         duration: args.duration,
         tcp_counters: true,
+        // Its seeds are recorded, for the replay's socket table.
+        census: Some(filter.clone()),
     };
     let origin = stream::live_origin();
     let header = record::header(&origin, true, filter.kernel_text());

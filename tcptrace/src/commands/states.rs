@@ -234,6 +234,7 @@ async fn watch_live<W: Write>(watch: &mut LiveWatch<'_, W>) -> anyhow::Result<()
         interval: Some(TICK),
         duration: None,
         tcp_counters: false,
+        census: Some(filter.clone()),
     };
     let pipeline = PipelineConfig {
         filter,

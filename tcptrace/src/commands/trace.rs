@@ -24,6 +24,7 @@ pub async fn run(args: TraceArgs) -> anyhow::Result<()> {
         interval: Some(Duration::from_secs(1)),
         duration: args.duration,
         tcp_counters: false,
+        census: Some(filter.clone()),
     };
     let pipeline = PipelineConfig {
         filter,

@@ -61,6 +61,7 @@ pub async fn run(args: TransitionsArgs) -> anyhow::Result<()> {
         interval,
         duration: args.duration,
         tcp_counters: true,
+        census: Some(filter.clone()),
     };
     let pipeline = PipelineConfig {
         filter: filter.clone(),

@@ -10,7 +10,7 @@ use tcptrace_ebpf::{Event, flags, kind};
 use thiserror::Error;
 
 use crate::core::{
-    event::{Comm, Family, Record, Signal, SignalKind, Transition},
+    event::{Comm, Family, OwnerKind, Record, Signal, SignalKind, Transition},
     state::TcpState,
 };
 
@@ -108,6 +108,13 @@ fn decode_transition(event: &Event) -> Result<Transition, DecodeError> {
         } else {
             Comm::default()
         },
+        // Set only from a listener seeded at start (see `Owner::holders`).
+        owner_kind: if owner_known {
+            OwnerKind::of_holders(event.holders, true)
+        } else {
+            OwnerKind::Process
+        },
+        cookie: event.cookie,
         family,
         laddr,
         lport: event.sport,
@@ -115,7 +122,7 @@ fn decode_transition(event: &Event) -> Result<Transition, DecodeError> {
         rport: event.dport,
         from,
         to,
-        // Filled in by `lifecycle`, from the socket's earlier transitions.
+        // Filled in by the socket table, from the socket's earlier transitions.
         time_in_from_ns: None,
         netns: event.netns,
         first_seen_midlife: false,
@@ -155,7 +162,8 @@ pub(crate) mod tests {
             flags: 0,
             oldstate: 2,
             newstate: 1,
-            _reserved: 0,
+            holders: 0,
+            cookie: 0x0001_0000_002a,
         }
     }
 
@@ -176,6 +184,29 @@ pub(crate) mod tests {
         assert_eq!((t.from, t.to), (TcpState::SynSent, TcpState::Established));
         assert_eq!(t.time_in_from_ns, None);
         assert!(!t.first_seen_midlife);
+        assert_eq!(t.cookie, 0x0001_0000_002a);
+        assert_eq!(t.owner_kind, OwnerKind::Process);
+    }
+
+    #[test]
+    fn an_owner_from_a_listener_of_several_holders_is_marked() {
+        let mut e = sample();
+        e.oldstate = 10;
+        e.newstate = 3;
+        e.holders = 5;
+        let Ok(Record::Transition(t)) = decode(&encode(&e)) else {
+            panic!("not a transition")
+        };
+        assert_eq!(
+            (t.pid, t.owner_kind),
+            (Some(4242), OwnerKind::ListenerHolders(5))
+        );
+        // Without an owner the count means nothing.
+        e.flags = flags::OWNER_UNKNOWN;
+        let Ok(Record::Transition(t)) = decode(&encode(&e)) else {
+            panic!("not a transition")
+        };
+        assert_eq!((t.pid, t.owner_kind), (None, OwnerKind::Process));
     }
 
     #[test]
@@ -188,7 +219,9 @@ pub(crate) mod tests {
     #[test]
     fn short_records_are_rejected() {
         let bytes = encode(&sample());
-        assert_eq!(decode(&bytes[..87]), Err(DecodeError::Short(87)));
+        assert_eq!(decode(&bytes[..95]), Err(DecodeError::Short(95)));
+        // A record of ABI version 1 (88 bytes) is too short for this one.
+        assert_eq!(decode(&bytes[..88]), Err(DecodeError::Short(88)));
         assert_eq!(decode(&[]), Err(DecodeError::Short(0)));
     }
 

@@ -95,6 +95,51 @@ impl fmt::Debug for Comm {
     }
 }
 
+/// What a transition's owner stands for, when it is not one process for certain.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum OwnerKind {
+    /// The process of the socket's own syscalls, the one that listened on its listener, or the
+    /// one process found holding the socket (or its listener) when tracing started.
+    #[default]
+    Process,
+    /// The lowest pid of the N processes found holding the socket's listener when tracing
+    /// started (a pre-forked server, an `SO_REUSEPORT` group): which of them accepted the
+    /// socket is known once that one makes a syscall on it, and shown from then on.
+    ListenerHolders(u32),
+    /// The lowest pid of the N processes found holding the socket itself when tracing started
+    /// (a socket shared across fork()).
+    Holders(u32),
+}
+
+impl OwnerKind {
+    /// How many processes the owner stands for, when more than one.
+    pub fn holders(self) -> Option<u32> {
+        match self {
+            Self::Process => None,
+            Self::ListenerHolders(n) | Self::Holders(n) => Some(n),
+        }
+    }
+
+    /// The JSON name of the kind; `None` for [`Self::Process`], which is not marked.
+    pub fn name(self) -> Option<&'static str> {
+        match self {
+            Self::Process => None,
+            Self::ListenerHolders(_) => Some("listener_holders"),
+            Self::Holders(_) => Some("holders"),
+        }
+    }
+
+    /// The kind for an owner found among `holders` processes holding the socket (`listener`:
+    /// holding its listener).
+    pub fn of_holders(holders: u32, listener: bool) -> Self {
+        match (holders, listener) {
+            (0 | 1, _) => Self::Process,
+            (n, true) => Self::ListenerHolders(n),
+            (n, false) => Self::Holders(n),
+        }
+    }
+}
+
 /// One TCP state transition of one socket.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Transition {
@@ -106,6 +151,11 @@ pub struct Transition {
     pub pid: Option<u32>,
     /// Owner's command name (empty when unknown).
     pub comm: Comm,
+    /// Whether `pid` stands for several processes (and which).
+    pub owner_kind: OwnerKind,
+    /// The kernel's socket cookie, 0 when none was assigned yet: joins a socket that predates
+    /// tracing to the owner the start-up census found for it.
+    pub cookie: u64,
     pub family: Family,
     pub laddr: IpAddr,
     pub lport: u16,
@@ -132,6 +182,8 @@ impl Transition {
             sk,
             pid: None,
             comm: Comm::default(),
+            owner_kind: OwnerKind::Process,
+            cookie: 0,
             family: Family::Inet,
             laddr: IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
             lport: 0,
@@ -181,6 +233,20 @@ pub enum Record {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn owner_kinds_mark_several_holders_only() {
+        assert_eq!(OwnerKind::of_holders(0, true), OwnerKind::Process);
+        assert_eq!(OwnerKind::of_holders(1, false), OwnerKind::Process);
+        assert_eq!(
+            OwnerKind::of_holders(4, true),
+            OwnerKind::ListenerHolders(4)
+        );
+        assert_eq!(OwnerKind::of_holders(2, false), OwnerKind::Holders(2));
+        assert_eq!(OwnerKind::Process.holders(), None);
+        assert_eq!(OwnerKind::ListenerHolders(4).holders(), Some(4));
+        assert_eq!(OwnerKind::Holders(2).name(), Some("holders"));
+    }
 
     #[test]
     fn comm_from_kernel_bytes() {

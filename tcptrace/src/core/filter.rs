@@ -42,15 +42,30 @@ impl EventFilter {
         filter
     }
 
+    /// Whether one transition passes on its own: its socket's constant properties and its
+    /// owner. The pipeline selects whole sockets instead ([`Self::socket_matches`],
+    /// [`Self::owner_matches`]).
     pub fn matches(&self, t: &Transition) -> bool {
+        self.socket_matches(t) && self.owner_matches(t)
+    }
+
+    /// Whether the socket passes what never changes over its life: family, ports, namespace.
+    pub fn socket_matches(&self, t: &Transition) -> bool {
         (self.family.is_none() || self.family == Some(t.family))
             && self.ports_match(t)
-            && (self.pid.is_none() || self.pid == t.pid)
+            && self.netns.is_none_or(|netns| netns == t.netns)
+    }
+
+    /// Whether the transition's owner passes `--pid` and `--comm` (always, without them). The
+    /// owner can change over a socket's life (an accepted socket inherits its listener's owner
+    /// until the process that accepted it makes a syscall on it), so the pipeline asks this of
+    /// each transition until one passes, then keeps the whole socket.
+    pub fn owner_matches(&self, t: &Transition) -> bool {
+        (self.pid.is_none() || self.pid == t.pid)
             && self
                 .comm
                 .as_ref()
                 .is_none_or(|comm| t.comm == comm.as_str())
-            && self.netns.is_none_or(|netns| netns == t.netns)
     }
 }
 

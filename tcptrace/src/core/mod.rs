@@ -11,5 +11,6 @@ pub mod losses;
 pub mod peer_fill;
 pub mod pipeline;
 pub mod record;
+pub mod seed;
 pub mod sockets;
 pub mod state;

@@ -9,7 +9,9 @@
 //! The peer fill holds a transition whose ports the kernel did not know yet until its socket's
 //! next one (records behind it wait, so order holds); the table then sees every transition of
 //! a socket in order and fills in its time in the old state and its owner; the filter drops
-//! what the user did not ask for. No clock is read here: the caller says what time it is.
+//! what the user did not ask for, by whole sockets for the owner (`--pid`, `--comm`): a
+//! socket selected once keeps all its later transitions. No clock is read here: the caller
+//! says what time it is.
 
 use crate::core::{
     decode::decode,
@@ -17,6 +19,7 @@ use crate::core::{
     filter::EventFilter,
     losses::{KernelCounters, Losses},
     peer_fill::PeerFill,
+    seed::SocketSeed,
     sockets::{DEFAULT_MAX_SOCKETS, Entry, Follow, SocketTable, TableStats},
 };
 
@@ -133,6 +136,11 @@ impl<X: Default> Pipeline<X> {
         self.table.stats()
     }
 
+    /// Takes the owner of a socket that predates tracing, found by the start-up census.
+    pub fn seed(&mut self, seed: SocketSeed) {
+        self.table.seed(seed);
+    }
+
     /// Every loss so far, given the kernel's side of it.
     pub fn losses(&self, kernel: KernelCounters) -> Losses {
         Losses {
@@ -158,7 +166,12 @@ fn follow<X: Default>(
             if !filter.ports_match(t) {
                 return Follow::Forget;
             }
-            if filter.matches(t) {
+            // `--pid` and `--comm` select whole sockets: from the first transition whose owner
+            // passes, every later one of the socket is shown, whoever owns it then.
+            if !entry.selected() && filter.owner_matches(t) {
+                entry.select();
+            }
+            if entry.selected() && filter.socket_matches(t) {
                 *transitions += 1;
                 out(Output::Transition(t, entry));
             }
@@ -170,30 +183,50 @@ fn follow<X: Default>(
 
 #[cfg(test)]
 mod tests {
-    use tcptrace_ebpf::{Event, kind};
+    use tcptrace_ebpf::{Event, flags, kind};
 
     use super::*;
     use crate::core::{decode::encode, state::TcpState};
 
     fn raw(sk: u64, ts_ns: u64, old: u16, new: u16, sport: u16, dport: u16) -> Vec<u8> {
+        raw_owned(sk, ts_ns, (old, new), (sport, dport), Some((7, "curl")))
+    }
+
+    /// A transition of socket `sk` on loopback, owned as the kernel side knew it (`None`: it
+    /// ran in softirq).
+    fn raw_owned(
+        sk: u64,
+        ts_ns: u64,
+        (old, new): (u16, u16),
+        (sport, dport): (u16, u16),
+        owner: Option<(u32, &str)>,
+    ) -> Vec<u8> {
         let mut addr = [0u8; 16];
         addr[..4].copy_from_slice(&[127, 0, 0, 1]);
+        let mut comm = [0u8; 16];
+        let (tgid, name) = owner.unwrap_or((0, ""));
+        comm[..name.len()].copy_from_slice(name.as_bytes());
         encode(&Event {
             ts_ns,
             skaddr: sk,
             saddr: addr,
             daddr: addr,
-            comm: *b"curl\0\0\0\0\0\0\0\0\0\0\0\0",
-            tgid: 7,
+            comm,
+            tgid,
             netns: 1,
             sport,
             dport,
             family: 2,
             kind: kind::TRANSITION,
-            flags: 0,
+            flags: if owner.is_some() {
+                0
+            } else {
+                flags::OWNER_UNKNOWN
+            },
             oldstate: old,
             newstate: new,
-            _reserved: 0,
+            holders: 0,
+            cookie: 0,
         })
         .to_vec()
     }
@@ -254,6 +287,81 @@ mod tests {
             pipeline.losses(KernelCounters::default()).invalid_records,
             1
         );
+    }
+
+    /// An accepted child that inherits its listener's owner (10, the master) and is then
+    /// closed by the worker that accepted it (20); then a new socket at its address, owned by
+    /// another process.
+    fn handed_over() -> Vec<Vec<u8>> {
+        let master = Some((10, "master"));
+        let worker = Some((20, "worker"));
+        let other = Some((30, "other"));
+        let ports = (80, 40000);
+        vec![
+            raw_owned(1, 100, (10, 3), ports, master),
+            raw_owned(1, 110, (3, 1), ports, None),
+            raw_owned(1, 200, (1, 8), ports, None),
+            raw_owned(1, 300, (8, 9), ports, worker),
+            raw_owned(1, 310, (9, 7), ports, None),
+            raw_owned(1, 400, (7, 2), (0, 81), other),
+            raw_owned(1, 410, (2, 1), (50000, 81), None),
+        ]
+    }
+
+    fn shown(filter: EventFilter) -> Vec<(u64, TcpState, Option<u32>)> {
+        let mut pipeline = Pipeline::new(PipelineConfig {
+            filter,
+            ..PipelineConfig::default()
+        });
+        run(&mut pipeline, &handed_over())
+            .iter()
+            .map(|t| (t.ts_ns, t.to, t.pid))
+            .collect()
+    }
+
+    #[test]
+    fn the_owner_filter_selects_whole_sockets() {
+        use TcpState::*;
+        // Selected at its first transition: every later one is shown, the worker's included.
+        assert_eq!(
+            shown(EventFilter {
+                pid: Some(10),
+                ..EventFilter::default()
+            }),
+            [
+                (100, SynRecv, Some(10)),
+                (110, Established, Some(10)),
+                (200, CloseWait, Some(10)),
+                (300, LastAck, Some(20)),
+                (310, Close, Some(20)),
+            ]
+        );
+        // Selected from the worker's close on; the next socket at the address starts afresh.
+        let by_worker = [(300, LastAck, Some(20)), (310, Close, Some(20))];
+        assert_eq!(
+            shown(EventFilter {
+                pid: Some(20),
+                ..EventFilter::default()
+            }),
+            by_worker
+        );
+        assert_eq!(
+            shown(EventFilter {
+                comm: Some("worker".into()),
+                ..EventFilter::default()
+            }),
+            by_worker
+        );
+        // The other filters still apply to a selected socket's transitions.
+        assert_eq!(
+            shown(EventFilter {
+                pid: Some(10),
+                netns: Some(2),
+                ..EventFilter::default()
+            }),
+            []
+        );
+        assert_eq!(shown(EventFilter::default()).len(), 7);
     }
 
     #[test]

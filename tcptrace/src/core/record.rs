@@ -11,9 +11,9 @@
 //! | bytes | header field                                                            |
 //! | ----- | ----------------------------------------------------------------------- |
 //! | 0     | magic, the 8 bytes `TCPTRACE`                                           |
-//! | 8     | format version, u16: [`FORMAT_VERSION`] (= 1)                           |
+//! | 8     | format version, u16: [`FORMAT_VERSION`] (= 2)                           |
 //! | 10    | event ABI version, u16: `tcptrace_ebpf::ABI_VERSION`                    |
-//! | 12    | event size, u32: `size_of::<tcptrace_ebpf::Event>()` (= 88)             |
+//! | 12    | event size, u32: `size_of::<tcptrace_ebpf::Event>()` (= 96)             |
 //! | 16    | `WallClock::mono_to_unix_ns`, i128                                      |
 //! | 32    | `WallClock::utc_offset_s`, i64                                          |
 //! | 40    | the recorder's network namespace inode, u32                             |
@@ -29,11 +29,17 @@
 //!
 //! | tag | frame      | payload                                                             |
 //! | --- | ---------- | ------------------------------------------------------------------- |
-//! | 1   | `Event`    | one ring-buffer record as read (88 bytes today; any length is kept) |
+//! | 1   | `Event`    | one ring-buffer record as read (96 bytes today; any length is kept) |
 //! | 2   | `Batch`    | `now_ns`, u64 (8 bytes)                                             |
 //! | 3   | `Counters` | `now_ns`, u64; `KernelCounters` as 4 u64 in field order; a u8 flag, |
 //! |     |            | 1 if the TCP counters follow as 10 u64 in field order (41 or 121)   |
 //! | 4   | `End`      | `now_ns`, u64 (8 bytes)                                             |
+//! | 5   | `Seed`     | the owner of a socket that predates tracing, found by the start-up  |
+//! |     |            | census: cookie, u64; pid, u32; holders, u32; comm, 16 bytes,        |
+//! |     |            | NUL-padded (32 bytes). Written before the first counters frame.     |
+//!
+//! Version 2 added the seed frame (and came with event ABI version 2); a reader of version 2
+//! reads version 1's layout too, whose events it then refuses by their ABI.
 //!
 //! `KernelCounters` in field order: `ringbuf_full`, `skipped_by_kernel`, `nested_caught`,
 //! `listener_update_failed`. `TcpCounters` in field order: `active_opens`, `passive_opens`,
@@ -49,13 +55,19 @@ use std::io::{self, Read, Write};
 use tcptrace_ebpf::{ABI_VERSION, Event};
 use thiserror::Error;
 
-use crate::core::{clock::WallClock, counters::TcpCounters, losses::KernelCounters};
+use crate::core::{
+    clock::WallClock,
+    counters::TcpCounters,
+    event::Comm,
+    losses::KernelCounters,
+    seed::{Holders, SocketSeed},
+};
 
 /// The first bytes of every recording.
 pub const MAGIC: [u8; 8] = *b"TCPTRACE";
 /// The version of this layout that this tcptrace writes, and the newest it reads.
-pub const FORMAT_VERSION: u16 = 1;
-/// The largest payload of a frame, and the longest header string. A ring-buffer record is 88
+pub const FORMAT_VERSION: u16 = 2;
+/// The largest payload of a frame, and the longest header string. A ring-buffer record is 96
 /// bytes; a length beyond this is corruption, never an allocation.
 pub const MAX_PAYLOAD: usize = 64 << 10;
 
@@ -67,12 +79,15 @@ const KERNEL_COUNTERS_LEN: usize = 4 * 8;
 const TCP_COUNTERS_LEN: usize = 10 * 8;
 const COUNTERS_LEN: usize = TIME_LEN + KERNEL_COUNTERS_LEN + 1;
 const COUNTERS_WITH_TCP_LEN: usize = COUNTERS_LEN + TCP_COUNTERS_LEN;
+const COMM_LEN: usize = tcptrace_ebpf::COMM_LEN;
+const SEED_LEN: usize = 8 + 4 + 4 + COMM_LEN;
 
 mod tag {
     pub const EVENT: u8 = 1;
     pub const BATCH: u8 = 2;
     pub const COUNTERS: u8 = 3;
     pub const END: u8 = 4;
+    pub const SEED: u8 = 5;
 }
 
 /// What the recorder knew about its run: what a replay needs besides the events to print what
@@ -116,6 +131,8 @@ pub enum Frame<'a> {
     /// Tracing stopped at `now_ns`: the last wake-up, where the live loop flushes the held
     /// transitions instead of expiring them. A file without it was cut short.
     End { now_ns: u64 },
+    /// The owner of a socket that predates tracing, as the start-up census found it.
+    Seed(SocketSeed),
 }
 
 /// Why a recording cannot be read (further). Frames returned before the error stay valid.
@@ -302,6 +319,19 @@ impl<W: Write> Writer<W> {
         self.out.flush()
     }
 
+    /// The owner of a socket that predates tracing.
+    pub fn seed(&mut self, seed: &SocketSeed) -> io::Result<()> {
+        let mut frame = [0u8; FRAME_HEAD + SEED_LEN];
+        frame[..FRAME_HEAD].copy_from_slice(&frame_head(tag::SEED, SEED_LEN as u32));
+        let mut at = FRAME_HEAD;
+        put_u64(&mut frame, &mut at, seed.cookie);
+        put_u32(&mut frame, &mut at, seed.holders.pid);
+        put_u32(&mut frame, &mut at, seed.holders.count);
+        let comm = seed.holders.comm.as_str().as_bytes();
+        frame[at..at + comm.len()].copy_from_slice(comm);
+        self.out.write_all(&frame)
+    }
+
     /// The end frame, at `now_ns`; flushes and hands back the output. Consumes the writer: a
     /// frame after the end would make the file corrupt.
     pub fn end(mut self, now_ns: u64) -> io::Result<W> {
@@ -355,6 +385,11 @@ fn put_u64(buf: &mut [u8], at: &mut usize, value: u64) {
     *at += 8;
 }
 
+fn put_u32(buf: &mut [u8], at: &mut usize, value: u32) {
+    buf[*at..*at + 4].copy_from_slice(&value.to_le_bytes());
+    *at += 4;
+}
+
 // ---------------------------------------------------------------------------------------------
 // Reading
 
@@ -384,6 +419,7 @@ enum Parsed {
     Batch(u64),
     Counters(u64, KernelCounters, Option<TcpCounters>),
     End(u64),
+    Seed(SocketSeed),
 }
 
 impl<R: Read> Reader<R> {
@@ -438,6 +474,7 @@ impl<R: Read> Reader<R> {
                 self.state = State::Ended;
                 Frame::End { now_ns }
             }
+            Parsed::Seed(seed) => Frame::Seed(seed),
         }))
     }
 
@@ -478,12 +515,13 @@ impl<R: Read> Reader<R> {
             }
             tag::BATCH if len as usize != TIME_LEN => return Err(bad_length("batch", "8")),
             tag::END if len as usize != TIME_LEN => return Err(bad_length("end", "8")),
+            tag::SEED if len as usize != SEED_LEN => return Err(bad_length("seed", "32")),
             tag::COUNTERS
                 if len as usize != COUNTERS_LEN && len as usize != COUNTERS_WITH_TCP_LEN =>
             {
                 return Err(bad_length("counters", "41 or 121"));
             }
-            tag::EVENT | tag::BATCH | tag::END | tag::COUNTERS => {}
+            tag::EVENT | tag::BATCH | tag::END | tag::COUNTERS | tag::SEED => {}
             // Whatever its length: that garbage is long says less than that it is garbage.
             other => return Err(corrupt(Corruption::UnknownTag(other))),
         }
@@ -502,6 +540,7 @@ impl<R: Read> Reader<R> {
             tag::EVENT => Parsed::Event(len),
             tag::BATCH => Parsed::Batch(Fields(payload).u64()),
             tag::END => Parsed::End(Fields(payload).u64()),
+            tag::SEED => Parsed::Seed(seed(payload)),
             _ => counters(payload, start, bad_length)?,
         })
     }
@@ -543,6 +582,22 @@ fn counters(
     Ok(Parsed::Counters(now_ns, kernel, tcp))
 }
 
+/// The payload of a seed frame, whose length was checked.
+fn seed(payload: &[u8]) -> SocketSeed {
+    let mut fields = Fields(payload);
+    let cookie = fields.u64();
+    let pid = fields.u32();
+    let count = fields.u32();
+    SocketSeed {
+        cookie,
+        holders: Holders {
+            pid,
+            comm: Comm::from_raw(fields.0),
+            count,
+        },
+    }
+}
+
 /// Reads a payload's fields one after the other. Its length was checked against the frame's
 /// kind before: running out is a bug, not bad input.
 struct Fields<'a>(&'a [u8]);
@@ -555,6 +610,15 @@ impl Fields<'_> {
             .expect("the frame's length was checked");
         self.0 = rest;
         u64::from_le_bytes(*field)
+    }
+
+    fn u32(&mut self) -> u32 {
+        let (field, rest) = self
+            .0
+            .split_first_chunk()
+            .expect("the frame's length was checked");
+        self.0 = rest;
+        u32::from_le_bytes(*field)
     }
 
     fn u8(&mut self) -> u8 {
@@ -724,6 +788,7 @@ mod tests {
         Batch(u64),
         Counters(u64, KernelCounters, Option<TcpCounters>),
         End(u64),
+        Seed(SocketSeed),
     }
 
     impl From<Frame<'_>> for Owned {
@@ -737,6 +802,7 @@ mod tests {
                     tcp,
                 } => Self::Counters(now_ns, kernel, tcp),
                 Frame::End { now_ns } => Self::End(now_ns),
+                Frame::Seed(seed) => Self::Seed(seed),
             }
         }
     }
@@ -793,8 +859,21 @@ mod tests {
             Owned::Counters(3_000, kernel_counters(), None),
             Owned::Batch(4_000),
             Owned::Counters(5_000, kernel_counters(), Some(tcp_counters())),
+            Owned::Seed(seed(7, "python3", 1)),
+            Owned::Seed(seed(u64::MAX, "full-sixteen-chr", u32::MAX)),
             Owned::End(u64::MAX),
         ]
+    }
+
+    fn seed(cookie: u64, comm: &str, count: u32) -> SocketSeed {
+        SocketSeed {
+            cookie,
+            holders: Holders {
+                pid: 4242,
+                comm: comm.into(),
+                count,
+            },
+        }
     }
 
     /// `frames` written; without the end frame unless `end`.
@@ -807,6 +886,7 @@ mod tests {
                 Owned::Counters(now_ns, kernel, tcp) => {
                     writer.counters(*now_ns, kernel, tcp.as_ref()).unwrap()
                 }
+                Owned::Seed(seed) => writer.seed(seed).unwrap(),
                 Owned::End(_) => {}
             }
         }
@@ -880,24 +960,31 @@ mod tests {
     fn the_header_is_laid_out_as_documented() {
         let bytes = recording();
         assert_eq!(&bytes[0..8], b"TCPTRACE");
-        assert_eq!(&bytes[8..10], &1u16.to_le_bytes());
+        assert_eq!(&bytes[8..10], &2u16.to_le_bytes());
         assert_eq!(&bytes[10..12], &ABI_VERSION.to_le_bytes());
-        assert_eq!(&bytes[12..16], &88u32.to_le_bytes());
+        assert_eq!(&bytes[12..16], &96u32.to_le_bytes());
         assert_eq!(&bytes[16..32], &1_700_000_000_123_456_789i128.to_le_bytes());
         assert_eq!(&bytes[32..40], &(-7i64 * 3600).to_le_bytes());
         assert_eq!(&bytes[40..44], &4026531840u32.to_le_bytes());
         assert_eq!(bytes[44], 1);
         assert_eq!(&bytes[45..49], &16u32.to_le_bytes());
         assert_eq!(&bytes[49..65], b"6.8.0-45-generic");
-        // The first frame: counters with TCP counters, then an 88-byte event.
+        // The first frame: counters with TCP counters, then a 96-byte event.
         let (header_end, ends) = frame_ends(&bytes);
         let first = header_end as usize;
         assert_eq!(bytes[first], 3);
         assert_eq!(&bytes[first + 1..first + 5], &121u32.to_le_bytes());
         assert_eq!(bytes[first + 5 + 40], 1);
         let second = ends[0] as usize;
-        assert_eq!(&bytes[second..second + 5], &[1, 88, 0, 0, 0]);
-        assert_eq!(ends[1] - ends[0], 5 + 88);
+        assert_eq!(&bytes[second..second + 5], &[1, 96, 0, 0, 0]);
+        assert_eq!(ends[1] - ends[0], 5 + 96);
+        // A seed frame: cookie, pid, holders, comm.
+        let seed = ends[8] as usize;
+        assert_eq!(&bytes[seed..seed + 5], &[5, 32, 0, 0, 0]);
+        assert_eq!(&bytes[seed + 5..seed + 13], &7u64.to_le_bytes());
+        assert_eq!(&bytes[seed + 13..seed + 17], &4242u32.to_le_bytes());
+        assert_eq!(&bytes[seed + 17..seed + 21], &1u32.to_le_bytes());
+        assert_eq!(&bytes[seed + 21..seed + 37], b"python3\0\0\0\0\0\0\0\0\0");
     }
 
     #[test]
@@ -927,18 +1014,18 @@ mod tests {
     #[test]
     fn a_newer_format_asks_for_an_upgrade_whatever_follows() {
         let mut bytes = b"TCPTRACE".to_vec();
-        bytes.extend_from_slice(&2u16.to_le_bytes());
+        bytes.extend_from_slice(&3u16.to_le_bytes());
         let err = header_error(&bytes);
         assert!(matches!(
             err,
             RecordError::NewerFormat {
-                found: 2,
-                supported: 1
+                found: 3,
+                supported: 2
             }
         ));
         assert_eq!(
             err.to_string(),
-            "format version 2 is newer than this tcptrace reads (1): upgrade tcptrace"
+            "format version 3 is newer than this tcptrace reads (2): upgrade tcptrace"
         );
         let err = header_error(&patched(8, &0u16.to_le_bytes()));
         assert!(matches!(
@@ -966,8 +1053,8 @@ mod tests {
         assert_eq!(
             err.to_string(),
             format!(
-                "the events were recorded by tcptrace 0.1.0 with event ABI version 2, this \
-                 tcptrace {} decodes version 1: replay the file with tcptrace 0.1.0",
+                "the events were recorded by tcptrace 0.1.0 with event ABI version 3, this \
+                 tcptrace {} decodes version 2: replay the file with tcptrace 0.1.0",
                 env!("CARGO_PKG_VERSION")
             )
         );
@@ -975,21 +1062,21 @@ mod tests {
 
     #[test]
     fn another_event_size_under_the_same_abi_is_corruption() {
-        let err = header_error(&patched(12, &96u32.to_le_bytes()));
+        let err = header_error(&patched(12, &88u32.to_le_bytes()));
         assert!(matches!(
             err,
             RecordError::Corrupt {
                 offset: 12,
                 problem: Corruption::EventSize {
-                    found: 96,
-                    expected: 88,
-                    abi: 1
+                    found: 88,
+                    expected: 96,
+                    abi: 2
                 }
             }
         ));
         assert_eq!(
             err.to_string(),
-            "recording corrupt at byte 12: 96-byte events, where event ABI version 1 has 88-byte \
+            "recording corrupt at byte 12: 88-byte events, where event ABI version 2 has 96-byte \
              ones"
         );
     }
@@ -1075,7 +1162,7 @@ mod tests {
     fn an_unknown_tag_is_corruption_at_its_frame() {
         let bytes = recording();
         let (_, ends) = frame_ends(&bytes);
-        for tag in [0, 5, 0xff] {
+        for tag in [0, 6, 0xff] {
             let mut bytes = bytes.clone();
             bytes[ends[1] as usize] = tag;
             let err = frame_error(&bytes, 2);
@@ -1164,6 +1251,18 @@ mod tests {
                 ..
             }
         ));
+    }
+
+    #[test]
+    fn a_seed_frame_of_another_length_is_corruption() {
+        let mut bytes = recording();
+        let (_, ends) = frame_ends(&bytes);
+        let seed = ends[8] as usize;
+        bytes[seed + 1] = 31;
+        assert_eq!(
+            frame_error(&bytes, 9).to_string(),
+            format!("recording corrupt at byte {seed}: a seed frame of 31 bytes, where one has 32")
+        );
     }
 
     #[test]

@@ -8,12 +8,17 @@
 //! state is the difference of two timestamps taken by the kernel. A birth
 //! ([`Side::of_birth`]) starts a socket afresh; its →CLOSE ends it; past `--max-sockets` the
 //! oldest is forgotten, and counted.
+//!
+//! A socket that predates tracing is first seen mid-life, often in softirq, where the kernel
+//! side cannot name its owner: the owner the start-up census found for it ([`SocketSeed`],
+//! keyed by the socket's cookie) stands in until the socket's own syscalls say otherwise.
 
 use std::collections::{HashMap, VecDeque};
 
 use crate::core::{
-    event::{Comm, Transition},
+    event::{Comm, OwnerKind, Transition},
     hash::FastHash,
+    seed::{Holders, SocketSeed},
     state::{Side, TcpState},
 };
 
@@ -25,8 +30,9 @@ pub const DEFAULT_MAX_SOCKETS: usize = 1_000_000;
 pub struct Entry<X> {
     /// Order of first sight, for eviction.
     seq: u64,
-    /// When the socket was born; `None` when first seen mid-life.
-    born_ns: Option<u64>,
+    /// When the socket was born; meaningless when first seen mid-life (`side` is
+    /// [`Side::Unknown`]): not an `Option`, which would cost the entry 8 bytes.
+    born_ns: u64,
     side: Side,
     entered_ns: u64,
     /// The state its last transition entered.
@@ -35,6 +41,10 @@ pub struct Entry<X> {
     gap: bool,
     pid: Option<u32>,
     comm: Comm,
+    owner_kind: OwnerKind,
+    /// One of its transitions passed the owner filter (`--pid`, `--comm`): all the later ones
+    /// are shown, whoever owns it then.
+    selected: bool,
     /// What the consumer keeps for this socket; `X::default()` at first sight.
     pub ext: X,
 }
@@ -43,13 +53,15 @@ impl<X: Default> Entry<X> {
     fn first_sight(t: &Transition, birth: Option<Side>) -> Self {
         Self {
             seq: 0,
-            born_ns: birth.map(|_| t.ts_ns),
+            born_ns: t.ts_ns,
             side: birth.unwrap_or(Side::Unknown),
             entered_ns: t.ts_ns,
             state: t.to,
             gap: false,
             pid: t.pid,
             comm: t.comm,
+            owner_kind: t.owner_kind,
+            selected: false,
             ext: X::default(),
         }
     }
@@ -58,7 +70,7 @@ impl<X: Default> Entry<X> {
 impl<X> Entry<X> {
     /// When the socket was born; `None` when it was first seen mid-life.
     pub fn born_ns(&self) -> Option<u64> {
-        self.born_ns
+        (self.side != Side::Unknown).then_some(self.born_ns)
     }
 
     /// How it was opened ([`Side::Unknown`] when first seen mid-life).
@@ -74,6 +86,16 @@ impl<X> Entry<X> {
     /// Whether its last transition left a state it was never seen entering.
     pub fn gap(&self) -> bool {
         self.gap
+    }
+
+    /// Whether a transition of it passed the owner filter (see [`Self::select`]).
+    pub fn selected(&self) -> bool {
+        self.selected
+    }
+
+    /// Keeps the socket selected until it closes: a birth at its address starts unselected.
+    pub fn select(&mut self) {
+        self.selected = true;
     }
 }
 
@@ -101,6 +123,8 @@ pub struct TableStats {
 #[derive(Debug)]
 pub struct SocketTable<X> {
     map: HashMap<u64, Entry<X>, FastHash>,
+    /// Owners of sockets that predate tracing, by cookie, until the socket is first seen.
+    seeds: HashMap<u64, Holders, FastHash>,
     /// `(sk, seq)` in order of first sight; entries of closed sockets are skipped lazily.
     order: VecDeque<(u64, u64)>,
     next_seq: u64,
@@ -119,11 +143,20 @@ impl<X: Default> SocketTable<X> {
     pub fn new(max: usize) -> Self {
         Self {
             map: HashMap::default(),
+            seeds: HashMap::default(),
             order: VecDeque::new(),
             next_seq: 0,
             max: max.max(1),
             forgotten: 0,
             replaced_unclosed: 0,
+        }
+    }
+
+    /// Takes the owner the start-up census found for a socket that predates tracing, for its
+    /// transitions that the kernel side cannot attribute.
+    pub fn seed(&mut self, seed: SocketSeed) {
+        if seed.cookie != 0 {
+            self.seeds.insert(seed.cookie, seed.holders);
         }
     }
 
@@ -138,6 +171,12 @@ impl<X: Default> SocketTable<X> {
     ) {
         let birth = Side::of_birth(t.from, t.to);
         let closes = t.to == TcpState::Close;
+        // A seed is taken at the socket's first transition seen, whether it names the owner or
+        // the table does from then on. A birth never takes one: cookies are not reused.
+        let seed = match birth {
+            None if t.cookie != 0 && !self.seeds.is_empty() => self.seeds.remove(&t.cookie),
+            _ => None,
+        };
         let forget = match self.map.get_mut(&t.sk) {
             Some(entry) if birth.is_none() => {
                 // A lost event in between (a full ring buffer) would have the socket leave a
@@ -145,13 +184,19 @@ impl<X: Default> SocketTable<X> {
                 entry.gap = entry.state != t.from;
                 t.time_in_from_ns = (!entry.gap).then(|| t.ts_ns.saturating_sub(entry.entered_ns));
                 t.first_seen_midlife = false;
+                if entry.pid.is_none() {
+                    // Seen before the census asked for its cookie, unattributed since.
+                    seeded(t, seed);
+                }
                 if t.pid.is_some() {
                     // A syscall of the owner: the freshest word on who owns it.
                     entry.pid = t.pid;
                     entry.comm = t.comm;
+                    entry.owner_kind = t.owner_kind;
                 } else {
                     t.pid = entry.pid;
                     t.comm = entry.comm;
+                    t.owner_kind = entry.owner_kind;
                 }
                 entry.entered_ns = t.ts_ns;
                 entry.state = t.to;
@@ -176,6 +221,7 @@ impl<X: Default> SocketTable<X> {
             None => {
                 t.time_in_from_ns = None;
                 t.first_seen_midlife = birth.is_none();
+                seeded(t, seed);
                 let mut entry = Entry::first_sight(t, birth);
                 if closes {
                     // Its last transition: nothing to remember.
@@ -217,6 +263,18 @@ impl<X: Default> SocketTable<X> {
     }
 }
 
+/// Names the owner of a transition that the kernel side could not attribute after the seed of
+/// its socket, if any.
+fn seeded(t: &mut Transition, seed: Option<Holders>) {
+    if let Some(holders) = seed
+        && t.pid.is_none()
+    {
+        t.pid = Some(holders.pid);
+        t.comm = holders.comm;
+        t.owner_kind = holders.kind();
+    }
+}
+
 impl<X> SocketTable<X> {
     /// The entry of a live socket.
     pub fn get_mut(&mut self, sk: u64) -> Option<&mut Entry<X>> {
@@ -226,6 +284,11 @@ impl<X> SocketTable<X> {
     /// Sockets alive now, as far as the transitions tell.
     pub fn tracked(&self) -> usize {
         self.map.len()
+    }
+
+    /// Seeds not taken yet: sockets of the census not seen since.
+    pub fn seeds_waiting(&self) -> usize {
+        self.seeds.len()
     }
 
     pub fn stats(&self) -> TableStats {
@@ -324,6 +387,83 @@ mod tests {
         // Closing a socket never seen before tracks nothing.
         apply(&mut table, &mut transition(3, 500, FinWait2, Close));
         assert_eq!(table.tracked(), 0);
+    }
+
+    fn seed(table: &mut SocketTable<()>, cookie: u64, pid: u32, comm: &str, count: u32) {
+        table.seed(SocketSeed {
+            cookie,
+            holders: Holders {
+                pid,
+                comm: comm.into(),
+                count,
+            },
+        });
+    }
+
+    fn with_cookie(mut t: Transition, cookie: u64) -> Transition {
+        t.cookie = cookie;
+        t
+    }
+
+    #[test]
+    fn a_socket_that_predates_tracing_takes_its_census_owner_until_its_own_syscalls() {
+        use TcpState::*;
+        let mut table = SocketTable::default();
+        seed(&mut table, 77, 9, "python3", 1);
+        seed(&mut table, 78, 12, "nginx", 3);
+        // The peer's FIN, in softirq: the census's owner.
+        let mut fin = with_cookie(transition(2, 100, Established, CloseWait), 77);
+        apply(&mut table, &mut fin);
+        assert_eq!((fin.pid, fin.comm.as_str()), (Some(9), "python3"));
+        assert_eq!(fin.owner_kind, OwnerKind::Process);
+        assert!(fin.first_seen_midlife);
+        assert_eq!(table.seeds_waiting(), 1);
+        // Its close, by a process that got it since: that one from then on.
+        let mut close = owned(
+            with_cookie(transition(2, 200, CloseWait, LastAck), 77),
+            10,
+            "child",
+        );
+        apply(&mut table, &mut close);
+        let mut last = with_cookie(transition(2, 210, LastAck, Close), 77);
+        apply(&mut table, &mut last);
+        assert_eq!((last.pid, last.time_in_from_ns), (Some(10), Some(10)));
+        // Several holders are marked; an unknown cookie or none names nobody.
+        let mut shared = with_cookie(transition(3, 300, FinWait1, FinWait2), 78);
+        apply(&mut table, &mut shared);
+        assert_eq!(
+            (shared.pid, shared.owner_kind),
+            (Some(12), OwnerKind::Holders(3))
+        );
+        let mut stranger = with_cookie(transition(4, 300, Established, CloseWait), 79);
+        apply(&mut table, &mut stranger);
+        let mut uncookied = transition(5, 300, Established, CloseWait);
+        apply(&mut table, &mut uncookied);
+        assert_eq!((stranger.pid, uncookied.pid), (None, None));
+        assert_eq!(table.seeds_waiting(), 0);
+    }
+
+    #[test]
+    fn a_seed_names_a_socket_seen_before_the_census_and_never_a_birth() {
+        use TcpState::*;
+        let mut table = SocketTable::default();
+        // Seen between the probe's attach and the census: no cookie yet, no owner.
+        apply(&mut table, &mut transition(2, 100, Established, CloseWait));
+        seed(&mut table, 77, 9, "python3", 1);
+        let mut later = with_cookie(transition(2, 400, CloseWait, LastAck), 77);
+        apply(&mut table, &mut later);
+        assert_eq!((later.pid, later.time_in_from_ns), (Some(9), Some(300)));
+        // A birth with a cookie (asked for by something else) leaves the seed alone.
+        seed(&mut table, 80, 9, "python3", 1);
+        let mut born = with_cookie(transition(6, 500, Listen, SynRecv), 80);
+        apply(&mut table, &mut born);
+        assert_eq!(born.pid, None);
+        assert_eq!(table.seeds_waiting(), 1);
+    }
+
+    #[test]
+    fn an_entry_stays_within_a_cache_line() {
+        assert!(size_of::<Entry<()>>() <= 64, "{}", size_of::<Entry<()>>());
     }
 
     #[test]

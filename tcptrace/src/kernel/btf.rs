@@ -201,7 +201,9 @@ impl Btf {
     }
 
     /// Where the probe finds each field it reads. `Err` names the first field this kernel
-    /// lacks. The namespace is optional: without `CONFIG_NET_NS`, `skc_net` has no `net`.
+    /// lacks. The namespace is optional: without `CONFIG_NET_NS`, `skc_net` has no `net`. So is
+    /// the cookie (`skc_cookie`, in `struct sock_common` since Linux 4.1, its offset varying
+    /// between releases): without it, only the listeners of the start-up census get their owner.
     pub fn sock_layout(&self) -> Result<SockLayout, String> {
         let sock = |path: &[&str]| {
             self.offset_of("sock", path)
@@ -227,7 +229,7 @@ impl Btf {
             net: netns.map_or(0, |(net, _)| net),
             net_inum: netns.map_or(0, |(_, inum)| inum),
             has_netns: u32::from(netns.is_some()),
-            _pad: 0,
+            cookie: common("skc_cookie").unwrap_or(0),
         })
     }
 
@@ -445,6 +447,7 @@ mod tests {
                     "{layout:?}"
                 );
                 assert!(layout.has_netns == 1 && layout.net > 0 && layout.net_inum > 0);
+                assert!(layout.cookie > 0, "{layout:?}");
                 for tracepoint in std::iter::once(names::PROGRAM).chain(names::SIGNAL_PROGRAMS) {
                     assert!(btf.has_tracepoint(tracepoint), "{tracepoint}");
                 }

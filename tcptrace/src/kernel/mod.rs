@@ -1,7 +1,9 @@
 //! The kernel edge: loading and attaching the BPF programs, the kernel's BTF, the privileges
-//! they need, and the ring buffer they write to. The only code that imports aya.
+//! they need, the ring buffer they write to, and the listener map seeded at start. The only
+//! code that imports aya.
 
 pub mod btf;
+pub mod listeners;
 pub mod privileges;
 pub mod probe;
 pub mod source;

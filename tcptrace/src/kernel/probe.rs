@@ -281,6 +281,12 @@ impl Probe {
         if layout.has_netns == 0 {
             log::info!("the kernel has no network namespaces: events carry namespace 0");
         }
+        if layout.cookie == 0 {
+            log::warn!(
+                "the kernel's BTF has no sock_common.skc_cookie: sockets that predate tracing \
+                 carry no owner (the children of listeners that predate it still do)"
+            );
+        }
         drop(kernel_btf);
         release_freed_memory();
         // `EbpfLoader::new` parses the kernel's BTF for itself, out of reach of the attach below,

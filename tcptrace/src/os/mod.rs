@@ -1,10 +1,12 @@
 //! The OS edge: socket snapshots over netlink (inet_diag), the owners of sockets under /proc,
-//! the kernel's TCP counters in procfs, sysctls, clocks and the files of `tcptrace record`.
+//! network namespaces, the kernel's TCP counters in procfs, sysctls, clocks and the files of
+//! `tcptrace record`.
 //! Every file this crate reads or writes is opened here.
 
 pub mod clock;
 pub mod diag;
 pub mod host;
+pub mod netns;
 pub mod owners;
 pub mod procfs;
 pub mod record_file;

@@ -3,7 +3,8 @@
 
 use std::{
     collections::{HashMap, HashSet},
-    fs,
+    fs::{self, File},
+    os::{fd::AsRawFd, unix::ffi::OsStrExt},
     path::Path,
 };
 
@@ -23,14 +24,20 @@ impl Owners {
     /// Scans /proc for the given inodes. Processes that exit meanwhile, or whose fds we may not
     /// read, are skipped: their sockets show no owner, as in `ss -p`.
     pub fn scan(wanted: &HashSet<u32>) -> Self {
-        Self::scan_root(Path::new("/proc"), wanted)
+        if wanted.is_empty() {
+            return Self::default();
+        }
+        Self::scan_root(Path::new("/proc"), Some(wanted))
     }
 
-    fn scan_root(proc_root: &Path, wanted: &HashSet<u32>) -> Self {
+    /// Scans /proc for every socket any process holds: what a caller that does not know yet
+    /// which sockets it will ask about (it is dumping them meanwhile) takes.
+    pub fn scan_all() -> Self {
+        Self::scan_root(Path::new("/proc"), None)
+    }
+
+    fn scan_root(proc_root: &Path, wanted: Option<&HashSet<u32>>) -> Self {
         let mut map: HashMap<u32, Vec<Owner>> = HashMap::new();
-        if wanted.is_empty() {
-            return Self(map);
-        }
         let Ok(entries) = fs::read_dir(proc_root) else {
             return Self(map);
         };
@@ -42,18 +49,16 @@ impl Owners {
             else {
                 continue;
             };
-            let Ok(fds) = fs::read_dir(entry.path().join("fd")) else {
+            let fd_dir = entry.path().join("fd");
+            let (Ok(fds), Ok(dir)) = (fs::read_dir(&fd_dir), File::open(&fd_dir)) else {
                 continue;
             };
             let mut comm: Option<String> = None;
             for fd in fds.flatten() {
-                let Ok(target) = fs::read_link(fd.path()) else {
+                let Some(inode) = socket_link_at(&dir, fd.file_name().as_bytes()) else {
                     continue;
                 };
-                let Some(inode) = target.to_str().and_then(socket_inode) else {
-                    continue;
-                };
-                if !wanted.contains(&inode) {
+                if wanted.is_some_and(|wanted| !wanted.contains(&inode)) {
                     continue;
                 }
                 let comm = comm
@@ -89,6 +94,35 @@ impl Owners {
     pub fn all(&self, inode: u32) -> &[Owner] {
         self.0.get(&inode).map_or(&[], Vec::as_slice)
     }
+}
+
+/// The inode of the socket that the link `name` in the directory `dir` (a `/proc/PID/fd`)
+/// points to, if it is a socket. Read relative to the directory, into a buffer on the stack:
+/// a census reads one link per socket of the host, and resolving each full path again and
+/// allocating its target cost more than the read itself.
+fn socket_link_at(dir: &File, name: &[u8]) -> Option<u32> {
+    // Descriptor numbers: a few digits.
+    let mut c_name = [0u8; 24];
+    if name.len() >= c_name.len() {
+        return None;
+    }
+    c_name[..name.len()].copy_from_slice(name);
+    // `socket:[4294967295]` is 19 bytes; a longer target is not a socket.
+    let mut target = [0u8; 32];
+    // SAFETY: `c_name` is NUL-terminated (zeroed past the name), `target` is a live buffer of
+    // the length passed, and `dir` is an open descriptor for the call.
+    let len = unsafe {
+        libc::readlinkat(
+            dir.as_raw_fd(),
+            c_name.as_ptr().cast(),
+            target.as_mut_ptr().cast(),
+            target.len(),
+        )
+    };
+    let len = usize::try_from(len)
+        .ok()
+        .filter(|len| *len < target.len())?;
+    socket_inode(std::str::from_utf8(&target[..len]).ok()?)
 }
 
 /// The inode of a `socket:[12345]` link target.
@@ -130,5 +164,7 @@ mod tests {
         assert_eq!(owner.pid, std::process::id());
         assert!(!owner.comm.is_empty());
         assert!(Owners::scan(&HashSet::new()).first(inode).is_none());
+        let all = Owners::scan_all();
+        assert!(all.all(inode).iter().any(|o| o.pid == std::process::id()));
     }
 }

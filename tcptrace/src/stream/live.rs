@@ -1,5 +1,6 @@
 //! The live loop: one owner of the state, waiting at once on the ring buffer, the kernel log,
-//! a tick, the deadline and the signals, and feeding a [`RawSink`].
+//! a tick, the deadline and the signals, and feeding a [`RawSink`]; before it, the start-up
+//! census of the sockets that predate tracing ([`census`]).
 
 use std::{io, path::Path, time::Duration};
 
@@ -12,6 +13,7 @@ use tokio::{
 use crate::{
     core::{
         counters::TcpCounters,
+        filter::EventFilter,
         losses::KernelCounters,
         pipeline::PipelineConfig,
         record::{Reader, RecordError},
@@ -22,6 +24,7 @@ use crate::{
     },
     os::{clock, procfs, record_file},
     stream::{
+        census,
         replay::{ReplayError, replay},
         sink::{Origin, RawSink, Reading},
         updates::{Totals, Update, Updates},
@@ -39,6 +42,9 @@ pub struct LiveConfig {
     pub duration: Option<Duration>,
     /// Also read the kernel's TCP counters (/proc/net/snmp, /proc/net/netstat) at each reading.
     pub tcp_counters: bool,
+    /// Take the start-up census of the sockets that predate tracing, of what this filter shows
+    /// (its family, ports and namespace), to seed their owners; `None`: no census.
+    pub census: Option<EventFilter>,
 }
 
 /// Reads the kernel's TCP counters, warning once if they cannot be read: the request-socket
@@ -127,8 +133,17 @@ fn record_error(err: RecordError, path: &Path) -> anyhow::Error {
 
 /// Loads the probe and feeds `sink` until Ctrl-C, SIGTERM or the duration.
 pub async fn run_live(config: LiveConfig, sink: &mut impl RawSink) -> anyhow::Result<()> {
-    let probe = Probe::load(&config.probe)?;
+    let mut probe = Probe::load(&config.probe)?;
+    // Attached, not yet announced: the owners of what exists now, before anyone starts more.
+    let seeds = match &config.census {
+        Some(filter) => census::take(&mut probe, filter).0,
+        None => Vec::new(),
+    };
     let mut session = Session::new(probe).context("reading the probe's maps")?;
+    for seed in &seeds {
+        sink.seed(seed)?;
+    }
+    drop(seeds);
     let mut tcp = TcpCounterReader {
         wanted: config.tcp_counters,
         warned: false,

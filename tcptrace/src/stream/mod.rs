@@ -2,13 +2,16 @@
 //! ([`replay`]), or the live probe written to a file ([`record`]).
 //!
 //! The live loop is one owner of the state, waiting at once on the ring buffer, the kernel log,
-//! a tick, the deadline and the signals. It hands raw records, the end of each wake-up and
-//! each reading of the counters to a [`RawSink`]: either the pure [`Pipeline`] turning them into
-//! typed [`Update`]s for a command ([`updates`]), or the recorder. A replay hands the recorded
-//! frames to the same pipeline, so that it prints what the live command would have printed.
+//! a tick, the deadline and the signals; it starts with a census of the sockets that predate
+//! tracing ([`census`]), whose owners it hands over first. It hands raw records, the end of
+//! each wake-up and each reading of the counters to a [`RawSink`]: either the pure
+//! [`Pipeline`] turning them into typed [`Update`]s for a command ([`updates`]), or the
+//! recorder. A replay hands the recorded frames to the same pipeline, so that it prints what
+//! the live command would have printed.
 //!
 //! [`Pipeline`]: crate::core::pipeline::Pipeline
 
+pub mod census;
 pub mod live;
 pub mod record;
 pub mod replay;

@@ -1,11 +1,15 @@
 //! The recorder: a [`RawSink`] that writes what the live loop feeds it to a `tcptrace record`
-//! file, in the order met — the baseline reading, then each wake-up's raw records and its end,
-//! each reading, and the final one — so that a replay feeds the pipeline exactly the same.
+//! file, in the order met — the owners of the sockets that predate tracing, the baseline
+//! reading, then each wake-up's raw records and its end, each reading, and the final one — so
+//! that a replay feeds the pipeline exactly the same.
 
 use std::io::{self, Write};
 
 use crate::{
-    core::record::{Header, Writer},
+    core::{
+        record::{Header, Writer},
+        seed::SocketSeed,
+    },
     os::host,
     stream::sink::{Origin, RawSink, Reading},
 };
@@ -59,6 +63,10 @@ pub fn header(origin: &Origin, causes: bool, filter: String) -> Header {
 }
 
 impl<W: Write> RawSink for Recorder<W> {
+    fn seed(&mut self, seed: &SocketSeed) -> io::Result<()> {
+        self.writer()?.seed(seed)
+    }
+
     fn started(&mut self, _origin: &Origin, reading: &Reading) -> io::Result<()> {
         let writer = self.writer()?;
         writer.counters(reading.now_ns, &reading.kernel, reading.tcp.as_ref())?;

@@ -47,6 +47,11 @@ pub fn replay<R: Read>(
             Ok(None) => break None,
             Err(err) => break Some(err),
         };
+        // Written before the baseline: not a frame of the stream proper.
+        if let Frame::Seed(seed) = frame {
+            sink.seed(&seed).map_err(ReplayError::Sink)?;
+            continue;
+        }
         // The reading before the end frame is the final one, not a tick.
         if !matches!(frame, Frame::End { .. })
             && let Some(reading) = held.take()
@@ -89,7 +94,7 @@ pub fn replay<R: Read>(
                 last.now_ns = now_ns;
                 Ok(())
             }
-            Frame::Counters { .. } => Ok(()),
+            Frame::Counters { .. } | Frame::Seed(_) => Ok(()),
         }
         .map_err(ReplayError::Sink)?;
     };
@@ -118,6 +123,7 @@ mod tests {
             counters::TcpCounters,
             losses::KernelCounters,
             record::{Header, Writer},
+            seed::{Holders, SocketSeed},
         },
         stream::record::Recorder,
     };
@@ -127,6 +133,13 @@ mod tests {
     struct Log(Vec<String>);
 
     impl RawSink for Log {
+        fn seed(&mut self, seed: &SocketSeed) -> io::Result<()> {
+            self.0.push(format!(
+                "seed {} {} {} {}",
+                seed.cookie, seed.holders.pid, seed.holders.comm, seed.holders.count
+            ));
+            Ok(())
+        }
         fn started(&mut self, origin: &Origin, reading: &Reading) -> io::Result<()> {
             self.0.push(format!(
                 "started {:?} {} {}",
@@ -177,6 +190,17 @@ mod tests {
             start_ns: 100,
             ..Origin::default()
         };
+        for cookie in [7, 8] {
+            let seed = SocketSeed {
+                cookie,
+                holders: Holders {
+                    pid: 42,
+                    comm: "nginx".into(),
+                    count: 3,
+                },
+            };
+            sink.seed(&seed).unwrap();
+        }
         sink.started(&origin, &reading(100, 0)).unwrap();
         sink.record(&[1, 2, 3]).unwrap();
         sink.wakeup_end(150).unwrap();
@@ -229,7 +253,8 @@ mod tests {
             }
         }
         let log = cut.expect("some cut keeps the tick");
-        assert_eq!(log.0.first().unwrap(), "started Some(7) 100 0");
+        assert_eq!(log.0[..2], ["seed 7 42 nginx 3", "seed 8 42 nginx 3"]);
+        assert_eq!(log.0[2], "started Some(7) 100 0");
         // Stopped with the last reading seen, never a made-up zero.
         assert!(log.0.last().unwrap().starts_with("stopped"), "{log:?}");
         assert!(!log.0.last().unwrap().ends_with(" 0"), "{log:?}");

@@ -3,7 +3,9 @@
 
 use std::io;
 
-use crate::core::{clock::WallClock, counters::TcpCounters, losses::KernelCounters};
+use crate::core::{
+    clock::WallClock, counters::TcpCounters, losses::KernelCounters, seed::SocketSeed,
+};
 
 /// What is known of the traced machine when tracing starts.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -25,6 +27,9 @@ pub struct Reading {
 
 /// What the live loop (or a replay) feeds.
 pub trait RawSink {
+    /// The owner of a socket that predates tracing, as the start-up census found it; every
+    /// one comes before [`Self::started`].
+    fn seed(&mut self, seed: &SocketSeed) -> io::Result<()>;
     /// The probe is attached: events from now on are seen; `reading` is the baseline.
     fn started(&mut self, origin: &Origin, reading: &Reading) -> io::Result<()>;
     /// One raw record, as the probe wrote it.

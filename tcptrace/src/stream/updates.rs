@@ -9,6 +9,7 @@ use crate::{
         event::{Signal, Transition},
         losses::Losses,
         pipeline::{Output, Pipeline, PipelineConfig},
+        seed::SocketSeed,
         sockets::{Entry, TableStats},
     },
     stream::sink::{Origin, RawSink, Reading},
@@ -115,6 +116,11 @@ where
     X: Default,
     F: FnMut(Update<'_, X>) -> io::Result<()>,
 {
+    fn seed(&mut self, seed: &SocketSeed) -> io::Result<()> {
+        self.pipeline.seed(*seed);
+        Ok(())
+    }
+
     fn started(&mut self, origin: &Origin, reading: &Reading) -> io::Result<()> {
         self.read(reading);
         (self.on_update)(Update::Started(origin, &self.totals))

@@ -1,6 +1,7 @@
 //! The snapshot benchmark: a crowd of 100,000+ TCP sockets in a network namespace of its own,
-//! then `tcptrace states`/`sockets` against `ss` and `netstat` side by side, wall time per run.
-//! Not a test: numbers to read, with a check that every tool saw the same sockets.
+//! then `tcptrace states`/`sockets` against `ss` and `netstat` side by side, wall time per run,
+//! and the start-up census of the tracing commands there, as tcptrace times it. Not a test:
+//! numbers to read, with a check that every tool saw the same sockets.
 
 use std::{
     io::{BufRead, BufReader},
@@ -56,6 +57,47 @@ fn timed(ns: &str, program: &str, args: &[&str]) -> anyhow::Result<(Duration, us
             .filter(|l| !l.is_empty())
             .count(),
     ))
+}
+
+/// The start-up census of a tracing command in the crowd's namespace (and every other one a
+/// process is in), as tcptrace times it itself: its `-v` line ends `in X ms`. Each run loads the
+/// probe; only the census is timed.
+fn census(ns: &str, tcptrace: &str, runs: usize) -> anyhow::Result<()> {
+    let mut times = Vec::with_capacity(runs);
+    let mut line = String::new();
+    for _ in 0..runs {
+        let out = in_ns(ns, tcptrace, &["trace", "--duration", "0.1", "-v"])
+            .stdout(Stdio::null())
+            .output()
+            .context("cannot run tcptrace trace")?;
+        if !out.status.success() {
+            bail!(
+                "tcptrace trace failed ({}): {}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let Some(found) = stderr.lines().find(|l| l.contains("start-up census: ")) else {
+            bail!("tcptrace trace -v printed no census line: {stderr}");
+        };
+        let ms: f64 = found
+            .rsplit_once(" in ")
+            .and_then(|(_, ms)| ms.strip_suffix(" ms"))
+            .and_then(|ms| ms.parse().ok())
+            .with_context(|| format!("no time in `{found}`"))?;
+        times.push(ms);
+        line = found.to_owned();
+    }
+    times.sort_by(f64::total_cmp);
+    println!(
+        "{:<32} {:>10.1} {:>10.1}",
+        "start-up census (trace -v)",
+        times[0],
+        times[times.len() / 2]
+    );
+    eprintln!("xtask: {}", line.trim());
+    Ok(())
 }
 
 pub fn run(pairs: usize, time_wait: usize, runs: usize) -> anyhow::Result<ExitCode> {
@@ -154,6 +196,7 @@ pub fn run(pairs: usize, time_wait: usize, runs: usize) -> anyhow::Result<ExitCo
             ms(times[times.len() / 2])
         );
     }
+    census(&ns.0, tcptrace, runs)?;
     if listed.windows(2).any(|w| w[0].1 != w[1].1) {
         eprintln!("xtask: the tools listed different numbers of sockets: {listed:?}");
         return Ok(ExitCode::FAILURE);

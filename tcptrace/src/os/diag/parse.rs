@@ -18,6 +18,10 @@ pub const NLMSG_DONE: u16 = 3;
 pub const NLM_F_DUMP_INTR: u16 = 0x10;
 /// `SOCK_DIAG_BY_FAMILY`: the type of requests and of each socket's reply.
 pub const SOCK_DIAG_BY_FAMILY: u16 = 20;
+/// `TCPDIAG_GETSOCK`: the request type of inet_diag's first interface, which the kernel still
+/// serves (net/ipv4/inet_diag.c, `inet_diag_rcv_msg_compat`), and the type of its replies:
+/// the same `inet_diag_msg`, of both address families in one walk of the socket tables.
+pub const TCPDIAG_GETSOCK: u16 = 18;
 /// `struct inet_diag_msg`.
 pub const INET_DIAG_MSG_LEN: usize = 72;
 /// `INET_DIAG_INFO`: the attribute carrying `struct tcp_info` (full sockets only).
@@ -198,7 +202,7 @@ pub fn parse_batch(mut buf: &[u8], out: &mut Vec<SocketEntry>) -> Result<Batch, 
                 };
                 return Err(ParseError::Kernel(std::io::Error::from_raw_os_error(errno)));
             }
-            SOCK_DIAG_BY_FAMILY => match parse_socket(payload)? {
+            SOCK_DIAG_BY_FAMILY | TCPDIAG_GETSOCK => match parse_socket(payload)? {
                 Some(entry) => out.push(entry),
                 None => batch.skipped += 1,
             },

@@ -15,6 +15,12 @@ struct Line<'a> {
     sk: String,
     pid: Option<u32>,
     comm: &'a str,
+    /// Only when `pid` stands for several processes: `listener_holders` or `holders`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    owner_kind: Option<&'static str>,
+    /// How many, with `owner_kind`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    holders: Option<u32>,
     family: &'static str,
     laddr: String,
     lport: u16,
@@ -36,6 +42,8 @@ pub fn line(out: &mut impl Write, t: &Transition, clock: &WallClock) -> io::Resu
         sk: format!("{:#x}", t.sk),
         pid: t.pid,
         comm: t.comm.as_str(),
+        owner_kind: t.owner_kind.name(),
+        holders: t.owner_kind.holders(),
         family: t.family.name(),
         laddr: t.laddr.to_string(),
         lport: t.lport,
@@ -54,7 +62,10 @@ pub fn line(out: &mut impl Write, t: &Transition, clock: &WallClock) -> io::Resu
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::{event::Family, state::TcpState};
+    use crate::core::{
+        event::{Family, OwnerKind},
+        state::TcpState,
+    };
 
     #[test]
     fn one_object_per_line_with_the_documented_keys() {
@@ -83,6 +94,25 @@ mod tests {
              \"comm\":\"\",\"family\":\"inet6\",\"laddr\":\"::1\",\"lport\":8080,\
              \"raddr\":\"127.0.0.1\",\"rport\":40000,\"from\":\"ESTABLISHED\",\
              \"to\":\"CLOSE_WAIT\",\"time_in_from_ns\":null,\"netns\":0,\"first_seen\":true}\n"
+        );
+    }
+
+    #[test]
+    fn an_owner_standing_for_several_holders_says_so() {
+        let t = Transition {
+            pid: Some(812),
+            comm: "nginx".into(),
+            owner_kind: OwnerKind::ListenerHolders(5),
+            ..Transition::fixture(1, 5, TcpState::Listen, TcpState::SynRecv)
+        };
+        let mut out = Vec::new();
+        line(&mut out, &t, &WallClock::default()).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert!(
+            text.contains(
+                "\"pid\":812,\"comm\":\"nginx\",\"owner_kind\":\"listener_holders\",\"holders\":5,"
+            ),
+            "{text}"
         );
     }
 }

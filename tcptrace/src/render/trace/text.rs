@@ -42,7 +42,12 @@ impl TraceText {
     }
 
     pub fn line(&self, out: &mut impl Write, t: &Transition) -> io::Result<()> {
-        let pid = t.pid.map_or_else(|| "-".to_owned(), |pid| pid.to_string());
+        // `812+4`: pid 812 and 4 more processes hold the socket, or the listener it came from.
+        let pid = match (t.pid, t.owner_kind.holders()) {
+            (None, _) => "-".to_owned(),
+            (Some(pid), None) => pid.to_string(),
+            (Some(pid), Some(holders)) => format!("{pid}+{}", holders.saturating_sub(1)),
+        };
         let comm = if t.comm.is_empty() {
             "-"
         } else {
@@ -73,7 +78,7 @@ mod tests {
 
     use super::*;
     use crate::core::{
-        event::{Comm, Family},
+        event::{Comm, Family, OwnerKind},
         state::TcpState,
     };
 
@@ -112,6 +117,17 @@ mod tests {
             "TIME                PID COMM             LOCAL                 REMOTE                        OLD    NEW                 MS\n\
              00:00:01.000000    1234 curl             127.0.0.1:40000       127.0.0.1:8080           SYN_SENT -> ESTABLISHED      0.042\n"
         );
+    }
+
+    #[test]
+    fn an_owner_standing_for_the_holders_of_a_listener_shows_how_many() {
+        let t = Transition {
+            owner_kind: OwnerKind::ListenerHolders(5),
+            ..transition()
+        };
+        let text = render(true, &t);
+        let line = text.lines().nth(1).unwrap();
+        assert!(line.contains("  1234+4 curl "), "{line}");
     }
 
     #[test]
