@@ -261,6 +261,15 @@ pub struct TraceArgs {
     /// One JSON object per line instead of a table.
     #[arg(long)]
     pub json: bool,
+    /// Fixed columns wide enough for any IPv6 address and the full command name, the time of
+    /// day to the microsecond and the time in the old state in milliseconds (as tcpstates
+    /// prints them). Without it the table fits 80 columns for IPv4: its columns grow with what
+    /// they show.
+    #[arg(short = 'w', long, conflicts_with = "json")]
+    pub wide: bool,
+    /// Start each line with the time of day, to the millisecond (always there with --wide).
+    #[arg(short = 'T', long, conflicts_with_all = ["json", "wide"])]
+    pub time: bool,
     /// Stop after this many seconds (fractions allowed).
     #[arg(long, value_name = "SECS", value_parser = parse_duration, allow_negative_numbers = true)]
     pub duration: Option<Duration>,

@@ -232,6 +232,7 @@ fn exact_counts_per_state_equal_ss_and_owners_are_the_right_pids() {
         &netns,
         &["sockets", "--state", "CLOSE_WAIT", "--json"],
     ));
+    listed.iter().for_each(crate::support::assert_recent_time);
     let mut pids: Vec<String> = listed.iter().map(|s| s["pid"].to_string()).collect();
     pids.sort();
     let mut want = close_wait_pids.clone();
