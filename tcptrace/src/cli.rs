@@ -92,9 +92,19 @@ Every TCP socket of this network namespace, IPv4 and IPv6, is read from the kern
 NETLINK_SOCK_DIAG (as `ss` does), including TIME_WAIT and half-open request sockets, which are
 counted as SYN_RECV as netstat shows them.
 
-Findings under the table: processes holding CLOSE_WAIT sockets (the peer closed, the application
-never did: they never time out), TIME_WAIT sockets against the ephemeral port range
-(net.ipv4.ip_local_port_range), half-open connections per listening port and their growth.
+Findings under the table (`!` a risk, `-` information):
+  CLOSE_WAIT      who holds sockets whose peer closed, and for how long: a leak once older than
+                  --close-wait-age (60 s); children still in an accept queue are \"not yet
+                  accepted by PID/COMM\" of the listener
+  accept queue    listeners with connections waiting for accept(): queue against backlog
+                  (full past it: the kernel drops new connections), with the namespace's
+                  ListenOverflows and ListenDrops (since boot, or since the last snapshot of
+                  --watch)
+  SYN cookies     SyncookiesSent/Recv/Failed and SYNs dropped for a full SYN queue, read
+                  against net.ipv4.tcp_syncookies (1: the SYN queue overflowed; 2: always sent)
+  TIME_WAIT       the busiest destination's ports against net.ipv4.ip_local_port_range, and
+                  whether net.ipv4.tcp_tw_reuse lets connect() reuse them
+  SYN_RECV        half-open connections per listening port and their growth
 
 Examples:
   tcptrace states                       counts per state
@@ -314,6 +324,15 @@ pub struct StatesArgs {
     #[arg(long, value_name = "N", requires = "watch",
           value_parser = clap::value_parser!(u64).range(1..))]
     pub count: Option<u64>,
+    /// CLOSE_WAIT sockets held at least this long (fractions allowed) are a leak; younger
+    /// ones are a server closing in its own time. 60 by default: a server closes a connection
+    /// whose peer closed within milliseconds of reading the end of file, a busy one within
+    /// seconds; a minute without close() is code that never will. The age is exact when
+    /// tracing saw the socket enter CLOSE_WAIT, else a lower bound (the time since the last
+    /// ACK the kernel received, shown as "≥").
+    #[arg(long, value_name = "SECS", default_value = "60", value_parser = parse_duration,
+          allow_negative_numbers = true)]
+    pub close_wait_age: Duration,
     /// One JSON object per snapshot instead of a table.
     #[arg(long)]
     pub json: bool,

@@ -113,6 +113,7 @@ mod tests {
             info: info.map(|(retransmits, probes)| TcpInfoCounters {
                 retransmits,
                 probes,
+                ..TcpInfoCounters::default()
             }),
             ..sock(TcpState::Established, "127.0.0.1:1", "127.0.0.1:2", 1)
         }
