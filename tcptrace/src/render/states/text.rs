@@ -386,13 +386,18 @@ fn close_wait_text(
             };
             let connections = plural(count, "connection", "connections");
             let why = if risk {
-                "nothing accepted them for that long: a stuck or overloaded accept loop"
+                format!("nothing accepted {them} for that long: a stuck or overloaded accept loop")
             } else {
-                "not a leak: accept() takes them, or closing the listener resets them"
+                format!("not a leak: accept() takes {them}, or closing the listener resets {them}")
+            };
+            let whose = if count == 1 {
+                "whose peer closed"
+            } else {
+                "whose peers closed"
             };
             format!(
-                "CLOSE_WAIT: {connections} not yet accepted by {by}, whose peers closed while \
-                 waiting in {queue}{ages}; {why}"
+                "CLOSE_WAIT: {connections} not yet accepted by {by}, {whose} while waiting in \
+                 {queue}{ages}; {why}"
             )
         }
         Holder::Unknown { hidden: true } => format!(
@@ -401,7 +406,7 @@ fn close_wait_text(
         ),
         Holder::Unknown { hidden: false } => format!(
             "CLOSE_WAIT: {sockets} with no holder found in /proc (it exited while /proc was \
-             read){ages}"
+             read, or holds {them} from outside this PID namespace){ages}"
         ),
     }
 }
@@ -538,7 +543,7 @@ fn tw_reuse_text(reuse: &TwReuse, remote: SocketAddr) -> Option<String> {
             format!(
                 "net.ipv4.tcp_tw_reuse = {which}: connect() takes such a port over after \
                  {after} if the connection used TCP timestamps, so new outgoing connections to \
-                 it need not fail (ports bind() chooses are not reused)"
+                 it need not fail (a port an application bind()s itself is not reused)"
             )
         }
     })
