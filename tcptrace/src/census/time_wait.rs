@@ -6,7 +6,8 @@
 //! the size of the ephemeral range. Unless connect() may reuse it (`tcp_twsk_unique()`,
 //! net/ipv4/tcp_ipv4.c): with `tcp_tw_reuse` 1 (or 2 and a loopback address on either side),
 //! for a connection that used TCP timestamps, once the socket has been in TIME_WAIT for
-//! `tcp_tw_reuse_delay` (1 s; before 6.13, once its last timestamp was a second old). Reuse is
+//! `tcp_tw_reuse_delay` (1 s, in 6.18; in 6.1, once its last timestamp is from an earlier
+//! second). Reuse is
 //! connect()'s alone: ports an application bind()s itself are not reused.
 
 use std::{

@@ -37,8 +37,9 @@ pub struct TcpSysctls {
     pub syncookies: Option<u8>,
     /// `net.ipv4.tcp_tw_reuse`: 0 never, 1 always, 2 loopback only (the default since 4.19).
     pub tw_reuse: Option<u8>,
-    /// `net.ipv4.tcp_tw_reuse_delay` (ms, since Linux 6.13): how long a TIME_WAIT socket stays
-    /// unavailable to reuse; before it, reuse waited for its last timestamp to be a second old.
+    /// `net.ipv4.tcp_tw_reuse_delay` (ms; in 6.18, not in 6.1): how long a TIME_WAIT socket
+    /// stays unavailable to reuse; without it, reuse waits for its last timestamp to be from an
+    /// earlier second (`tcp_twsk_unique()`).
     pub tw_reuse_delay_ms: Option<u32>,
     /// `net.ipv4.tcp_timestamps`: reuse needs them (0 turns them off).
     pub timestamps: Option<u8>,
@@ -73,7 +74,7 @@ mod tests {
 
     #[test]
     fn reads_this_namespace() {
-        // Every kernel tcptrace supports has these three; the delay is 6.13's.
+        // Every kernel tcptrace supports has these three; the delay is newer than 6.1.
         let sysctls = tcp_sysctls();
         assert!(sysctls.syncookies.is_some_and(|v| v <= 2), "{sysctls:?}");
         assert!(sysctls.tw_reuse.is_some_and(|v| v <= 2), "{sysctls:?}");
