@@ -6,9 +6,11 @@ pub mod accept_queue;
 pub mod close_wait;
 pub mod counts;
 pub mod live;
+pub mod reconcile;
 pub mod seeds;
 pub mod selection;
 pub mod time_wait;
+pub mod timewait;
 
 pub use time_wait::TwReuse;
 

@@ -258,7 +258,7 @@ impl<W: Write> LiveWatch<'_, W> {
             && now_ns.saturating_sub(self.last_draw_ns) >= REDRAW_NS
             && let Some(previous) = &self.previous
         {
-            let counts = self.live.counts();
+            let counts = self.live.counts(now_ns);
             let what = format!(
                 "live: {} since the snapshot of {}; snapshots every {:.1?}",
                 plural(self.live.transitions_since(), "transition", "transitions"),

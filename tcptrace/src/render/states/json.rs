@@ -154,17 +154,34 @@ fn check_json(check: &Check) -> Value {
         .states
         .iter()
         .map(|s| {
-            (
-                s.state.name().to_owned(),
-                json!({"stream": s.stream, "snapshot": s.snapshot, "difference": s.difference()}),
-            )
+            let verdict = match s.difference() {
+                0 if check.verified() => "agrees",
+                0 => "unverified",
+                _ => "differs",
+            };
+            let mut value = json!({
+                "verdict": verdict, "stream": s.stream(), "min": s.min, "max": s.max,
+                "snapshot": s.snapshot, "difference": s.difference(),
+            });
+            if s.state == TcpState::TimeWait {
+                value["unexplained"] = json!(s.unexplained);
+            }
+            (s.state.name().to_owned(), value)
         })
         .collect();
     json!({
         "agrees": check.agrees(),
+        "verified": check.verified(),
+        "unchecked": check.unchecked,
         "states": states,
         "transitions": check.transitions,
         "during_snapshot": check.during_snapshot,
+        "moved_during_snapshots": {
+            "resolved": check.resolved, "uncertain": check.uncertain,
+            "conflicting": check.conflicting,
+        },
+        "gaps": check.gaps,
+        "handovers": check.handovers,
         "lost": check.lost,
     })
 }
