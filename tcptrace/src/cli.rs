@@ -315,8 +315,10 @@ pub struct StatesArgs {
     pub by: Option<crate::census::GroupBy>,
     /// Take a snapshot every SECS seconds (2 when omitted) and show the change since the last.
     /// When the probe loads (root), the counts are kept current from the transition stream in
-    /// between (redrawn every second), each snapshot checks them, and CLOSE_WAIT findings say
-    /// how long the sockets have been there.
+    /// between (redrawn every second; TIME_WAIT from hand-overs, less those past 60 s), each
+    /// snapshot is checked against what the stream allows while it was dumped (STREAM:
+    /// agrees, differs by N, or unverified when transitions were lost), and CLOSE_WAIT findings
+    /// say how long the sockets have been there.
     #[arg(long, value_name = "SECS", num_args = 0..=1, default_missing_value = "2",
           value_parser = parse_duration, allow_negative_numbers = true)]
     pub watch: Option<Duration>,

@@ -404,6 +404,8 @@ impl LiveCensus {
     pub fn rebase(&mut self, split: Split, start_ns: u64, end_ns: u64, lost: u64) {
         let dump = Dump { start_ns, end_ns };
         let mut open = Window::new(dump, &split, lost);
+        self.timewaits
+            .snapshot(&split.timewait, start_ns, dump.from_ns());
         if let Some(mut closed) = self.open.take() {
             // Transitions already here that the new window spans too (it starts before the
             // dump by the margin).
@@ -418,8 +420,8 @@ impl LiveCensus {
             closed.next = Some(Next {
                 dump,
                 counts: split.streamed,
-                places: split.places.clone(),
-                timewait: split.timewait.clone(),
+                places: split.places,
+                timewait: split.timewait,
             });
             self.pending.push_back(closed);
         }
@@ -429,8 +431,6 @@ impl LiveCensus {
             self.since.apply(step);
             self.transitions_since += 1;
         }
-        self.timewaits
-            .snapshot(&split.timewait, start_ns, dump.from_ns());
         self.open = Some(open);
         self.base = Some(Base {
             dump,
