@@ -42,7 +42,7 @@ use crate::{
         close_wait::{Tuple, tuple},
         counts::{Counts, SHOWN},
         reconcile::{self, Dump, Listed, Places, Step},
-        timewait::{self, Listing, Timewaits},
+        timewait_sockets::{self, Listing, Timewaits},
     },
     core::{
         event::Transition,
@@ -79,10 +79,10 @@ pub struct Split {
 impl Split {
     pub fn of(sockets: &[SocketEntry]) -> Self {
         let mut split = Self {
-            timewait: timewait::listing(sockets),
+            timewait: timewait_sockets::listing(sockets),
             ..Self::default()
         };
-        for socket in sockets.iter().filter(|s| !timewait::is_timewait(s)) {
+        for socket in sockets.iter().filter(|s| !timewait_sockets::is_timewait(s)) {
             if streamed(socket.state) {
                 split.streamed.add(socket.state);
                 if let Some(i) = index(socket.state) {
@@ -311,7 +311,8 @@ impl Window {
                     unexplained: 0,
                 });
             } else if *state == TcpState::TimeWait && timewait_checked {
-                let tw = timewait::check(&self.previous_timewait, &handovers, &next.timewait);
+                let tw =
+                    timewait_sockets::check(&self.previous_timewait, &handovers, &next.timewait);
                 check.states.push(StateCheck {
                     state: *state,
                     snapshot: tw.listed,
@@ -391,7 +392,7 @@ impl LiveCensus {
         Step {
             sk: t.sk,
             ts_ns: t.ts_ns,
-            identity: reconcile::identity(&timewait::transition_tuple(t)),
+            identity: reconcile::identity(&timewait_sockets::transition_tuple(t)),
             from: if birth { None } else { slot(t.from) },
             to: slot(t.to),
             birth,
@@ -449,7 +450,8 @@ impl LiveCensus {
         };
         let (base_start, base_from) = (base.dump.start_ns, base.dump.from_ns());
         let step = self.step(t);
-        let handover = timewait::is_handover(t).then(|| timewait::transition_tuple(t));
+        let handover =
+            timewait_sockets::is_handover(t).then(|| timewait_sockets::transition_tuple(t));
         let mut placed = false;
         for window in self.pending.iter_mut().chain(self.open.iter_mut()) {
             if window.spans(t.ts_ns) {
@@ -527,7 +529,7 @@ mod tests {
         census::{
             close_wait::{CloseWaitAges, Since},
             tests::sock,
-            timewait::TIMEWAIT_LEN_NS,
+            timewait_sockets::TIMEWAIT_LEN_NS,
         },
         core::event::Family,
         os::diag::Timer,
@@ -853,7 +855,7 @@ mod tests {
                 let remote = SocketAddr::new(last.raddr, last.rport);
                 if last.to != TcpState::Close {
                     sockets.push(sock(last.to, &local.to_string(), &remote.to_string(), 1));
-                } else if timewait::is_handover(last) {
+                } else if timewait_sockets::is_handover(last) {
                     let mut tw = sock(
                         TcpState::TimeWait,
                         &local.to_string(),

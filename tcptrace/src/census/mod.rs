@@ -9,10 +9,10 @@ pub mod live;
 pub mod reconcile;
 pub mod seeds;
 pub mod selection;
-pub mod time_wait;
-pub mod timewait;
+pub mod time_wait_ports;
+pub mod timewait_sockets;
 
-pub use time_wait::TwReuse;
+pub use time_wait_ports::TwReuse;
 
 use std::{
     collections::{BTreeMap, HashMap, HashSet},
@@ -449,16 +449,16 @@ fn findings(sockets: &[SocketEntry], ctx: &Context<'_>, previous: Option<&Census
     found.extend(syn_cookie_findings(ctx, counted));
     if let Some(range) = ctx.port_range {
         let sysctls = ctx.kernel.map(|k| k.sysctls).unwrap_or_default();
-        found.extend(
-            time_wait::busiest(sockets, range, sysctls).map(|b| Finding::TimeWaitPorts {
+        found.extend(time_wait_ports::busiest(sockets, range, sysctls).map(|b| {
+            Finding::TimeWaitPorts {
                 total: b.total,
                 local: b.local,
                 remote: b.remote,
                 count: b.count,
                 range,
                 reuse: b.reuse,
-            }),
-        );
+            }
+        }));
     }
 
     let listening: HashSet<u16> = sockets
