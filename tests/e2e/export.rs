@@ -129,6 +129,12 @@ impl Prometheus {
 
     /// The result vector of an instant query.
     fn query(&self, promql: &str) -> Vec<Value> {
+        self.try_query(promql)
+            .unwrap_or_else(|body| panic!("{promql}: {body}"))
+    }
+
+    /// The result vector, or the body of a refusal (503 while Prometheus starts).
+    fn try_query(&self, promql: &str) -> Result<Vec<Value>, String> {
         let encoded: String = promql
             .bytes()
             .map(|b| {
@@ -140,9 +146,11 @@ impl Prometheus {
             })
             .collect();
         let (status, body) = get(self.port, &format!("/api/v1/query?query={encoded}"), None);
-        assert_eq!(status, 200, "{promql}: {}", String::from_utf8_lossy(&body));
-        let value: Value = serde_json::from_slice(&body).unwrap();
-        value["data"]["result"].as_array().unwrap().clone()
+        if status != 200 {
+            return Err(String::from_utf8_lossy(&body).into_owned());
+        }
+        let value: Value = serde_json::from_slice(&body).map_err(|err| err.to_string())?;
+        Ok(value["data"]["result"].as_array().unwrap().clone())
     }
 
     /// The single sample of an instant query, once there is one.
@@ -155,7 +163,8 @@ impl Prometheus {
     fn wait_ready(&self) {
         wait_until("Prometheus to scrape the exporter", || {
             TcpStream::connect((LO, self.port)).ok()?;
-            (self.scalar("up{job=\"tcptrace\"}")? == 1.0).then_some(())
+            let up = self.try_query("up{job=\"tcptrace\"}").ok()?;
+            (up.first()?["value"][1].as_str()? == "1").then_some(())
         });
     }
 }
