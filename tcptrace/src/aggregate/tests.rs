@@ -45,6 +45,7 @@ fn signal(sk: u64, ts_ns: u64, kind: SignalKind, state: TcpState) -> Signal {
         kind,
         state: Some(state),
         netns: NETNS,
+        reset_reason: None,
     }
 }
 
@@ -604,6 +605,7 @@ fn request_sockets_from_counter_deltas() {
         kind: SignalKind::SynAckRetransmit,
         state: None,
         netns: NETNS,
+        reset_reason: None,
     });
     snap = agg.snapshot(2 * MS);
     let rs = snap.request_sockets.unwrap();

@@ -1,5 +1,6 @@
 //! Struct member offsets from the kernel's BTF (`/sys/kernel/btf/vmlinux`), so that the probe
-//! reads the right bytes of `struct sock` (ports, addresses, namespace) on any kernel build.
+//! reads the right bytes of `struct sock` (ports, addresses, namespace) on any kernel build;
+//! the values of the enums it needs, and how many arguments a tracepoint has.
 //!
 //! A deliberately small reader of the stable BTF format (include/uapi/linux/btf.h): it walks the
 //! type section once and answers "byte offset of member M in struct S", looking through
@@ -13,6 +14,8 @@ use std::{
 
 use tcptrace_ebpf::SockLayout;
 
+use crate::core::reset_reason::ResetReasons;
+
 const BTF_MAGIC: u16 = 0xeb9f;
 
 /// The kernel declares `typedef void (*btf_trace_<name>)(void *, args...)` for every
@@ -20,6 +23,7 @@ const BTF_MAGIC: u16 = 0xeb9f;
 const TRACEPOINT_TYPEDEF: &str = "btf_trace_";
 
 const KIND_INT: u32 = 1;
+const KIND_PTR: u32 = 2;
 const KIND_ARRAY: u32 = 3;
 const KIND_STRUCT: u32 = 4;
 const KIND_UNION: u32 = 5;
@@ -51,8 +55,14 @@ pub struct Btf {
     by_name: HashMap<String, u32>,
     /// Typedefs and qualifiers: id → the id they refer to.
     aliases: HashMap<u32, u32>,
-    /// Names of the `btf_trace_*` typedefs: one per BTF-typed tracepoint.
-    tracepoints: HashSet<String>,
+    /// The `btf_trace_*` typedefs, one per BTF-typed tracepoint: name → the type they name.
+    tracepoints: HashMap<String, u32>,
+    /// Pointers: id → the id they point to.
+    pointers: HashMap<u32, u32>,
+    /// Function prototypes: id → number of parameters.
+    prototypes: HashMap<u32, usize>,
+    /// Named enums: their values, in declaration order.
+    enums: HashMap<String, Vec<(String, i64)>>,
 }
 
 fn u32_at(data: &[u8], at: usize) -> Option<u32> {
@@ -103,6 +113,35 @@ impl Btf {
                 _ => 0,
             };
             match kind {
+                KIND_PTR => {
+                    btf.pointers.insert(id, size_or_type);
+                }
+                KIND_FUNC_PROTO => {
+                    btf.prototypes.insert(id, vlen);
+                }
+                KIND_ENUM | KIND_ENUM64 => {
+                    let name = string_at(strings, name_off);
+                    let stride = if kind == KIND_ENUM { 8 } else { 12 };
+                    let mut values = Vec::with_capacity(vlen);
+                    for i in 0..vlen {
+                        let v = at + i * stride;
+                        let low = u32_at(types, v + 4)?;
+                        let value = if kind == KIND_ENUM {
+                            // Signed unless kind_flag says unsigned; the kernel's are small.
+                            if kind_flag {
+                                i64::from(low)
+                            } else {
+                                i64::from(low as i32)
+                            }
+                        } else {
+                            ((u64::from(u32_at(types, v + 8)?) << 32) | u64::from(low)) as i64
+                        };
+                        values.push((string_at(strings, u32_at(types, v)?), value));
+                    }
+                    if !name.is_empty() {
+                        btf.enums.entry(name).or_insert(values);
+                    }
+                }
                 KIND_STRUCT | KIND_UNION => {
                     let mut members = Vec::with_capacity(vlen);
                     for i in 0..vlen {
@@ -131,7 +170,7 @@ impl Btf {
                     if kind == KIND_TYPEDEF {
                         let name = string_at(strings, name_off);
                         if let Some(tracepoint) = name.strip_prefix(TRACEPOINT_TYPEDEF) {
-                            btf.tracepoints.insert(tracepoint.to_owned());
+                            btf.tracepoints.insert(tracepoint.to_owned(), size_or_type);
                         }
                     }
                 }
@@ -210,6 +249,10 @@ impl Btf {
                 .ok_or_else(|| format!("struct sock has no {}", path.join(".")))
         };
         let common = |field: &str| sock(&["__sk_common", field]);
+        let icsk = |field: &str| {
+            self.offset_of("inet_connection_sock", &[field])
+                .ok_or_else(|| format!("struct inet_connection_sock has no {field}"))
+        };
         let netns = sock(&["__sk_common", "skc_net", "net"])
             .ok()
             .zip(self.offset_of("net", &["ns", "inum"]));
@@ -230,14 +273,56 @@ impl Btf {
             net_inum: netns.map_or(0, |(_, inum)| inum),
             has_netns: u32::from(netns.is_some()),
             cookie: common("skc_cookie").unwrap_or(0),
+            sk_err: sock(&["sk_err"])?,
+            sk_err_soft: sock(&["sk_err_soft"])?,
+            sk_flags: common("skc_flags")?,
+            // The first two flags of `enum sock_flags` since Linux 2.6; read from the BTF when
+            // it has them, which it always has.
+            sock_dead_bit: self.enum_value("sock_flags", "SOCK_DEAD").unwrap_or(0) as u32,
+            sock_keepopen_bit: self.enum_value("sock_flags", "SOCK_KEEPOPEN").unwrap_or(3) as u32,
+            icsk_retransmits: icsk("icsk_retransmits")?,
+            icsk_probes_out: icsk("icsk_probes_out")?,
+            icsk_user_timeout: icsk("icsk_user_timeout")?,
+            reset_reason_arg: u32::from(
+                self.tracepoint_arguments(RESET_SENT_TRACEPOINT)
+                    .is_some_and(|n| n >= 3),
+            ),
+            _pad: 0,
         })
     }
 
     /// Whether the kernel has a BTF-typed tracepoint of this name (`btf_trace_<name>`).
     pub fn has_tracepoint(&self, name: &str) -> bool {
-        self.tracepoints.contains(name)
+        self.tracepoints.contains_key(name)
+    }
+
+    /// How many arguments the tracepoint hands its programs: the parameters of its
+    /// `btf_trace_<name>` prototype but the first (`void *`, the tracepoint's own data).
+    pub fn tracepoint_arguments(&self, name: &str) -> Option<usize> {
+        let typedef = *self.tracepoints.get(name)?;
+        let pointer = self.resolve(typedef);
+        let prototype = self.resolve(*self.pointers.get(&pointer)?);
+        self.prototypes.get(&prototype).map(|n| n.saturating_sub(1))
+    }
+
+    /// The value of `name` in enum `enumeration`.
+    pub fn enum_value(&self, enumeration: &str, name: &str) -> Option<i64> {
+        self.enums
+            .get(enumeration)?
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| *v)
+    }
+
+    /// The names of the kernel's reset reasons (`enum sk_rst_reason`, Linux 6.10 and later) by
+    /// value, for the reason `tcp:tcp_send_reset` carries: empty when the kernel has none.
+    pub fn reset_reasons(&self) -> ResetReasons {
+        ResetReasons::from_enum(self.enums.get("sk_rst_reason").map_or(&[][..], Vec::as_slice))
     }
 }
+
+/// The tracepoint whose third argument is the reset's reason on Linux 6.10 and later.
+const RESET_SENT_TRACEPOINT: &str = "tcp_send_reset";
 
 /// Reads the running kernel's BTF.
 pub fn read_kernel_btf() -> io::Result<Btf> {

@@ -49,6 +49,7 @@ fn signal(sk: u64, ts_ns: u64, kind: SignalKind, state: TcpState) -> Signal {
         kind,
         state: Some(state),
         netns: NETNS,
+        reset_reason: None,
     }
 }
 
