@@ -130,7 +130,11 @@ fn abort(test: &str, port: u16, client_aborts: bool) {
     let sent = abnormal_row(&last, aborting, "ESTABLISHED", "CLOSE");
     assert_eq!(sent["cause"], json!({"reset_sent": 1}), "{sent}");
     let received = abnormal_row(&last, receiving, "ESTABLISHED", "CLOSE");
-    assert_eq!(received["cause"], json!({"reset_received": 1}), "{received}");
+    assert_eq!(
+        received["cause"],
+        json!({"reset_received": 1}),
+        "{received}"
+    );
     // tcp_disconnect() sends it with the reason of a zero-linger abort where the kernel names
     // reasons (Linux 6.10 and later); before, no reason is claimed.
     if reasons_reported() {
@@ -194,7 +198,11 @@ fn the_kernel_giving_up_on_syn_retries_is_a_timeout_of_syn_retries() {
     wait_for(&tracer, "SYN_SENT", "CLOSE", true, 1);
     let last = finish(tracer);
     let grown = grown(&netns, &witnesses, &before);
-    assert_eq!(grown[..2], [1, 1], "AttemptFails, TCPAbortOnTimeout: {grown:?}");
+    assert_eq!(
+        grown[..2],
+        [1, 1],
+        "AttemptFails, TCPAbortOnTimeout: {grown:?}"
+    );
     // One retransmission, or more since Linux 6.5 (tcp_syn_linear_timeouts lets the time, not
     // the count, end a SYN_SENT): as many as the kernel counted.
     let retransmissions = grown[2];
@@ -274,7 +282,10 @@ fn retransmissions_run_out(test: &str, port: u16, user_timeout: bool) {
     assert!(waited < 10.0, "the kernel gave up after {waited} s");
     let last = finish(tracer);
     let grown = grown(&netns, &witnesses, &before);
-    assert_eq!(grown[0], 1, "TCPAbortOnTimeout, RetransSegs, TCPLossProbes: {grown:?}");
+    assert_eq!(
+        grown[0], 1,
+        "TCPAbortOnTimeout, RetransSegs, TCPLossProbes: {grown:?}"
+    );
     // Retransmitted segments but the tail-loss probes, which are no retransmission timeout.
     let retransmissions = grown[1] - grown[2];
     assert!(retransmissions >= 1, "{grown:?}");

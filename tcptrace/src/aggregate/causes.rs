@@ -301,7 +301,7 @@ impl SignalMemo {
             0 if from == TcpState::FinWait2
                 && close.orphan
                 && reset_sent
-                && reason_name.is_none_or(|r| r == FIN_WAIT2_REASON) =>
+                && (self.reset_sent_reason.is_none() || reason_name == Some(FIN_WAIT2_REASON)) =>
             {
                 Verdict {
                     timer: Some(Timer::FinWait2),
@@ -317,10 +317,11 @@ impl SignalMemo {
             err if err == ETIMEDOUT || err == close.err_soft => {
                 // The keepalive timer sends its reset just before giving up; no other timer
                 // does (tcp_write_timeout() and tcp_probe_timer() only close).
-                let keepalive = match reason_name {
-                    Some(name) => reset_sent && name == KEEPALIVE_REASON,
-                    None => reset_sent && close.probes_out > 0,
-                };
+                let keepalive = reset_sent
+                    && match self.reset_sent_reason {
+                        Some(_) => reason_name == Some(KEEPALIVE_REASON),
+                        None => close.probes_out > 0,
+                    };
                 if keepalive {
                     return Verdict::of(Cause::KeepaliveTimeout, retransmits);
                 }
@@ -470,5 +471,229 @@ mod tests {
         );
         m.merge(&pending);
         assert_eq!(m.cause(TcpState::SynSent), (Cause::Refused, 2));
+    }
+
+    /// Reasons named as Linux 6.18 names them (only those the verdicts look at).
+    fn reasons() -> ResetReasons {
+        let mut names = vec![String::new(); 16];
+        names[12] = "tcp_abort_on_linger".into();
+        names[13] = "tcp_abort_on_memory".into();
+        names[14] = FIN_WAIT2_REASON.into();
+        names[15] = KEEPALIVE_REASON.into();
+        ResetReasons::from_names(names)
+    }
+
+    fn closed(err: u8, retransmits: u8, probes_out: u8) -> CloseDetails {
+        CloseDetails {
+            err,
+            retransmits,
+            probes_out,
+            ..CloseDetails::default()
+        }
+    }
+
+    fn reset_sent(memo: &mut SignalMemo, state: TcpState, reason: Option<u16>) {
+        memo.record(
+            &Signal {
+                reset_reason: reason,
+                ..signal(5, SignalKind::ResetSent, Some(state))
+            },
+            None,
+        );
+    }
+
+    fn verdict(memo: &SignalMemo, from: TcpState, close: CloseDetails) -> Verdict {
+        memo.verdict(from, Some(&close), &reasons())
+    }
+
+    fn timeout(timer: Timer, retransmits: u32) -> Verdict {
+        Verdict {
+            timer: Some(timer),
+            ..Verdict::of(Cause::Timeout, retransmits)
+        }
+    }
+
+    #[test]
+    fn the_kernel_s_error_tells_refused_reset_and_timeout_apart() {
+        let none = SignalMemo::default();
+        use TcpState::*;
+        assert_eq!(
+            verdict(&none, SynSent, closed(ECONNREFUSED, 0, 0)),
+            Verdict::of(Cause::Refused, 0)
+        );
+        assert_eq!(
+            verdict(&none, Established, closed(ECONNRESET, 0, 0)),
+            Verdict::of(Cause::ResetReceived, 0)
+        );
+        // tcp_reset() in CLOSE_WAIT reports EPIPE.
+        assert_eq!(
+            verdict(&none, CloseWait, closed(EPIPE, 0, 0)).cause,
+            Cause::ResetReceived
+        );
+        assert_eq!(
+            verdict(&none, SynSent, closed(ETIMEDOUT, 2, 0)),
+            timeout(Timer::SynRetries, 2)
+        );
+        assert_eq!(
+            verdict(&none, Established, closed(ETIMEDOUT, 5, 0)),
+            timeout(Timer::Retransmissions, 5)
+        );
+    }
+
+    #[test]
+    fn a_timeout_names_its_timer() {
+        use TcpState::*;
+        let none = SignalMemo::default();
+        let with = |f: fn(&mut CloseDetails)| {
+            let mut close = closed(ETIMEDOUT, 3, 0);
+            f(&mut close);
+            close
+        };
+        assert_eq!(
+            verdict(&none, Established, with(|c| c.user_timeout = true)),
+            timeout(Timer::UserTimeout, 3)
+        );
+        assert_eq!(
+            verdict(&none, SynSent, with(|c| c.user_timeout = true)),
+            timeout(Timer::UserTimeout, 3)
+        );
+        assert_eq!(
+            verdict(&none, LastAck, with(|c| c.orphan = true)),
+            timeout(Timer::OrphanRetries, 3)
+        );
+        // Zero-window probes: probes out, nothing retransmitted, no reset.
+        assert_eq!(
+            verdict(&none, Established, closed(ETIMEDOUT, 0, 4)),
+            timeout(Timer::ZeroWindowProbes, 0)
+        );
+        // A soft error (an ICMP error the retries outlived) reported in place of ETIMEDOUT.
+        let soft = CloseDetails {
+            err_soft: 113,
+            ..closed(113, 2, 0)
+        };
+        assert_eq!(verdict(&none, SynSent, soft), timeout(Timer::SynRetries, 2));
+        // A hard error of another kind is no timeout.
+        assert_eq!(
+            verdict(&none, SynSent, closed(113, 0, 0)),
+            Verdict::of(Cause::Other, 0)
+        );
+    }
+
+    #[test]
+    fn keepalive_is_the_timeout_after_the_keepalive_timer_s_reset() {
+        use TcpState::*;
+        let mut memo = SignalMemo::default();
+        // Linux 6.10 and later name the reason.
+        reset_sent(&mut memo, Established, Some(15));
+        assert_eq!(
+            verdict(&memo, Established, closed(ETIMEDOUT, 0, 1)),
+            Verdict::of(Cause::KeepaliveTimeout, 0)
+        );
+        // Before, the reset and the probes out say it.
+        let mut memo = SignalMemo::default();
+        reset_sent(&mut memo, Established, None);
+        assert_eq!(
+            verdict(&memo, Established, closed(ETIMEDOUT, 0, 1)).cause,
+            Cause::KeepaliveTimeout
+        );
+        // No reset: the zero-window probes gave up.
+        assert_eq!(
+            verdict(&SignalMemo::default(), Established, closed(ETIMEDOUT, 0, 1)).timer,
+            Some(Timer::ZeroWindowProbes)
+        );
+        // A reset of another reason is not the keepalive timer's.
+        let mut memo = SignalMemo::default();
+        reset_sent(&mut memo, Established, Some(12));
+        assert_eq!(
+            verdict(&memo, Established, closed(ETIMEDOUT, 0, 1)).cause,
+            Cause::Timeout
+        );
+    }
+
+    #[test]
+    fn an_application_closing_a_connect_in_progress_abandons_it() {
+        use TcpState::*;
+        let none = SignalMemo::default();
+        assert_eq!(
+            verdict(&none, SynSent, closed(0, 1, 0)),
+            Verdict::of(Cause::ConnectAbandoned, 1)
+        );
+        // A reset received first is still a refusal (the error may come after).
+        let mut memo = SignalMemo::default();
+        memo.record(&signal(5, SignalKind::ResetReceived, Some(SynSent)), None);
+        assert_eq!(
+            verdict(&memo, SynSent, closed(0, 0, 0)).cause,
+            Cause::Refused
+        );
+        // Without close details (an older recording) nothing tells it from a timeout but the
+        // retransmissions: as before.
+        let mut memo = SignalMemo::default();
+        memo.record(&signal(5, SignalKind::Retransmit, Some(SynSent)), None);
+        assert_eq!(
+            memo.verdict(SynSent, None, &reasons()),
+            Verdict::of(Cause::Timeout, 1)
+        );
+    }
+
+    #[test]
+    fn resets_sent_keep_their_reason_and_an_orphan_s_fin_wait2_reset_is_its_timer() {
+        use TcpState::*;
+        let mut memo = SignalMemo::default();
+        reset_sent(&mut memo, Established, Some(12));
+        assert_eq!(
+            verdict(&memo, Established, closed(0, 0, 0)),
+            Verdict {
+                reset_reason: Some(12),
+                ..Verdict::of(Cause::ResetSent, 0)
+            }
+        );
+        // tcp_keepalive_timer() on an orphan in FIN_WAIT2 past tcp_fin_timeout.
+        let orphan = CloseDetails {
+            orphan: true,
+            ..closed(0, 0, 0)
+        };
+        let mut memo = SignalMemo::default();
+        reset_sent(&mut memo, FinWait2, Some(14));
+        assert_eq!(
+            verdict(&memo, FinWait2, orphan),
+            timeout(Timer::FinWait2, 0)
+        );
+        let mut memo = SignalMemo::default();
+        reset_sent(&mut memo, FinWait2, None);
+        assert_eq!(
+            verdict(&memo, FinWait2, orphan),
+            timeout(Timer::FinWait2, 0)
+        );
+        // Out of memory is a reset sent, whatever the state; so is a reason without a name.
+        let mut memo = SignalMemo::default();
+        reset_sent(&mut memo, FinWait2, Some(13));
+        assert_eq!(verdict(&memo, FinWait2, orphan).cause, Cause::ResetSent);
+        let mut unnamed = SignalMemo::default();
+        reset_sent(&mut unnamed, FinWait2, Some(3));
+        assert_eq!(verdict(&unnamed, FinWait2, orphan).cause, Cause::ResetSent);
+        // Signals alone keep the reason too.
+        assert_eq!(
+            memo.verdict(FinWait2, None, &reasons()).reset_reason,
+            Some(13)
+        );
+        // No error and no reset yet: one may follow the close.
+        assert_eq!(
+            verdict(&SignalMemo::default(), Established, closed(0, 0, 0)).cause,
+            Cause::Other
+        );
+    }
+
+    #[test]
+    fn every_cause_and_timer_has_its_own_name() {
+        let causes: std::collections::HashSet<_> = Cause::ALL.iter().map(|c| c.name()).collect();
+        assert_eq!(causes.len(), Cause::COUNT);
+        let timers: std::collections::HashSet<_> = Timer::ALL.iter().map(|t| t.name()).collect();
+        assert_eq!(timers.len(), Timer::ALL.len());
+        for (i, cause) in Cause::ALL.iter().enumerate() {
+            assert_eq!(*cause as usize, i);
+        }
+        for (i, timer) in Timer::ALL.iter().enumerate() {
+            assert_eq!(*timer as usize, i);
+        }
     }
 }

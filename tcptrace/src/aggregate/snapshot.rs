@@ -3,7 +3,8 @@
 
 use super::{
     causes::{Cause, Timer},
-    histogram::HistogramSummary, namespaces::NamespacesSnapshot,
+    histogram::HistogramSummary,
+    namespaces::NamespacesSnapshot,
     signatures::SignatureSnapshot,
 };
 use crate::core::{

@@ -91,7 +91,8 @@ fn decode_signal(event: &Event, kind: SignalKind) -> Result<Record, DecodeError>
         kind,
         state,
         netns: event.netns,
-        reset_reason: (kind == SignalKind::ResetSent && event.close_flags & close::RESET_REASON != 0)
+        reset_reason: (kind == SignalKind::ResetSent
+            && event.close_flags & close::RESET_REASON != 0)
             .then_some(event.reset_reason),
     }))
 }

@@ -356,7 +356,10 @@ impl<W: Write> Writer<W> {
         payload.extend_from_slice(&count.to_le_bytes());
         for name in names {
             let len = u16::try_from(name.len()).map_err(|_| {
-                io::Error::new(io::ErrorKind::InvalidInput, "a reset reason's name is too long")
+                io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    "a reset reason's name is too long",
+                )
             })?;
             payload.extend_from_slice(&len.to_le_bytes());
             payload.extend_from_slice(name.as_bytes());
@@ -1122,7 +1125,10 @@ mod tests {
         let Ok(Record::Transition(t)) = decode(widened) else {
             panic!("not a transition")
         };
-        assert_eq!((t.from, t.to, t.close), (TcpState::Established, TcpState::Close, None));
+        assert_eq!(
+            (t.from, t.to, t.close),
+            (TcpState::Established, TcpState::Close, None)
+        );
         // Records of other lengths are kept as they were (and rejected by decode if short).
         assert!(matches!(&frames[0], Owned::Event(b) if b.len() == 200));
         assert!(matches!(&frames[2], Owned::Event(b) if b.len() == 40));

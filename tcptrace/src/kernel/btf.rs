@@ -317,7 +317,11 @@ impl Btf {
     /// The names of the kernel's reset reasons (`enum sk_rst_reason`, Linux 6.10 and later) by
     /// value, for the reason `tcp:tcp_send_reset` carries: empty when the kernel has none.
     pub fn reset_reasons(&self) -> ResetReasons {
-        ResetReasons::from_enum(self.enums.get("sk_rst_reason").map_or(&[][..], Vec::as_slice))
+        ResetReasons::from_enum(
+            self.enums
+                .get("sk_rst_reason")
+                .map_or(&[][..], Vec::as_slice),
+        )
     }
 }
 
