@@ -506,6 +506,46 @@ mod tests {
     }
 
     #[test]
+    fn reads_enum_values_and_tracepoint_arguments() {
+        let mut b = Builder::new();
+        let uint = b.int("unsigned int", 4);
+        // enum sk_rst_reason { SK_RST_REASON_NOT_SPECIFIED = 0, SK_RST_REASON_TCP_STATE = 14 }
+        let name = b.string("sk_rst_reason");
+        let (a, z) = (
+            b.string("SK_RST_REASON_NOT_SPECIFIED"),
+            b.string("SK_RST_REASON_TCP_STATE"),
+        );
+        b.push(&[name, (KIND_ENUM << 24) | 2, 4, a, 0, z, 14]);
+        // An enum64 with a value past 32 bits, and a negative 32-bit one.
+        let name = b.string("wide");
+        let big = b.string("BIG");
+        b.push(&[name, (KIND_ENUM64 << 24) | 1, 8, big, 5, 1]);
+        let name = b.string("signed");
+        let neg = b.string("NEG");
+        b.push(&[name, (KIND_ENUM << 24) | 1, 4, neg, u32::MAX]);
+        // typedef void (*btf_trace_tcp_send_reset)(void *, sk, skb, reason): three arguments.
+        let proto = b.push(&[0, (KIND_FUNC_PROTO << 24) | 4, 0, 0, 0, 0, uint, 0, uint, 0, uint]);
+        let ptr = b.ptr(proto);
+        let name = b.string("btf_trace_tcp_send_reset");
+        b.push(&[name, KIND_TYPEDEF << 24, ptr]);
+        let proto = b.push(&[0, (KIND_FUNC_PROTO << 24) | 2, 0, 0, 0, 0, uint]);
+        let ptr = b.ptr(proto);
+        let name = b.string("btf_trace_tcp_receive_reset");
+        b.push(&[name, KIND_TYPEDEF << 24, ptr]);
+        let btf = Btf::parse(&b.build()).unwrap();
+        assert_eq!(btf.enum_value("sk_rst_reason", "SK_RST_REASON_TCP_STATE"), Some(14));
+        assert_eq!(btf.enum_value("sk_rst_reason", "SK_RST_REASON_NOPE"), None);
+        assert_eq!(btf.enum_value("wide", "BIG"), Some((1 << 32) | 5));
+        assert_eq!(btf.enum_value("signed", "NEG"), Some(-1));
+        let reasons = btf.reset_reasons();
+        assert_eq!(reasons.name(0), Some("not_specified"));
+        assert_eq!(reasons.name(14), Some("tcp_state"));
+        assert_eq!(btf.tracepoint_arguments("tcp_send_reset"), Some(3));
+        assert_eq!(btf.tracepoint_arguments("tcp_receive_reset"), Some(1));
+        assert_eq!(btf.tracepoint_arguments("inet_sock_set_state"), None);
+    }
+
+    #[test]
     fn finds_tracepoints_by_their_typedef() {
         let btf = Btf::parse(&synthetic()).unwrap();
         assert!(btf.has_tracepoint("inet_sock_set_state"));
@@ -537,6 +577,21 @@ mod tests {
                 );
                 assert!(layout.has_netns == 1 && layout.net > 0 && layout.net_inum > 0);
                 assert!(layout.cookie > 0, "{layout:?}");
+                // What the close details read, and the reset reason from Linux 6.10.
+                assert!(layout.sk_err > 0 && layout.sk_err_soft > 0 && layout.sk_flags > 0);
+                assert_eq!((layout.sock_dead_bit, layout.sock_keepopen_bit), (0, 3));
+                assert!(layout.icsk_retransmits > 0 && layout.icsk_user_timeout > 0);
+                assert!(layout.icsk_probes_out > layout.icsk_retransmits);
+                let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap();
+                let mut numbers = release
+                    .split(|c: char| !c.is_ascii_digit())
+                    .filter_map(|n| n.parse::<u32>().ok());
+                let version = (numbers.next().unwrap(), numbers.next().unwrap());
+                assert_eq!(layout.reset_reason_arg == 1, version >= (6, 10), "{release}");
+                if version >= (6, 10) {
+                    let reasons = btf.reset_reasons();
+                    assert!(reasons.value("tcp_keepalive_timeout").is_some(), "{reasons:?}");
+                }
                 for tracepoint in std::iter::once(names::PROGRAM).chain(names::SIGNAL_PROGRAMS) {
                     assert!(btf.has_tracepoint(tracepoint), "{tracepoint}");
                 }
