@@ -524,7 +524,19 @@ mod tests {
         let neg = b.string("NEG");
         b.push(&[name, (KIND_ENUM << 24) | 1, 4, neg, u32::MAX]);
         // typedef void (*btf_trace_tcp_send_reset)(void *, sk, skb, reason): three arguments.
-        let proto = b.push(&[0, (KIND_FUNC_PROTO << 24) | 4, 0, 0, 0, 0, uint, 0, uint, 0, uint]);
+        let proto = b.push(&[
+            0,
+            (KIND_FUNC_PROTO << 24) | 4,
+            0,
+            0,
+            0,
+            0,
+            uint,
+            0,
+            uint,
+            0,
+            uint,
+        ]);
         let ptr = b.ptr(proto);
         let name = b.string("btf_trace_tcp_send_reset");
         b.push(&[name, KIND_TYPEDEF << 24, ptr]);
@@ -533,7 +545,10 @@ mod tests {
         let name = b.string("btf_trace_tcp_receive_reset");
         b.push(&[name, KIND_TYPEDEF << 24, ptr]);
         let btf = Btf::parse(&b.build()).unwrap();
-        assert_eq!(btf.enum_value("sk_rst_reason", "SK_RST_REASON_TCP_STATE"), Some(14));
+        assert_eq!(
+            btf.enum_value("sk_rst_reason", "SK_RST_REASON_TCP_STATE"),
+            Some(14)
+        );
         assert_eq!(btf.enum_value("sk_rst_reason", "SK_RST_REASON_NOPE"), None);
         assert_eq!(btf.enum_value("wide", "BIG"), Some((1 << 32) | 5));
         assert_eq!(btf.enum_value("signed", "NEG"), Some(-1));
@@ -587,10 +602,17 @@ mod tests {
                     .split(|c: char| !c.is_ascii_digit())
                     .filter_map(|n| n.parse::<u32>().ok());
                 let version = (numbers.next().unwrap(), numbers.next().unwrap());
-                assert_eq!(layout.reset_reason_arg == 1, version >= (6, 10), "{release}");
+                assert_eq!(
+                    layout.reset_reason_arg == 1,
+                    version >= (6, 10),
+                    "{release}"
+                );
                 if version >= (6, 10) {
                     let reasons = btf.reset_reasons();
-                    assert!(reasons.value("tcp_keepalive_timeout").is_some(), "{reasons:?}");
+                    assert!(
+                        reasons.value("tcp_keepalive_timeout").is_some(),
+                        "{reasons:?}"
+                    );
                 }
                 for tracepoint in std::iter::once(names::PROGRAM).chain(names::SIGNAL_PROGRAMS) {
                     assert!(btf.has_tracepoint(tracepoint), "{tracepoint}");
