@@ -92,9 +92,19 @@ Every TCP socket of this network namespace, IPv4 and IPv6, is read from the kern
 NETLINK_SOCK_DIAG (as `ss` does), including TIME_WAIT and half-open request sockets, which are
 counted as SYN_RECV as netstat shows them.
 
-Findings under the table: processes holding CLOSE_WAIT sockets (the peer closed, the application
-never did: they never time out), TIME_WAIT sockets against the ephemeral port range
-(net.ipv4.ip_local_port_range), half-open connections per listening port and their growth.
+Findings under the table (`!` a risk, `-` information):
+  CLOSE_WAIT      who holds sockets whose peer closed, and for how long: a leak once older than
+                  --close-wait-age (60 s); children still in an accept queue are \"not yet
+                  accepted by PID/COMM\" of the listener
+  accept queue    listeners with connections waiting for accept(): queue against backlog
+                  (full past it: the kernel drops new connections), with the namespace's
+                  ListenOverflows and ListenDrops (since boot, or since the last snapshot of
+                  --watch)
+  SYN cookies     SyncookiesSent/Recv/Failed and SYNs dropped for a full SYN queue, read
+                  against net.ipv4.tcp_syncookies (1: the SYN queue overflowed; 2: always sent)
+  TIME_WAIT       the busiest destination's ports against net.ipv4.ip_local_port_range, and
+                  whether net.ipv4.tcp_tw_reuse lets connect() reuse them
+  SYN_RECV        half-open connections per listening port and their growth
 
 Examples:
   tcptrace states                       counts per state
@@ -281,6 +291,15 @@ pub struct TraceArgs {
     /// One JSON object per line instead of a table.
     #[arg(long)]
     pub json: bool,
+    /// Fixed columns wide enough for any IPv6 address and the full command name, the time of
+    /// day to the microsecond and the time in the old state in milliseconds (as tcpstates
+    /// prints them). Without it the table fits 80 columns for IPv4: its columns grow with what
+    /// they show.
+    #[arg(short = 'w', long, conflicts_with = "json")]
+    pub wide: bool,
+    /// Start each line with the time of day, to the millisecond (always there with --wide).
+    #[arg(short = 'T', long, conflicts_with_all = ["json", "wide"])]
+    pub time: bool,
     /// Stop after this many seconds (fractions allowed).
     #[arg(long, value_name = "SECS", value_parser = parse_duration, allow_negative_numbers = true)]
     pub duration: Option<Duration>,
@@ -316,8 +335,10 @@ pub struct StatesArgs {
     pub by: Option<crate::census::GroupBy>,
     /// Take a snapshot every SECS seconds (2 when omitted) and show the change since the last.
     /// When the probe loads (root), the counts are kept current from the transition stream in
-    /// between (redrawn every second), each snapshot checks them, and CLOSE_WAIT findings say
-    /// how long the sockets have been there.
+    /// between (redrawn every second; TIME_WAIT from hand-overs, less those past 60 s), each
+    /// snapshot is checked against what the stream allows while it was dumped (STREAM:
+    /// agrees, differs by N, or unverified when transitions were lost), and CLOSE_WAIT findings
+    /// say how long the sockets have been there.
     #[arg(long, value_name = "SECS", num_args = 0..=1, default_missing_value = "2",
           value_parser = parse_duration, allow_negative_numbers = true)]
     pub watch: Option<Duration>,
@@ -325,6 +346,15 @@ pub struct StatesArgs {
     #[arg(long, value_name = "N", requires = "watch",
           value_parser = clap::value_parser!(u64).range(1..))]
     pub count: Option<u64>,
+    /// CLOSE_WAIT sockets held at least this long (fractions allowed) are a leak; younger
+    /// ones are a server closing in its own time. 60 by default: a server closes a connection
+    /// whose peer closed within milliseconds of reading the end of file, a busy one within
+    /// seconds; a minute without close() is code that never will. The age is exact when
+    /// tracing saw the socket enter CLOSE_WAIT, else a lower bound (the time since the last
+    /// ACK the kernel received, shown as "≥").
+    #[arg(long, value_name = "SECS", default_value = "60", value_parser = parse_duration,
+          allow_negative_numbers = true)]
+    pub close_wait_age: Duration,
     /// One JSON object per snapshot instead of a table.
     #[arg(long)]
     pub json: bool,

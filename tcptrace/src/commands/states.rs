@@ -7,7 +7,7 @@
 //! there. Without the probe, the snapshots alone are shown.
 
 use std::{
-    collections::{HashSet, VecDeque},
+    collections::{HashMap, HashSet, VecDeque},
     io::{self, IsTerminal as _, Write},
     time::Duration,
 };
@@ -19,7 +19,7 @@ use tokio::{
 
 use crate::{
     census::{
-        self, Census, Context, GroupBy,
+        self, Census, Context, GroupBy, KernelView,
         close_wait::CloseWaitAges,
         live::{Check, LiveCensus, Split},
         selection::Selection,
@@ -30,7 +30,7 @@ use crate::{
     os::{
         clock,
         diag::{self, DiagSocket, SocketEntry},
-        owners::Owners,
+        owners::{self, Owners},
         procfs,
         sysctl::{self, PortRange},
     },
@@ -64,16 +64,8 @@ pub async fn run(args: StatesArgs) -> anyhow::Result<()> {
     let terminal = stdout.is_terminal();
     let mut out = io::BufWriter::with_capacity(64 * 1024, stdout.lock());
     let Some(every) = args.watch else {
-        let (sockets, owners, interrupted) = snapshot(&mut diag, &args, &selection)?;
-        let census = count(
-            &sockets,
-            owners.as_ref(),
-            &args,
-            range,
-            None,
-            None,
-            interrupted,
-        );
+        let taken = snapshot(&mut diag, &args, &selection)?;
+        let census = count(&taken, &args, range, None, None);
         draw(&mut out, &args, &census, None, None)?;
         return Ok(out.flush()?);
     };
@@ -147,16 +139,8 @@ async fn watch_snapshots(
             _ = sighup.recv() => break,
             _ = ticks.tick() => {}
         }
-        let (sockets, owners, interrupted) = snapshot(diag, args, selection)?;
-        let census = count(
-            &sockets,
-            owners.as_ref(),
-            args,
-            range,
-            previous.as_ref(),
-            None,
-            interrupted,
-        );
+        let snap = snapshot(diag, args, selection)?;
+        let census = count(&snap, args, range, previous.as_ref(), None);
         if !args.json {
             header(
                 out,
@@ -274,7 +258,7 @@ impl<W: Write> LiveWatch<'_, W> {
             && now_ns.saturating_sub(self.last_draw_ns) >= REDRAW_NS
             && let Some(previous) = &self.previous
         {
-            let counts = self.live.counts();
+            let counts = self.live.counts(now_ns);
             let what = format!(
                 "live: {} since the snapshot of {}; snapshots every {:.1?}",
                 plural(self.live.transitions_since(), "transition", "transitions"),
@@ -298,13 +282,11 @@ impl<W: Write> LiveWatch<'_, W> {
     /// Takes a snapshot: the new base of the live counts. It is drawn once checked.
     fn take(&mut self, lost: u64) -> io::Result<()> {
         let start_ns = clock::monotonic_ns();
-        let (sockets, owners, interrupted) =
-            snapshot(self.diag, self.args, self.selection).map_err(io::Error::other)?;
+        let taken = snapshot(self.diag, self.args, self.selection).map_err(io::Error::other)?;
         let end_ns = clock::monotonic_ns();
-        self.ages.snapshot(&sockets, start_ns);
+        self.ages.snapshot(&taken.sockets, start_ns);
         let census = count(
-            &sockets,
-            owners.as_ref(),
+            &taken,
             self.args,
             self.range,
             self.waiting
@@ -312,10 +294,9 @@ impl<W: Write> LiveWatch<'_, W> {
                 .map(|(_, c)| c)
                 .or(self.previous.as_ref()),
             Some((&self.ages, start_ns)),
-            interrupted,
         );
         self.live
-            .rebase(Split::of(&sockets), start_ns, end_ns, lost);
+            .rebase(Split::of(&taken.sockets), start_ns, end_ns, lost);
         self.waiting.push_back((start_ns, census));
         self.taken += 1;
         let every = self.every.as_nanos() as u64;
@@ -391,19 +372,39 @@ fn header(
     frame_header(out, terminal, after_another, &time_of_day(wall, ns), what)
 }
 
-/// One snapshot of the selected sockets, with their owners where they are shown.
+/// One snapshot of the selected sockets, with what its findings need: owners where they are
+/// shown, CLOSE_WAIT sockets' tcp_info, the namespace's counters and sysctls.
+struct Taken {
+    sockets: Vec<SocketEntry>,
+    owners: Option<Owners>,
+    interrupted: bool,
+    kernel: KernelView,
+}
+
+/// `TCP_CLOSE_WAIT`'s bit in a dump request's states.
+const CLOSE_WAIT_BIT: u32 = 1 << TcpState::CloseWait as u32;
+
 fn snapshot(
     diag: &mut DiagSocket,
     args: &StatesArgs,
     selection: &Selection,
-) -> anyhow::Result<(Vec<SocketEntry>, Option<Owners>, bool)> {
+) -> anyhow::Result<Taken> {
     let Selected {
-        sockets,
+        mut sockets,
         owners,
         interrupted,
     } = snapshots::selected(diag, selection, args.filter.families(), false, false)?;
-    // Owners are looked up only when they are shown: grouping by process, or processes holding
-    // CLOSE_WAIT sockets (their inodes only).
+    let kernel = KernelView {
+        netns: procfs::own_netns().ok(),
+        at_ns: clock::monotonic_ns(),
+        counters: procfs::read_listen()
+            .map_err(|err| log::warn!("cannot read /proc/net/netstat: {err}"))
+            .ok(),
+        sysctls: sysctl::tcp_sysctls(),
+    };
+    with_close_wait_info(diag, args, &mut sockets);
+    // Owners are looked up only where they are shown: grouping by process, the holders of
+    // CLOSE_WAIT sockets, and those of listeners with connections waiting for accept().
     let owners = match owners {
         Some(owners) => Some(owners),
         None if args.by == Some(GroupBy::Process) => Some(Owners::scan(
@@ -414,33 +415,72 @@ fn snapshot(
                 .collect(),
         )),
         None => {
-            let close_wait: HashSet<u32> = sockets
+            let wanted: HashSet<u32> = sockets
                 .iter()
-                .filter(|s| s.state == TcpState::CloseWait && s.inode != 0)
+                .filter(|s| {
+                    s.state == TcpState::CloseWait || (s.state == TcpState::Listen && s.recv_q > 0)
+                })
                 .map(|s| s.inode)
+                .filter(|i| *i != 0)
                 .collect();
-            (!close_wait.is_empty()).then(|| Owners::scan(&close_wait))
+            (!wanted.is_empty()).then(|| Owners::scan(&wanted))
         }
     };
-    Ok((sockets, owners, interrupted))
+    Ok(Taken {
+        sockets,
+        owners,
+        interrupted,
+        kernel,
+    })
+}
+
+/// Adds tcp_info to the CLOSE_WAIT sockets, for their age: a second dump of that state only,
+/// which costs a walk of the socket tables where tcp_info for every socket would triple the
+/// bytes of the main one. A socket gone meanwhile keeps no age; a failed dump, none at all.
+fn with_close_wait_info(diag: &mut DiagSocket, args: &StatesArgs, sockets: &mut [SocketEntry]) {
+    if !sockets.iter().any(|s| s.state == TcpState::CloseWait) {
+        return;
+    }
+    let infos = match diag::snapshot_of_states(diag, args.filter.families(), true, CLOSE_WAIT_BIT) {
+        Ok(dump) => dump.sockets,
+        Err(err) => {
+            log::warn!(
+                "cannot read the CLOSE_WAIT sockets' tcp_info ({err}): their ages are unknown"
+            );
+            return;
+        }
+    };
+    let by_cookie: HashMap<u64, _> = infos
+        .into_iter()
+        .filter_map(|s| Some((s.cookie, s.info?)))
+        .collect();
+    for socket in sockets
+        .iter_mut()
+        .filter(|s| s.state == TcpState::CloseWait)
+    {
+        if let Some(info) = by_cookie.get(&socket.cookie) {
+            socket.info = Some(*info);
+        }
+    }
 }
 
 fn count(
-    sockets: &[SocketEntry],
-    owners: Option<&Owners>,
+    taken: &Taken,
     args: &StatesArgs,
     range: Option<PortRange>,
     previous: Option<&Census>,
     close_wait_ages: Option<(&CloseWaitAges, u64)>,
-    interrupted: bool,
 ) -> Census {
     let ctx = Context {
-        owners,
+        owners: taken.owners.as_ref(),
         port_range: range,
         close_wait_ages,
+        close_wait_threshold_ns: args.close_wait_age.as_nanos() as u64,
+        sees_every_process: owners::sees_every_process(),
+        kernel: Some(taken.kernel),
     };
-    let mut census = census::count(sockets, args.by, &ctx, previous);
-    census.interrupted = interrupted;
+    let mut census = census::count(&taken.sockets, args.by, &ctx, previous);
+    census.interrupted = taken.interrupted;
     census
 }
 
