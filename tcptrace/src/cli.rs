@@ -1,6 +1,6 @@
 //! Command-line interface: flags, their validation, and the help text.
 
-use std::{path::PathBuf, time::Duration};
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use clap::{Args, Parser, Subcommand};
 use tcptrace_ebpf::MAX_FILTER_PORTS;
@@ -49,7 +49,40 @@ pub enum Command {
     /// `transitions --replay` (anywhere, without root).
     #[command(after_help = RECORD_HELP)]
     Record(RecordArgs),
+    /// Serve the transitions aggregation and the sockets per state as Prometheus metrics
+    /// over HTTP (OpenMetrics, Prometheus text, protobuf with native histograms).
+    #[command(after_help = EXPORT_HELP)]
+    Export(ExportArgs),
 }
+
+/// Bad input found after the arguments were parsed (an address that cannot be listened on):
+/// exits 2, as clap does for bad flags.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct UsageError(pub String);
+
+/// The exporter's own port: none of node_exporter's (9100), ebpf_exporter's (9435),
+/// hubble's (9965), retina's (10093) or inspektor-gadget's (2224).
+pub const EXPORT_PORT: u16 = 10427;
+
+const EXPORT_HELP: &str = "\
+Endpoints:
+  /metrics   the metrics, in the format the scraper's Accept header asks for: protobuf with
+             native histograms (Prometheus with --enable-feature=native-histograms),
+             OpenMetrics 1.0.0, or Prometheus text 0.0.4 (the default)
+  /          a landing page
+  /healthz   200 once the probe is attached, 503 before
+
+The transitions are aggregated continuously, with the filters of `transitions`, and handed to
+the HTTP server every --refresh seconds: a scrape reads the last snapshot and never waits on
+the event loop. The sockets per state and the findings are counted from an inet_diag snapshot
+of tcptrace's network namespace taken at each scrape. Every metric, its labels and its
+cardinality bound: README, \"Monitoring a fleet\".
+
+Examples:
+  tcptrace export                               http://127.0.0.1:10427/metrics
+  tcptrace export --listen 0.0.0.0:10427        reachable from other hosts
+  tcptrace export --port-label 80,443           accept-queue series for these listeners";
 
 impl Command {
     /// `-v`s given: only the commands that load the probe have the flag.
@@ -59,6 +92,7 @@ impl Command {
             Self::Transitions(args) => args.verbosity.verbose,
             Self::Record(args) => args.verbosity.verbose,
             Self::States(args) => args.verbosity.verbose,
+            Self::Export(args) => args.verbosity.verbose,
             Self::Sockets(_) | Self::Explain(_) => 0,
         }
     }
@@ -393,6 +427,50 @@ pub struct TransitionsArgs {
     pub verbosity: Verbosity,
     #[command(flatten)]
     pub filter: FilterArgs,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ExportArgs {
+    /// Address and port to serve on. Default: loopback only; other hosts need it explicit
+    /// (e.g. 0.0.0.0:10427).
+    #[arg(long, value_name = "ADDR:PORT", default_value_t = SocketAddr::from(([127, 0, 0, 1], EXPORT_PORT)),
+          value_parser = parse_listen)]
+    pub listen: SocketAddr,
+    /// Seconds between two snapshots handed to the HTTP server (fractions allowed): how
+    /// fresh a scrape's transitions are.
+    #[arg(long, value_name = "SECS", default_value = "1", value_parser = parse_duration)]
+    pub refresh: Duration,
+    /// Stop after this many seconds (fractions allowed); else at Ctrl-C or SIGTERM.
+    #[arg(long, value_name = "SECS", value_parser = parse_duration, allow_negative_numbers = true)]
+    pub duration: Option<Duration>,
+    /// Network namespaces with a label value of their own; the rest are counted under
+    /// netns="other".
+    #[arg(long, value_name = "N", default_value_t = 100)]
+    pub netns_limit: usize,
+    /// Seconds after which a labelled namespace with no process and no transition is
+    /// dropped from the metrics.
+    #[arg(long, value_name = "SECS", default_value = "300", value_parser = parse_duration)]
+    pub netns_ttl: Duration,
+    /// Listening ports whose accept queue gets series of its own (a port label), comma
+    /// separated; the others count only in the fullest-queue gauge.
+    #[arg(long, value_name = "PORT[,PORT...]", value_parser = parse_ports)]
+    pub port_label: Option<Ports>,
+    /// HTTP connections served at once; past it a connection gets a 503 and is closed.
+    #[arg(long, value_name = "N", default_value_t = 1024, value_parser = parse_max_sockets)]
+    pub max_connections: usize,
+    /// Sockets followed at once; past it the oldest is forgotten (and counted).
+    #[arg(long, value_name = "N", default_value_t = 1_000_000, value_parser = parse_max_sockets)]
+    pub max_sockets: usize,
+    #[command(flatten)]
+    pub verbosity: Verbosity,
+    #[command(flatten)]
+    pub filter: FilterArgs,
+}
+
+fn parse_listen(text: &str) -> Result<SocketAddr, String> {
+    text.trim().parse().map_err(|_| {
+        format!("`{text}` is not an address and port (e.g. 127.0.0.1:{EXPORT_PORT} or [::1]:{EXPORT_PORT})")
+    })
 }
 
 #[derive(Debug, Clone, Args)]

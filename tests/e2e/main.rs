@@ -3,6 +3,7 @@
 
 mod causes_netns;
 mod errors;
+mod export;
 mod findings;
 mod owners;
 mod replay;

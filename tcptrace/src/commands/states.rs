@@ -7,7 +7,7 @@
 //! there. Without the probe, the snapshots alone are shown.
 
 use std::{
-    collections::{HashMap, HashSet, VecDeque},
+    collections::VecDeque,
     io::{self, IsTerminal as _, Write},
     time::Duration,
 };
@@ -19,18 +19,18 @@ use tokio::{
 
 use crate::{
     census::{
-        self, Census, Context, GroupBy, KernelView,
+        self, Census, Context, GroupBy,
         close_wait::CloseWaitAges,
         live::{Check, LiveCensus, Split},
         selection::Selection,
     },
     cli::StatesArgs,
-    core::{clock::WallClock, pipeline::PipelineConfig, state::TcpState},
+    core::{clock::WallClock, pipeline::PipelineConfig},
     kernel::probe::ProbeConfig,
     os::{
         clock,
-        diag::{self, DiagSocket, SocketEntry},
-        owners::{self, Owners},
+        diag::{self, DiagSocket},
+        owners::{self},
         procfs,
         sysctl::{self, PortRange},
     },
@@ -41,7 +41,7 @@ use crate::{
     },
     stream::{
         self, LiveConfig, Update,
-        snapshot::{self as snapshots, Selected},
+        snapshot::{CensusSnapshot, census_snapshot},
     },
 };
 
@@ -64,7 +64,12 @@ pub async fn run(args: StatesArgs) -> anyhow::Result<()> {
     let terminal = stdout.is_terminal();
     let mut out = io::BufWriter::with_capacity(64 * 1024, stdout.lock());
     let Some(every) = args.watch else {
-        let taken = snapshot(&mut diag, &args, &selection)?;
+        let taken = census_snapshot(
+            &mut diag,
+            &selection,
+            args.filter.families(),
+            args.by == Some(GroupBy::Process),
+        )?;
         let census = count(&taken, &args, range, None, None);
         draw(&mut out, &args, &census, None, None)?;
         return Ok(out.flush()?);
@@ -139,7 +144,12 @@ async fn watch_snapshots(
             _ = sighup.recv() => break,
             _ = ticks.tick() => {}
         }
-        let snap = snapshot(diag, args, selection)?;
+        let snap = census_snapshot(
+            diag,
+            selection,
+            args.filter.families(),
+            args.by == Some(GroupBy::Process),
+        )?;
         let census = count(&snap, args, range, previous.as_ref(), None);
         if !args.json {
             header(
@@ -282,7 +292,13 @@ impl<W: Write> LiveWatch<'_, W> {
     /// Takes a snapshot: the new base of the live counts. It is drawn once checked.
     fn take(&mut self, lost: u64) -> io::Result<()> {
         let start_ns = clock::monotonic_ns();
-        let taken = snapshot(self.diag, self.args, self.selection).map_err(io::Error::other)?;
+        let taken = census_snapshot(
+            self.diag,
+            self.selection,
+            self.args.filter.families(),
+            self.args.by == Some(GroupBy::Process),
+        )
+        .map_err(io::Error::other)?;
         let end_ns = clock::monotonic_ns();
         self.ages.snapshot(&taken.sockets, start_ns);
         let census = count(
@@ -374,98 +390,8 @@ fn header(
 
 /// One snapshot of the selected sockets, with what its findings need: owners where they are
 /// shown, CLOSE_WAIT sockets' tcp_info, the namespace's counters and sysctls.
-struct Taken {
-    sockets: Vec<SocketEntry>,
-    owners: Option<Owners>,
-    interrupted: bool,
-    kernel: KernelView,
-}
-
-/// `TCP_CLOSE_WAIT`'s bit in a dump request's states.
-const CLOSE_WAIT_BIT: u32 = 1 << TcpState::CloseWait as u32;
-
-fn snapshot(
-    diag: &mut DiagSocket,
-    args: &StatesArgs,
-    selection: &Selection,
-) -> anyhow::Result<Taken> {
-    let Selected {
-        mut sockets,
-        owners,
-        interrupted,
-    } = snapshots::selected(diag, selection, args.filter.families(), false, false)?;
-    let kernel = KernelView {
-        netns: procfs::own_netns().ok(),
-        at_ns: clock::monotonic_ns(),
-        counters: procfs::read_listen()
-            .map_err(|err| log::warn!("cannot read /proc/net/netstat: {err}"))
-            .ok(),
-        sysctls: sysctl::tcp_sysctls(),
-    };
-    with_close_wait_info(diag, args, &mut sockets);
-    // Owners are looked up only where they are shown: grouping by process, the holders of
-    // CLOSE_WAIT sockets, and those of listeners with connections waiting for accept().
-    let owners = match owners {
-        Some(owners) => Some(owners),
-        None if args.by == Some(GroupBy::Process) => Some(Owners::scan(
-            &sockets
-                .iter()
-                .map(|s| s.inode)
-                .filter(|i| *i != 0)
-                .collect(),
-        )),
-        None => {
-            let wanted: HashSet<u32> = sockets
-                .iter()
-                .filter(|s| {
-                    s.state == TcpState::CloseWait || (s.state == TcpState::Listen && s.recv_q > 0)
-                })
-                .map(|s| s.inode)
-                .filter(|i| *i != 0)
-                .collect();
-            (!wanted.is_empty()).then(|| Owners::scan(&wanted))
-        }
-    };
-    Ok(Taken {
-        sockets,
-        owners,
-        interrupted,
-        kernel,
-    })
-}
-
-/// Adds tcp_info to the CLOSE_WAIT sockets, for their age: a second dump of that state only,
-/// which costs a walk of the socket tables where tcp_info for every socket would triple the
-/// bytes of the main one. A socket gone meanwhile keeps no age; a failed dump, none at all.
-fn with_close_wait_info(diag: &mut DiagSocket, args: &StatesArgs, sockets: &mut [SocketEntry]) {
-    if !sockets.iter().any(|s| s.state == TcpState::CloseWait) {
-        return;
-    }
-    let infos = match diag::snapshot_of_states(diag, args.filter.families(), true, CLOSE_WAIT_BIT) {
-        Ok(dump) => dump.sockets,
-        Err(err) => {
-            log::warn!(
-                "cannot read the CLOSE_WAIT sockets' tcp_info ({err}): their ages are unknown"
-            );
-            return;
-        }
-    };
-    let by_cookie: HashMap<u64, _> = infos
-        .into_iter()
-        .filter_map(|s| Some((s.cookie, s.info?)))
-        .collect();
-    for socket in sockets
-        .iter_mut()
-        .filter(|s| s.state == TcpState::CloseWait)
-    {
-        if let Some(info) = by_cookie.get(&socket.cookie) {
-            socket.info = Some(*info);
-        }
-    }
-}
-
 fn count(
-    taken: &Taken,
+    taken: &CensusSnapshot,
     args: &StatesArgs,
     range: Option<PortRange>,
     previous: Option<&Census>,

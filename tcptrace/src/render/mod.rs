@@ -4,6 +4,7 @@
 pub mod cause_texts;
 pub mod explain;
 pub mod histogram;
+pub mod metrics;
 pub mod sockets;
 pub mod states;
 pub mod terminal;

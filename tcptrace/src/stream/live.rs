@@ -91,6 +91,7 @@ pub fn live_origin() -> Origin {
         wall: clock::wall_clock(),
         start_ns: clock::monotonic_ns(),
         reset_reasons: ResetReasons::default(),
+        programs_attached: 0,
     }
 }
 
@@ -142,6 +143,7 @@ pub async fn run_live(config: LiveConfig, sink: &mut impl RawSink) -> anyhow::Re
         None => Vec::new(),
     };
     let reset_reasons = probe.reset_reasons.clone();
+    let programs_attached = u32::try_from(probe.attached().len()).unwrap_or(u32::MAX);
     let mut session = Session::new(probe).context("reading the probe's maps")?;
     for seed in &seeds {
         sink.seed(seed)?;
@@ -164,6 +166,7 @@ pub async fn run_live(config: LiveConfig, sink: &mut impl RawSink) -> anyhow::Re
     // workload must find them taken.
     let origin = Origin {
         reset_reasons,
+        programs_attached,
         ..live_origin()
     };
     let reading = Reading {

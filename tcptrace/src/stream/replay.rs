@@ -32,6 +32,7 @@ fn origin(header: &Header, reset_reasons: &ResetReasons, start_ns: u64) -> Origi
         wall: header.clock,
         start_ns,
         reset_reasons: reset_reasons.clone(),
+        programs_attached: 0,
     }
 }
 

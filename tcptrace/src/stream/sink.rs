@@ -18,6 +18,8 @@ pub struct Origin {
     pub start_ns: u64,
     /// The names of the traced kernel's reset reasons (empty before Linux 6.10).
     pub reset_reasons: ResetReasons,
+    /// BPF programs the probe attached (0 when replaying).
+    pub programs_attached: u32,
 }
 
 /// One reading of the counters: the probe's, and the kernel's TCP counters when asked for.
