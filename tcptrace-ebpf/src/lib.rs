@@ -34,10 +34,30 @@ pub mod flags {
     pub const OWNER_UNKNOWN: u8 = 1 << 0;
 }
 
+/// Bits of `Event::close_flags`: what the kernel knew of the socket at a →CLOSE, and whether a
+/// reset record carries its reason. Kept apart from [`flags`] so that the two sets grow
+/// independently.
+pub mod close {
+    /// `sk_err`, `sk_err_soft`, `retransmits`, `probes_out` and the bits below were read: a
+    /// →CLOSE transition of ABI 3 or later. Without it (other transitions, records of ABI 2)
+    /// nothing is known of the close beyond the signals seen.
+    pub const DETAILS: u8 = 1 << 0;
+    /// `SOCK_DEAD` was set: the owner had already closed the socket (an orphan), so that a
+    /// timer, not the application, ended it.
+    pub const ORPHAN: u8 = 1 << 1;
+    /// `SOCK_KEEPOPEN` was set (`SO_KEEPALIVE`).
+    pub const KEEPALIVE: u8 = 1 << 2;
+    /// `icsk_user_timeout` was not 0 (`TCP_USER_TIMEOUT`): it bounded the retransmissions.
+    pub const USER_TIMEOUT: u8 = 1 << 3;
+    /// A [`super::kind::RESET_SENT`] record: `reset_reason` holds the kernel's
+    /// `enum sk_rst_reason` (the tracepoint carries it since Linux 6.10).
+    pub const RESET_REASON: u8 = 1 << 4;
+}
+
 /// Length of a task's comm, as in the kernel's `TASK_COMM_LEN`.
 pub const COMM_LEN: usize = 16;
 
-/// One record of the event ring buffer: 96 bytes, 8-byte aligned as the ring buffer requires.
+/// One record of the event ring buffer: 104 bytes, 8-byte aligned as the ring buffer requires.
 /// The kernel keeps no state per socket: the time in the old state is the difference between
 /// a socket's consecutive timestamps, taken in userspace, which sees every transition in order.
 #[repr(C)]
@@ -83,9 +103,28 @@ pub struct Event {
     /// through inet_diag, by it: the socket's address `skaddr` is not in inet_diag's answer.
     /// Appended after the fields of version 1, so that their offsets stay put.
     pub cookie: u64,
+    // Appended in version 3: what the kernel knew at a →CLOSE, and a reset's reason. Zero in
+    // every other record; records of version 2 read as if these were zero.
+    /// →CLOSE: the socket's `sk_err`, the error the kernel reports to the owner (ECONNREFUSED,
+    /// ECONNRESET, ETIMEDOUT, …), 0 when none; values past 255 (never an errno) read as 255.
+    pub sk_err: u8,
+    /// →CLOSE: `sk_err_soft`, the last soft error (an ICMP error the retransmissions outlived),
+    /// which a timeout reports in place of ETIMEDOUT.
+    pub sk_err_soft: u8,
+    /// →CLOSE: `icsk_retransmits`, the retransmission timeouts in a row before the close (SYN
+    /// retransmissions in SYN_SENT).
+    pub retransmits: u8,
+    /// →CLOSE: `icsk_probes_out`, the keepalive or zero-window probes unanswered.
+    pub probes_out: u8,
+    /// Bits of [`close`].
+    pub close_flags: u8,
+    pub _pad_close: u8,
+    /// [`kind::RESET_SENT`] with [`close::RESET_REASON`]: the kernel's `enum sk_rst_reason`;
+    /// its names come from the kernel's BTF, as they differ between versions.
+    pub reset_reason: u16,
 }
 
-const _: () = assert!(core::mem::size_of::<Event>() == 96);
+const _: () = assert!(core::mem::size_of::<Event>() == 104);
 const _: () = assert!(core::mem::align_of::<Event>() == 8);
 
 /// Version of [`Event`]'s layout and meaning, bumped whenever either changes (a field added,
@@ -94,7 +133,12 @@ const _: () = assert!(core::mem::align_of::<Event>() == 8);
 /// refuses the file instead of decoding its bytes as the wrong fields.
 ///
 /// 2: `holders` (was reserved) and `cookie` (appended, 88 → 96 bytes).
-pub const ABI_VERSION: u16 = 2;
+/// 3: the close details and the reset reason (appended, 96 → 104 bytes).
+pub const ABI_VERSION: u16 = 3;
+
+/// The size of an event of ABI version 2: a reader widens such records to [`Event`], their
+/// appended fields zero.
+pub const EVENT_SIZE_V2: usize = 96;
 
 /// Indices of the per-CPU counter array `COUNTERS`.
 pub mod counter {
@@ -148,9 +192,28 @@ pub struct SockLayout {
     /// `__sk_common.skc_cookie` (an `atomic64_t`), or 0 when the kernel's BTF has no such
     /// field (it is never at offset 0): events then carry cookie 0.
     pub cookie: u32,
+    // Read at →CLOSE only.
+    /// `sk_err` (int).
+    pub sk_err: u32,
+    /// `sk_err_soft` (int).
+    pub sk_err_soft: u32,
+    /// `__sk_common.skc_flags` (`sk_flags`, an unsigned long), whose bits are `enum sock_flags`.
+    pub sk_flags: u32,
+    /// The bits of `SOCK_DEAD` and `SOCK_KEEPOPEN` in `sk_flags`, from the kernel's BTF.
+    pub sock_dead_bit: u32,
+    pub sock_keepopen_bit: u32,
+    /// `icsk_retransmits`, `icsk_probes_out` (u8) and `icsk_user_timeout` (u32) in
+    /// `struct inet_connection_sock`: past `struct sock`, read as `inet_sport` is.
+    pub icsk_retransmits: u32,
+    pub icsk_probes_out: u32,
+    pub icsk_user_timeout: u32,
+    /// 1 when `tcp:tcp_send_reset` has the reset's reason as its third argument (Linux 6.10
+    /// and later), from the tracepoint's BTF prototype; the program reads it only then.
+    pub reset_reason_arg: u32,
+    pub _pad: u32,
 }
 
-const _: () = assert!(core::mem::size_of::<SockLayout>() == 56);
+const _: () = assert!(core::mem::size_of::<SockLayout>() == 96);
 
 /// Maximum number of ports in each of the load-time port filters.
 pub const MAX_FILTER_PORTS: usize = 16;
@@ -248,6 +311,9 @@ mod tests {
         assert_eq!(offset_of!(Event, newstate), 82);
         assert_eq!(offset_of!(Event, holders), 84);
         assert_eq!(offset_of!(Event, cookie), 88);
+        // Version 3 only appended.
+        assert_eq!(offset_of!(Event, sk_err), EVENT_SIZE_V2);
+        assert_eq!(offset_of!(Event, reset_reason), 102);
     }
 
     #[test]

@@ -77,6 +77,18 @@ fn stream() -> Vec<[u8; size_of::<Event>()]> {
                 newstate,
                 holders: 0,
                 cookie: 0,
+                // As the probe fills them: read at every →CLOSE (an orderly one: no error).
+                sk_err: 0,
+                sk_err_soft: 0,
+                retransmits: 0,
+                probes_out: 0,
+                close_flags: if newstate == 7 {
+                    tcptrace_ebpf::close::DETAILS
+                } else {
+                    0
+                },
+                _pad_close: 0,
+                reset_reason: 0,
             };
             encode(&event)
         })

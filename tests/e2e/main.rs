@@ -1,6 +1,7 @@
 //! End-to-end tests: the real probe in the running kernel, real sockets driven by separate
 //! processes on loopback, every assertion filtered to the test's own ports.
 
+mod causes_netns;
 mod errors;
 mod export;
 mod findings;

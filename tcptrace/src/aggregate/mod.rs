@@ -15,7 +15,7 @@ pub mod snapshot;
 use std::collections::HashMap;
 
 use self::{
-    causes::{Cause, SignalMemo},
+    causes::{Cause, SignalMemo, Timer, Verdict},
     histogram::TimeHistogram,
     namespaces::Namespaces,
     paths::{is_diagram_edge, place},
@@ -30,6 +30,7 @@ use crate::core::{
     event::{Signal, SignalKind, Transition},
     hash::FastHash,
     losses::Losses,
+    reset_reason::ResetReasons,
     sockets::{Entry, TableStats},
     state::{Side, TcpState},
 };
@@ -72,9 +73,28 @@ struct Row {
     untimed: u64,
     histogram: Option<Box<TimeHistogram>>,
     causes: [u64; Cause::COUNT],
+    /// Of the timeouts, per timer (when the kernel said which).
+    timers: [u64; Timer::ALL.len()],
+    /// Of the resets sent, per reason the kernel reported.
+    reset_reasons: Vec<(u16, u64)>,
     /// Closes per number of retransmissions made in the from-state (last slot: that many or
     /// more).
     retransmits: [u64; RETRANSMIT_SLOTS],
+}
+
+impl Row {
+    fn count_cause(&mut self, verdict: &Verdict) {
+        self.causes[verdict.cause as usize] += 1;
+        if let Some(timer) = verdict.timer {
+            self.timers[timer as usize] += 1;
+        }
+        if let Some(reason) = verdict.reset_reason {
+            match self.reset_reasons.iter_mut().find(|(r, _)| *r == reason) {
+                Some((_, n)) => *n += 1,
+                None => self.reset_reasons.push((reason, 1)),
+            }
+        }
+    }
 }
 
 /// What the aggregation keeps in each socket's entry of the stream's table: the path it took
@@ -107,6 +127,8 @@ pub struct Aggregator {
     /// that `tcp_disconnect` sends (SO_LINGER 0, unread data) right *after* the →CLOSE. Settled
     /// by that signal, or as `other` at the end of the wake-up.
     undetermined: HashMap<u64, usize, FastHash>,
+    /// The names of the kernel's reset reasons.
+    reset_reasons: ResetReasons,
     namespaces: Namespaces,
     signatures: Signatures,
     witness: Witness,
@@ -166,6 +188,7 @@ impl Aggregator {
             rows: vec![Row::default(); ROWS],
             pending: HashMap::default(),
             undetermined: HashMap::default(),
+            reset_reasons: ResetReasons::default(),
             namespaces: Namespaces::default(),
             signatures: Signatures::new(MAX_SIGNATURES),
             witness: Witness::default(),
@@ -193,6 +216,11 @@ impl Aggregator {
     pub fn set_own_netns(&mut self, own_netns: u32, filtered: bool) {
         self.config.own_netns = own_netns;
         self.config.filtered = filtered;
+    }
+
+    /// The names of the traced kernel's reset reasons, for the reasons that resets carry.
+    pub fn set_reset_reasons(&mut self, reasons: ResetReasons) {
+        self.reset_reasons = reasons;
     }
 
     /// Starts the clock of rates and elapsed time.
@@ -271,7 +299,10 @@ impl Aggregator {
             socket.signals.forget_before(t.ts_ns);
         }
 
-        let placement = place(t.from, t.to, socket.signals.reset_seen());
+        // A close the kernel reported an error for is abnormal whatever the state (a LAST_ACK
+        // whose FIN retransmissions ran out, say), as one after a reset is.
+        let kernel_error = t.close.is_some_and(|close| close.err != 0);
+        let placement = place(t.from, t.to, socket.signals.reset_seen() || kernel_error);
         self.namespaces.record(t, placement.abnormal);
         let buckets = self.config.buckets;
         let row = &mut self.rows[row_index(side, t.from, placement.to, placement.abnormal)];
@@ -290,15 +321,18 @@ impl Aggregator {
             None => row.untimed += 1,
         }
         if placement.abnormal {
-            let (cause, retransmits) = socket.signals.cause(t.from);
+            let verdict = socket
+                .signals
+                .verdict(t.from, t.close.as_ref(), &self.reset_reasons);
+            let retransmits = verdict.retransmits;
             row.retransmits[(retransmits as usize).min(RETRANSMIT_SLOTS - 1)] += 1;
-            if cause == Cause::Other && t.to == TcpState::Close {
+            if verdict.cause == Cause::Other && t.to == TcpState::Close {
                 let index = row_index(side, t.from, placement.to, placement.abnormal);
                 if let Some(earlier) = self.undetermined.insert(t.sk, index) {
                     self.rows[earlier].causes[Cause::Other as usize] += 1;
                 }
             } else {
-                row.causes[cause as usize] += 1;
+                row.count_cause(&verdict);
             }
         }
         if birth.is_none() {
@@ -329,7 +363,7 @@ impl Aggregator {
             && signal.state.is_none_or(|state| state == TcpState::Close)
             && let Some(index) = self.undetermined.remove(&signal.sk)
         {
-            self.rows[index].causes[Cause::ResetSent as usize] += 1;
+            self.rows[index].count_cause(&Verdict::reset_sent(signal.reset_reason));
             return;
         }
         if let Some(socket) = socket
@@ -433,6 +467,26 @@ impl Aggregator {
                         .collect()
                 } else {
                     Vec::new()
+                },
+                timers: Timer::ALL
+                    .iter()
+                    .filter(|t| row.timers[**t as usize] > 0)
+                    .map(|t| (*t, row.timers[*t as usize]))
+                    .collect(),
+                reset_reasons: {
+                    let mut reasons: Vec<(String, u64)> = row
+                        .reset_reasons
+                        .iter()
+                        .map(|(reason, n)| {
+                            let name = self
+                                .reset_reasons
+                                .name(*reason)
+                                .map_or_else(|| format!("reason_{reason}"), str::to_owned);
+                            (name, *n)
+                        })
+                        .collect();
+                    reasons.sort();
+                    reasons
                 },
                 retransmits: if abnormal {
                     row.retransmits

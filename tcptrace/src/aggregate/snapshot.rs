@@ -2,7 +2,9 @@
 //! to the renderers: plain data, no behaviour beyond small derived values.
 
 use super::{
-    causes::Cause, histogram::HistogramSummary, namespaces::NamespacesSnapshot,
+    causes::{Cause, Timer},
+    histogram::HistogramSummary,
+    namespaces::NamespacesSnapshot,
     signatures::SignatureSnapshot,
 };
 use crate::core::{
@@ -36,6 +38,10 @@ pub struct RowSnapshot {
     pub time: HistogramSummary,
     /// Abnormal rows: closes per cause (causes with none left out).
     pub causes: Vec<(Cause, u64)>,
+    /// Of the timeouts, closes per timer that gave up, where the kernel told which.
+    pub timers: Vec<(Timer, u64)>,
+    /// Of the resets sent, closes per reset reason the kernel reported (Linux 6.10 and later).
+    pub reset_reasons: Vec<(String, u64)>,
     /// Abnormal rows: closes per number of retransmissions in the from-state (≥ 1).
     pub retransmits: Vec<(u32, u64)>,
 }

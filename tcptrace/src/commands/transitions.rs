@@ -91,6 +91,7 @@ pub async fn run(args: TransitionsArgs) -> anyhow::Result<()> {
                         ..filter.clone()
                     } != EventFilter::default(),
                 );
+                aggregator.set_reset_reasons(origin.reset_reasons.clone());
                 aggregator.start(origin.start_ns);
                 if let Some(counters) = totals.tcp {
                     aggregator.feed_kernel_counters(counters);

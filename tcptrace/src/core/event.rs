@@ -170,6 +170,28 @@ pub struct Transition {
     /// The socket existed before it was first seen (before tracing, or forgotten by a full
     /// per-socket table).
     pub first_seen_midlife: bool,
+    /// →CLOSE: what the kernel knew of the socket as it closed; `None` for other transitions
+    /// and in recordings made before the probe read it.
+    pub close: Option<CloseDetails>,
+}
+
+/// What the kernel knew of a socket at its →CLOSE (see `tcptrace_ebpf::Event`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct CloseDetails {
+    /// `sk_err`: the error reported to the owner, 0 when none.
+    pub err: u8,
+    /// `sk_err_soft`: the last soft error (an ICMP error), 0 when none.
+    pub err_soft: u8,
+    /// Retransmission timeouts in a row (SYN retransmissions in SYN_SENT).
+    pub retransmits: u8,
+    /// Keepalive or zero-window probes unanswered.
+    pub probes_out: u8,
+    /// The owner had closed the socket (`SOCK_DEAD`): an orphan, ended by a timer.
+    pub orphan: bool,
+    /// `SO_KEEPALIVE` was on.
+    pub keepalive: bool,
+    /// `TCP_USER_TIMEOUT` was set.
+    pub user_timeout: bool,
 }
 
 #[cfg(test)]
@@ -194,6 +216,7 @@ impl Transition {
             time_in_from_ns: None,
             netns: 0,
             first_seen_midlife: false,
+            close: None,
         }
     }
 }
@@ -221,6 +244,9 @@ pub struct Signal {
     /// The socket's state when it happened, where the tracepoint says.
     pub state: Option<TcpState>,
     pub netns: u32,
+    /// A reset sent: the kernel's `enum sk_rst_reason`, where the tracepoint carries it (Linux
+    /// 6.10 and later); its name is in the probe's `ResetReasons`.
+    pub reset_reason: Option<u16>,
 }
 
 /// What the kernel side can send.

@@ -300,6 +300,7 @@ mod tests {
             kind: SignalKind::ResetReceived,
             state: None,
             netns: 0,
+            reset_reason: None,
         });
         fill.push(
             Record::Transition(t(1, 10, Close, SynSent, 0, 80)),

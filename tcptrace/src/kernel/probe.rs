@@ -7,7 +7,10 @@ use aya::{Btf as AyaBtf, Ebpf, EbpfLoader, programs::BtfTracePoint};
 use tcptrace_ebpf::{Filter, names};
 use thiserror::Error;
 
-use crate::kernel::{btf, privileges};
+use crate::{
+    core::reset_reason::ResetReasons,
+    kernel::{btf, privileges},
+};
 
 /// The object built from `tcptrace-ebpf` by `build.rs`.
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/tcptrace-probe"));
@@ -65,6 +68,9 @@ impl Default for ProbeConfig {
 /// The loaded, attached probe. Dropping it detaches everything.
 pub struct Probe {
     pub ebpf: Ebpf,
+    /// The names of the reasons that reset records carry; empty when the kernel reports none
+    /// (before Linux 6.10).
+    pub reset_reasons: ResetReasons,
     /// Names of the attached programs.
     attached: Vec<&'static str>,
 }
@@ -287,6 +293,15 @@ impl Probe {
                  carry no owner (the children of listeners that predate it still do)"
             );
         }
+        let reset_reasons = if layout.reset_reason_arg != 0 {
+            kernel_btf.reset_reasons()
+        } else {
+            log::info!(
+                "tcp:tcp_send_reset carries no reason on this kernel (Linux 6.10 has it): resets \
+                 sent are shown without one"
+            );
+            ResetReasons::default()
+        };
         drop(kernel_btf);
         release_freed_memory();
         // `EbpfLoader::new` parses the kernel's BTF for itself, out of reach of the attach below,
@@ -311,6 +326,7 @@ impl Probe {
         release_freed_memory();
         Ok(Self {
             ebpf,
+            reset_reasons,
             attached: programs.into_iter().map(|(name, _)| name).collect(),
         })
     }

@@ -4,6 +4,7 @@
 
 use thiserror::Error;
 
+use super::cause_texts;
 use crate::core::state::TcpState;
 
 /// The explanation of one state.
@@ -338,7 +339,10 @@ pub const TRANSITIONS: &[TransitionText] = &[
 
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum ExplainError {
-    #[error("unknown TCP state `{0}` (try one of: {list})", list = state_names())]
+    #[error(
+        "unknown TCP state `{0}` (try one of: {list}; or `causes`, or a cause such as timeout)",
+        list = state_names()
+    )]
     UnknownState(String),
     #[error(
         "{0} -> {1} is not a transition of the TCP state diagram (`tcptrace explain {0}` lists where it goes)"
@@ -401,6 +405,12 @@ pub fn queries(words: &[String]) -> Vec<String> {
 }
 
 pub fn explain(query: &str) -> Result<String, ExplainError> {
+    if query.trim().eq_ignore_ascii_case("causes") {
+        return Ok(cause_texts::page());
+    }
+    if let Some(text) = cause_texts::explain(query) {
+        return Ok(text);
+    }
     if let Some((from, to)) = query.split_once("->") {
         let (from, to) = (parse_state(from)?, parse_state(to)?);
         let t = TRANSITIONS
@@ -446,7 +456,10 @@ pub fn overview() -> String {
             first.trim_end_matches('.')
         ));
     }
-    out.push_str("\n`tcptrace explain STATE` or `tcptrace explain FROM->TO` for details.\n");
+    out.push_str(
+        "\n`tcptrace explain STATE` or `tcptrace explain FROM->TO` for details, \
+         `tcptrace explain causes` for the causes of abnormal closes.\n",
+    );
     out
 }
 

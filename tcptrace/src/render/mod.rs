@@ -1,6 +1,7 @@
 //! Renderers: typed data in, bytes out to any `io::Write`, one text and one JSON renderer per
 //! command. No clocks; terminal control lives in [`terminal`] alone.
 
+pub mod cause_texts;
 pub mod explain;
 pub mod histogram;
 pub mod metrics;

@@ -67,8 +67,11 @@ impl<W: Write> RawSink for Recorder<W> {
         self.writer()?.seed(seed)
     }
 
-    fn started(&mut self, _origin: &Origin, reading: &Reading) -> io::Result<()> {
+    fn started(&mut self, origin: &Origin, reading: &Reading) -> io::Result<()> {
         let writer = self.writer()?;
+        if !origin.reset_reasons.is_empty() {
+            writer.reasons(&origin.reset_reasons)?;
+        }
         writer.counters(reading.now_ns, &reading.kernel, reading.tcp.as_ref())?;
         writer.flush()
     }

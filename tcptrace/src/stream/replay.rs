@@ -9,7 +9,10 @@
 use std::io::{self, Read};
 
 use crate::{
-    core::record::{Frame, Header, Reader, RecordError},
+    core::{
+        record::{Frame, Header, Reader, RecordError},
+        reset_reason::ResetReasons,
+    },
     stream::sink::{Origin, RawSink, Reading},
 };
 
@@ -21,12 +24,14 @@ pub struct Replayed {
     pub damage: Option<RecordError>,
 }
 
-/// The origin a recording describes: the recorder's namespace and clock, and its first time.
-fn origin(header: &Header, start_ns: u64) -> Origin {
+/// The origin a recording describes: the recorder's namespace, clock and reset reasons, and
+/// its first time.
+fn origin(header: &Header, reset_reasons: &ResetReasons, start_ns: u64) -> Origin {
     Origin {
         own_netns: (header.netns != 0).then_some(header.netns),
         wall: header.clock,
         start_ns,
+        reset_reasons: reset_reasons.clone(),
         programs_attached: 0,
     }
 }
@@ -42,6 +47,7 @@ pub fn replay<R: Read>(
     // A reading is held until the next frame: the last one before the end is the final one.
     let mut held: Option<Reading> = None;
     let mut last = Reading::default();
+    let mut reasons = ResetReasons::default();
     let damage = loop {
         let frame = match reader.next_frame() {
             Ok(Some(frame)) => frame,
@@ -51,6 +57,10 @@ pub fn replay<R: Read>(
         // Written before the baseline: not a frame of the stream proper.
         if let Frame::Seed(seed) = frame {
             sink.seed(&seed).map_err(ReplayError::Sink)?;
+            continue;
+        }
+        if let Frame::Reasons(names) = frame {
+            reasons = names.clone();
             continue;
         }
         // The reading before the end frame is the final one, not a tick.
@@ -74,7 +84,7 @@ pub fn replay<R: Read>(
                 held = Some(last);
             } else {
                 started = true;
-                sink.started(&origin(&header, now_ns), &last)
+                sink.started(&origin(&header, &reasons, now_ns), &last)
                     .map_err(ReplayError::Sink)?;
             }
             continue;
@@ -82,7 +92,7 @@ pub fn replay<R: Read>(
         if !started {
             // A recorder writes its baseline first; without one, start from nothing.
             started = true;
-            sink.started(&origin(&header, 0), &last)
+            sink.started(&origin(&header, &reasons, 0), &last)
                 .map_err(ReplayError::Sink)?;
         }
         match frame {
@@ -95,7 +105,7 @@ pub fn replay<R: Read>(
                 last.now_ns = now_ns;
                 Ok(())
             }
-            Frame::Counters { .. } | Frame::Seed(_) => Ok(()),
+            Frame::Counters { .. } | Frame::Seed(_) | Frame::Reasons(_) => Ok(()),
         }
         .map_err(ReplayError::Sink)?;
     };

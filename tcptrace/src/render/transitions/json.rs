@@ -36,7 +36,7 @@ struct Interval<'a> {
     skipped_by_kernel: u64,
     invalid_records: u64,
     sockets: Sockets,
-    transitions: Vec<Row>,
+    transitions: Vec<Row<'a>>,
     paths: Vec<Path<'a>>,
     paths_other: u64,
     request_sockets: Option<Vec<Counted>>,
@@ -110,7 +110,7 @@ fn buckets(h: &HistogramSummary) -> Vec<Bucket> {
 }
 
 #[derive(Serialize)]
-struct Row {
+struct Row<'a> {
     from: &'static str,
     to: &'static str,
     path: &'static str,
@@ -124,6 +124,12 @@ struct Row {
     /// Transitions without a time in the from-state (socket first seen in it).
     untimed: u64,
     cause: BTreeMap<&'static str, u64>,
+    /// Of the timeouts, per timer that gave up (`syn_retries`, …), where the kernel told.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    timers: BTreeMap<&'static str, u64>,
+    /// Of the resets sent, per reason the kernel reported (`tcp_abort_on_linger`, …).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    reset_reasons: BTreeMap<&'a str, u64>,
     /// Abnormal closes per number of retransmissions made in the from-state.
     retransmits: BTreeMap<String, u64>,
     time_in_from_ns: Option<Times>,
@@ -235,6 +241,12 @@ pub fn interval(
                 rate_per_s: round(r.rate_per_s),
                 untimed: r.untimed,
                 cause: r.causes.iter().map(|(c, n)| (c.name(), *n)).collect(),
+                timers: r.timers.iter().map(|(t, n)| (t.name(), *n)).collect(),
+                reset_reasons: r
+                    .reset_reasons
+                    .iter()
+                    .map(|(reason, n)| (reason.as_str(), *n))
+                    .collect(),
                 retransmits: r
                     .retransmits
                     .iter()

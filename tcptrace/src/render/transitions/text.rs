@@ -4,7 +4,10 @@
 use std::io::{self, Write};
 
 use crate::{
-    aggregate::snapshot::{RowSnapshot, Snapshot},
+    aggregate::{
+        causes::Cause,
+        snapshot::{RowSnapshot, Snapshot},
+    },
     core::state::Side,
     render::{
         histogram::{bar, log2_histogram},
@@ -53,7 +56,7 @@ pub fn interval(out: &mut impl Write, snap: &Snapshot) -> io::Result<()> {
             let causes: Vec<String> = r
                 .causes
                 .iter()
-                .map(|(cause, n)| format!("{} {n}", cause.name()))
+                .map(|(cause, n)| cause_text(r, *cause, *n))
                 .chain(r.retransmits.iter().map(|(retries, n)| {
                     format!("{n} after {retries}{} retransmits", plus(*retries))
                 }))
@@ -117,6 +120,29 @@ fn namespaces(out: &mut impl Write, snap: &Snapshot) -> io::Result<()> {
         )?;
     }
     Ok(())
+}
+
+/// `timeout 2 (syn_retries 2)`, `reset_sent 1 (tcp_abort_on_linger 1)`: a cause with the
+/// timers or reset reasons the kernel told of it.
+fn cause_text(r: &RowSnapshot, cause: Cause, n: u64) -> String {
+    let details: Vec<String> = match cause {
+        Cause::Timeout => r
+            .timers
+            .iter()
+            .map(|(timer, k)| format!("{} {k}", timer.name()))
+            .collect(),
+        Cause::ResetSent => r
+            .reset_reasons
+            .iter()
+            .map(|(reason, k)| format!("{reason} {k}"))
+            .collect(),
+        _ => Vec::new(),
+    };
+    if details.is_empty() {
+        format!("{} {n}", cause.name())
+    } else {
+        format!("{} {n} ({})", cause.name(), details.join(", "))
+    }
 }
 
 fn plus(retries: u32) -> &'static str {
