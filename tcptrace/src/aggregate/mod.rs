@@ -4,6 +4,7 @@
 //! check against. Pure: no clock, no file, no BPF; time comes in as arguments.
 
 pub mod causes;
+pub mod fates;
 #[cfg(test)]
 pub(crate) mod fed;
 pub mod histogram;
@@ -16,6 +17,7 @@ use std::collections::HashMap;
 
 use self::{
     causes::{Cause, SignalMemo},
+    fates::Fates,
     histogram::TimeHistogram,
     namespaces::Namespaces,
     paths::{is_diagram_edge, place},
@@ -27,7 +29,7 @@ use self::{
 };
 use crate::core::{
     counters::TcpCounters,
-    event::{Signal, SignalKind, Transition},
+    event::{PacketDrop, Signal, SignalKind, Transition},
     hash::FastHash,
     losses::Losses,
     sockets::{Entry, TableStats},
@@ -104,6 +106,8 @@ pub struct Aggregator {
     /// by that signal, or as `other` at the end of the wake-up.
     undetermined: HashMap<u64, usize, FastHash>,
     namespaces: Namespaces,
+    /// `None` unless the program on `skb:kfree_skb` is attached.
+    fates: Option<Fates>,
     signatures: Signatures,
     witness: Witness,
     kernel_first: Option<TcpCounters>,
@@ -163,6 +167,7 @@ impl Aggregator {
             pending: HashMap::default(),
             undetermined: HashMap::default(),
             namespaces: Namespaces::default(),
+            fates: None,
             signatures: Signatures::new(MAX_SIGNATURES),
             witness: Witness::default(),
             kernel_first: None,
@@ -189,6 +194,20 @@ impl Aggregator {
     pub fn set_own_netns(&mut self, own_netns: u32, filtered: bool) {
         self.config.own_netns = own_netns;
         self.config.filtered = filtered;
+    }
+
+    /// The packets dropped for request sockets' fates and closed ports are traced: from now on
+    /// the snapshot has their breakdown (else it says it has none).
+    pub fn trace_fates(&mut self) {
+        self.fates.get_or_insert_with(Fates::default);
+    }
+
+    /// A packet dropped for a request socket's fate or a closed port.
+    pub fn feed_drop(&mut self, drop: &PacketDrop) {
+        let own = drop.netns == 0 || drop.netns == self.config.own_netns;
+        if let Some(fates) = &mut self.fates {
+            fates.record(drop, own);
+        }
     }
 
     /// Starts the clock of rates and elapsed time.
@@ -508,6 +527,10 @@ impl Aggregator {
             request_sockets,
             witness,
             namespaces: self.namespaces.snapshot(self.config.own_netns),
+            fates: self
+                .fates
+                .as_mut()
+                .map(|fates| fates.snapshot(self.config.own_netns)),
         }
     }
 }

@@ -2,8 +2,8 @@
 //! to the renderers: plain data, no behaviour beyond small derived values.
 
 use super::{
-    causes::Cause, histogram::HistogramSummary, namespaces::NamespacesSnapshot,
-    signatures::SignatureSnapshot,
+    causes::Cause, fates::FatesSnapshot, histogram::HistogramSummary,
+    namespaces::NamespacesSnapshot, signatures::SignatureSnapshot,
 };
 use crate::core::{
     counters::TcpCounters,
@@ -115,6 +115,9 @@ pub struct Snapshot {
     pub witness: Option<WitnessCheck>,
     /// Per network namespace, busiest first.
     pub namespaces: NamespacesSnapshot,
+    /// Request-socket fates and SYNs to closed ports by listener, from dropped packets;
+    /// `None` when `skb:kfree_skb` is not traced.
+    pub fates: Option<FatesSnapshot>,
 }
 
 impl Snapshot {

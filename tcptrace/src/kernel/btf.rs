@@ -11,7 +11,7 @@ use std::{
     fs, io,
 };
 
-use tcptrace_ebpf::SockLayout;
+use tcptrace_ebpf::{DropLayout, NO_REASON, SockLayout};
 
 const BTF_MAGIC: u16 = 0xeb9f;
 
@@ -20,6 +20,7 @@ const BTF_MAGIC: u16 = 0xeb9f;
 const TRACEPOINT_TYPEDEF: &str = "btf_trace_";
 
 const KIND_INT: u32 = 1;
+const KIND_PTR: u32 = 2;
 const KIND_ARRAY: u32 = 3;
 const KIND_STRUCT: u32 = 4;
 const KIND_UNION: u32 = 5;
@@ -51,9 +52,18 @@ pub struct Btf {
     by_name: HashMap<String, u32>,
     /// Typedefs and qualifiers: id → the id they refer to.
     aliases: HashMap<u32, u32>,
-    /// Names of the `btf_trace_*` typedefs: one per BTF-typed tracepoint.
-    tracepoints: HashSet<String>,
+    /// Names of the `btf_trace_*` typedefs (one per BTF-typed tracepoint) → the type they name.
+    tracepoints: HashMap<String, u32>,
+    /// Pointers: id → the id they point to.
+    pointers: HashMap<u32, u32>,
+    /// Function prototypes: id → number of parameters.
+    prototypes: HashMap<u32, u32>,
+    /// The enumerators of the enums named in [`ENUMS`], by enum then name.
+    enums: HashMap<String, HashMap<String, i64>>,
 }
+
+/// The enums whose values are kept (the kernel's BTF has thousands).
+const ENUMS: [&str; 1] = ["skb_drop_reason"];
 
 fn u32_at(data: &[u8], at: usize) -> Option<u32> {
     data.get(at..at + 4)
@@ -131,8 +141,32 @@ impl Btf {
                     if kind == KIND_TYPEDEF {
                         let name = string_at(strings, name_off);
                         if let Some(tracepoint) = name.strip_prefix(TRACEPOINT_TYPEDEF) {
-                            btf.tracepoints.insert(tracepoint.to_owned());
+                            btf.tracepoints.insert(tracepoint.to_owned(), size_or_type);
                         }
+                    }
+                }
+                KIND_PTR => {
+                    btf.pointers.insert(id, size_or_type);
+                }
+                KIND_FUNC_PROTO => {
+                    btf.prototypes.insert(id, vlen as u32);
+                }
+                KIND_ENUM | KIND_ENUM64 => {
+                    let name = string_at(strings, name_off);
+                    if ENUMS.contains(&name.as_str()) {
+                        let width = if kind == KIND_ENUM { 8 } else { 12 };
+                        let mut values = HashMap::with_capacity(vlen);
+                        for i in 0..vlen {
+                            let e = at + i * width;
+                            let low = u32_at(types, e + 4)?;
+                            let value = if kind == KIND_ENUM {
+                                i64::from(low as i32)
+                            } else {
+                                (i64::from(u32_at(types, e + 8)?) << 32) | i64::from(low)
+                            };
+                            values.insert(string_at(strings, u32_at(types, e)?), value);
+                        }
+                        btf.enums.insert(name, values);
                     }
                 }
                 _ => {}
@@ -235,7 +269,52 @@ impl Btf {
 
     /// Whether the kernel has a BTF-typed tracepoint of this name (`btf_trace_<name>`).
     pub fn has_tracepoint(&self, name: &str) -> bool {
-        self.tracepoints.contains(name)
+        self.tracepoints.contains_key(name)
+    }
+
+    /// How many arguments the tracepoint passes a program (its prototype's parameters but
+    /// the first, the tracepoint's own `void *`).
+    pub fn tracepoint_arguments(&self, name: &str) -> Option<u32> {
+        let pointer = self.resolve(*self.tracepoints.get(name)?);
+        let prototype = self.resolve(*self.pointers.get(&pointer)?);
+        self.prototypes.get(&prototype)?.checked_sub(1)
+    }
+
+    /// The value of enumerator `name` of `enum enumeration` (one of [`ENUMS`]).
+    pub fn enum_value(&self, enumeration: &str, name: &str) -> Option<i64> {
+        self.enums.get(enumeration)?.get(name).copied()
+    }
+
+    /// What the program on `skb:kfree_skb` needs of this kernel but the code ranges (which
+    /// come from /proc/kallsyms). `Err` names what is missing: then that program is not loaded.
+    pub fn drop_layout(&self) -> Result<DropLayout, String> {
+        let reason = |name: &str| {
+            self.enum_value("skb_drop_reason", &format!("SKB_DROP_REASON_{name}"))
+                .and_then(|value| u32::try_from(value).ok())
+        };
+        let skb = |field: &str| {
+            self.offset_of("sk_buff", &[field])
+                .ok_or_else(|| format!("struct sk_buff has no {field}"))
+        };
+        Ok(DropLayout {
+            reason_not_specified: reason("NOT_SPECIFIED")
+                .ok_or("enum skb_drop_reason has no SKB_DROP_REASON_NOT_SPECIFIED")?,
+            reason_no_socket: reason("NO_SOCKET")
+                .ok_or("enum skb_drop_reason has no SKB_DROP_REASON_NO_SOCKET")?,
+            // Linux 6.10 and later.
+            reason_listen_overflow: reason("TCP_LISTEN_OVERFLOW").unwrap_or(NO_REASON),
+            skb_head: skb("head")?,
+            skb_network_header: skb("network_header")?,
+            skb_transport_header: skb("transport_header")?,
+            skb_protocol: skb("protocol")?,
+            skb_dev: skb("dev")?,
+            dev_net: self
+                .offset_of("net_device", &["nd_net", "net"])
+                .unwrap_or(0),
+            _pad: 0,
+            rcv_v4: [0; 2],
+            rcv_v6: [0; 2],
+        })
     }
 }
 

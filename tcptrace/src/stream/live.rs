@@ -89,6 +89,7 @@ pub fn live_origin() -> Origin {
         own_netns,
         wall: clock::wall_clock(),
         start_ns: clock::monotonic_ns(),
+        fates: false,
     }
 }
 
@@ -159,7 +160,10 @@ pub async fn run_live(config: LiveConfig, sink: &mut impl RawSink) -> anyhow::Re
 
     // The sink takes its baselines first: whoever waits for the "attached" line to start a
     // workload must find them taken.
-    let origin = live_origin();
+    let origin = Origin {
+        fates: session.drops_attached(),
+        ..live_origin()
+    };
     let reading = Reading {
         now_ns: origin.start_ns,
         kernel: session.counters().context("reading the probe's counters")?,

@@ -15,6 +15,9 @@ pub struct Origin {
     pub wall: WallClock,
     /// Kernel time at the start.
     pub start_ns: u64,
+    /// Whether the program on `skb:kfree_skb` is attached: the fates of request sockets and
+    /// closed ports are seen (not in recordings, which do not trace them).
+    pub fates: bool,
 }
 
 /// One reading of the counters: the probe's, and the kernel's TCP counters when asked for.
