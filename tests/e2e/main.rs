@@ -2,6 +2,7 @@
 //! processes on loopback, every assertion filtered to the test's own ports.
 
 mod errors;
+mod fates;
 mod owners;
 mod replay;
 mod states;

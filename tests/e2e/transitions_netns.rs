@@ -17,7 +17,7 @@ const LO: &str = "127.0.0.1";
 /// Starts `tcptrace transitions --json` inside `netns` and waits for its first interval: the
 /// kernel's counters are first read when the probe is attached, so from then on the namespace's
 /// counters and the stream cover the same window.
-fn start_in(netns: &Netns, filters: &[&str]) -> Tracer {
+pub(crate) fn start_in(netns: &Netns, filters: &[&str]) -> Tracer {
     let mut args = vec!["transitions", "--json", "--interval", "0.2"];
     args.extend_from_slice(filters);
     let tracer = Tracer::start_in(netns, &args);
@@ -26,7 +26,7 @@ fn start_in(netns: &Netns, filters: &[&str]) -> Tracer {
 }
 
 /// A counter of the namespace: `section` is `Tcp` (/proc/net/snmp) or `TcpExt` (/proc/net/netstat).
-fn kernel_counter(netns: &Netns, section: &str, name: &str) -> u64 {
+pub(crate) fn kernel_counter(netns: &Netns, section: &str, name: &str) -> u64 {
     let file = if section == "Tcp" {
         "/proc/net/snmp"
     } else {
@@ -48,7 +48,7 @@ fn kernel_counter(netns: &Netns, section: &str, name: &str) -> u64 {
 
 /// The count of the request-socket row named after the kernel counter or tracepoint `source`
 /// (as in `SYN_RECV -> LISTEN on RST (EmbryonicRsts)`).
-fn request_row(object: &Value, source: &str) -> u64 {
+pub(crate) fn request_row(object: &Value, source: &str) -> u64 {
     let suffix = format!("({source})");
     object["request_sockets"]
         .as_array()

@@ -11,7 +11,7 @@
 //! | bytes | header field                                                            |
 //! | ----- | ----------------------------------------------------------------------- |
 //! | 0     | magic, the 8 bytes `TCPTRACE`                                           |
-//! | 8     | format version, u16: [`FORMAT_VERSION`] (= 2)                           |
+//! | 8     | format version, u16: [`FORMAT_VERSION`] (= 3)                           |
 //! | 10    | event ABI version, u16: `tcptrace_ebpf::ABI_VERSION`                    |
 //! | 12    | event size, u32: `size_of::<tcptrace_ebpf::Event>()` (= 96)             |
 //! | 16    | `WallClock::mono_to_unix_ns`, i128                                      |
@@ -37,9 +37,14 @@
 //! | 5   | `Seed`     | the owner of a socket that predates tracing, found by the start-up  |
 //! |     |            | census: cookie, u64; pid, u32; holders, u32; comm, 16 bytes,        |
 //! |     |            | NUL-padded (32 bytes). Written before the first counters frame.     |
+//! | 6   | `Fates`    | empty: the recorder traced the packets dropped for request sockets' |
+//! |     |            | fates (`skb:kfree_skb` attached), so that their absence means none. |
+//! |     |            | Written before the first counters frame, or never.                  |
 //!
 //! Version 2 added the seed frame (and came with event ABI version 2); a reader of version 2
-//! reads version 1's layout too, whose events it then refuses by their ABI.
+//! reads version 1's layout too, whose events it then refuses by their ABI. Version 3 added the
+//! fates frame (and the events of kind `DROP` it announces, of the same ABI): version 2 files
+//! read as recordings that did not trace them.
 //!
 //! `KernelCounters` in field order: `ringbuf_full`, `skipped_by_kernel`, `nested_caught`,
 //! `listener_update_failed`. `TcpCounters` in field order: `active_opens`, `passive_opens`,
@@ -66,7 +71,7 @@ use crate::core::{
 /// The first bytes of every recording.
 pub const MAGIC: [u8; 8] = *b"TCPTRACE";
 /// The version of this layout that this tcptrace writes, and the newest it reads.
-pub const FORMAT_VERSION: u16 = 2;
+pub const FORMAT_VERSION: u16 = 3;
 /// The largest payload of a frame, and the longest header string. A ring-buffer record is 96
 /// bytes; a length beyond this is corruption, never an allocation.
 pub const MAX_PAYLOAD: usize = 64 << 10;
@@ -88,6 +93,7 @@ mod tag {
     pub const COUNTERS: u8 = 3;
     pub const END: u8 = 4;
     pub const SEED: u8 = 5;
+    pub const FATES: u8 = 6;
 }
 
 /// What the recorder knew about its run: what a replay needs besides the events to print what
@@ -133,6 +139,8 @@ pub enum Frame<'a> {
     End { now_ns: u64 },
     /// The owner of a socket that predates tracing, as the start-up census found it.
     Seed(SocketSeed),
+    /// The recorder traced the packets dropped for request sockets' fates.
+    Fates,
 }
 
 /// Why a recording cannot be read (further). Frames returned before the error stay valid.
@@ -319,6 +327,12 @@ impl<W: Write> Writer<W> {
         self.out.flush()
     }
 
+    /// The recorder traces the packets dropped for request sockets' fates: before the first
+    /// counters.
+    pub fn fates(&mut self) -> io::Result<()> {
+        self.out.write_all(&frame_head(tag::FATES, 0))
+    }
+
     /// The owner of a socket that predates tracing.
     pub fn seed(&mut self, seed: &SocketSeed) -> io::Result<()> {
         let mut frame = [0u8; FRAME_HEAD + SEED_LEN];
@@ -420,6 +434,7 @@ enum Parsed {
     Counters(u64, KernelCounters, Option<TcpCounters>),
     End(u64),
     Seed(SocketSeed),
+    Fates,
 }
 
 impl<R: Read> Reader<R> {
@@ -475,6 +490,7 @@ impl<R: Read> Reader<R> {
                 Frame::End { now_ns }
             }
             Parsed::Seed(seed) => Frame::Seed(seed),
+            Parsed::Fates => Frame::Fates,
         }))
     }
 
@@ -516,12 +532,13 @@ impl<R: Read> Reader<R> {
             tag::BATCH if len as usize != TIME_LEN => return Err(bad_length("batch", "8")),
             tag::END if len as usize != TIME_LEN => return Err(bad_length("end", "8")),
             tag::SEED if len as usize != SEED_LEN => return Err(bad_length("seed", "32")),
+            tag::FATES if len != 0 => return Err(bad_length("fates", "0")),
             tag::COUNTERS
                 if len as usize != COUNTERS_LEN && len as usize != COUNTERS_WITH_TCP_LEN =>
             {
                 return Err(bad_length("counters", "41 or 121"));
             }
-            tag::EVENT | tag::BATCH | tag::END | tag::COUNTERS | tag::SEED => {}
+            tag::EVENT | tag::BATCH | tag::END | tag::COUNTERS | tag::SEED | tag::FATES => {}
             // Whatever its length: that garbage is long says less than that it is garbage.
             other => return Err(corrupt(Corruption::UnknownTag(other))),
         }
@@ -541,6 +558,7 @@ impl<R: Read> Reader<R> {
             tag::BATCH => Parsed::Batch(Fields(payload).u64()),
             tag::END => Parsed::End(Fields(payload).u64()),
             tag::SEED => Parsed::Seed(seed(payload)),
+            tag::FATES => Parsed::Fates,
             _ => counters(payload, start, bad_length)?,
         })
     }
@@ -789,6 +807,7 @@ mod tests {
         Counters(u64, KernelCounters, Option<TcpCounters>),
         End(u64),
         Seed(SocketSeed),
+        Fates,
     }
 
     impl From<Frame<'_>> for Owned {
@@ -803,6 +822,7 @@ mod tests {
                 } => Self::Counters(now_ns, kernel, tcp),
                 Frame::End { now_ns } => Self::End(now_ns),
                 Frame::Seed(seed) => Self::Seed(seed),
+                Frame::Fates => Self::Fates,
             }
         }
     }
@@ -861,6 +881,7 @@ mod tests {
             Owned::Counters(5_000, kernel_counters(), Some(tcp_counters())),
             Owned::Seed(seed(7, "python3", 1)),
             Owned::Seed(seed(u64::MAX, "full-sixteen-chr", u32::MAX)),
+            Owned::Fates,
             Owned::End(u64::MAX),
         ]
     }
@@ -887,6 +908,7 @@ mod tests {
                     writer.counters(*now_ns, kernel, tcp.as_ref()).unwrap()
                 }
                 Owned::Seed(seed) => writer.seed(seed).unwrap(),
+                Owned::Fates => writer.fates().unwrap(),
                 Owned::End(_) => {}
             }
         }
@@ -960,7 +982,7 @@ mod tests {
     fn the_header_is_laid_out_as_documented() {
         let bytes = recording();
         assert_eq!(&bytes[0..8], b"TCPTRACE");
-        assert_eq!(&bytes[8..10], &2u16.to_le_bytes());
+        assert_eq!(&bytes[8..10], &3u16.to_le_bytes());
         assert_eq!(&bytes[10..12], &ABI_VERSION.to_le_bytes());
         assert_eq!(&bytes[12..16], &96u32.to_le_bytes());
         assert_eq!(&bytes[16..32], &1_700_000_000_123_456_789i128.to_le_bytes());
@@ -1014,18 +1036,18 @@ mod tests {
     #[test]
     fn a_newer_format_asks_for_an_upgrade_whatever_follows() {
         let mut bytes = b"TCPTRACE".to_vec();
-        bytes.extend_from_slice(&3u16.to_le_bytes());
+        bytes.extend_from_slice(&4u16.to_le_bytes());
         let err = header_error(&bytes);
         assert!(matches!(
             err,
             RecordError::NewerFormat {
-                found: 3,
-                supported: 2
+                found: 4,
+                supported: 3
             }
         ));
         assert_eq!(
             err.to_string(),
-            "format version 3 is newer than this tcptrace reads (2): upgrade tcptrace"
+            "format version 4 is newer than this tcptrace reads (3): upgrade tcptrace"
         );
         let err = header_error(&patched(8, &0u16.to_le_bytes()));
         assert!(matches!(
@@ -1162,7 +1184,7 @@ mod tests {
     fn an_unknown_tag_is_corruption_at_its_frame() {
         let bytes = recording();
         let (_, ends) = frame_ends(&bytes);
-        for tag in [0, 6, 0xff] {
+        for tag in [0, 7, 0xff] {
             let mut bytes = bytes.clone();
             bytes[ends[1] as usize] = tag;
             let err = frame_error(&bytes, 2);
