@@ -4,8 +4,10 @@
 
 use serde_json::Value;
 
+use std::process::Command;
+
 use crate::{
-    support::{Netns, Peer, privileged},
+    support::{Netns, Peer, Tracer, privileged, tcptrace_bin, wait_until},
     transitions::finish,
     transitions_netns::{kernel_counter, request_row, start_in},
 };
@@ -211,4 +213,49 @@ fn listen_overflows_are_attributed_to_the_listener_exactly() {
     );
     assert_eq!(total(&last, "embryonic_reset"), 0, "{last}");
     assert_eq!(total(&last, "closed_port"), 0, "{last}");
+}
+
+/// A recording carries the dropped packets and says it traced them: its replay attributes the
+/// embryonic resets as the live command did.
+#[test]
+fn a_recording_replays_the_fates_by_listener() {
+    if !privileged("a_recording_replays_the_fates_by_listener") {
+        return;
+    }
+    const SYNS: u64 = 3;
+    let netns = Netns::new("fates record");
+    let mut server = Peer::spawn_in(&netns);
+    let port = server.port(&format!("listen {LO}"));
+    let before = kernel_counter(&netns, "TcpExt", "EmbryonicRsts");
+    let file = std::env::temp_dir().join(format!(
+        "tcptrace-fates-{}-{port}.tcptrace",
+        std::process::id()
+    ));
+    let recorder = Tracer::start_in(&netns, &["record", "--output", file.to_str().unwrap()]);
+    netns.output(
+        env!("CARGO_BIN_EXE_raw-syn"),
+        &[LO, &port.to_string(), &SYNS.to_string()],
+    );
+    // The kernel counts each one just before it drops the reset: the records follow at once,
+    // and the recorder drains the ring buffer when it stops.
+    wait_until("the namespace's embryonic resets", || {
+        (kernel_counter(&netns, "TcpExt", "EmbryonicRsts") - before >= SYNS).then_some(())
+    });
+    let finished = recorder.stop();
+    assert!(finished.status.success(), "{}", finished.stderr);
+    let replay = Command::new(tcptrace_bin())
+        .args(["transitions", "--json", "--replay", file.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_file(&file);
+    assert!(replay.status.success(), "{replay:?}");
+    let stdout = String::from_utf8_lossy(&replay.stdout);
+    let last: Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    assert_eq!(request_row(&last, "EmbryonicRsts"), SYNS, "{last}");
+    assert_eq!(on_port(&last, port, "embryonic_reset"), SYNS, "{last}");
+    assert_eq!(
+        fates(&last)["own_namespace"]["embryonic_reset"],
+        SYNS,
+        "{last}"
+    );
 }
