@@ -402,6 +402,15 @@ impl Probe {
         program_stats(fd.as_fd())
     }
 
+    /// Statistics of the program on `skb:kfree_skb`, when it is attached: it runs for every
+    /// packet the machine drops, which is its cost.
+    pub fn drop_stats(&self) -> Option<io::Result<ProgramStats>> {
+        self.attached
+            .iter()
+            .find(|name| [names::DROP_PROGRAM, names::DROP_PROGRAM_RX_SK].contains(name))
+            .map(|name| self.program_stats(name))
+    }
+
     /// Statistics of the attached programs, summed (see [`program_stats`]).
     pub fn stats(&self) -> io::Result<ProgramStats> {
         let mut total = ProgramStats::default();

@@ -250,6 +250,16 @@ fn log_probe_stats(session: &Session, kernel: &KernelCounters) {
             stats.run_time_ns / stats.run_count
         );
     }
+    if let Some(Ok(stats)) = session.drop_program_stats()
+        && stats.run_count > 0
+    {
+        log::info!(
+            "skb:kfree_skb program: {} runs, {} ns per run on average, {} ns in all",
+            stats.run_count,
+            stats.run_time_ns / stats.run_count,
+            stats.run_time_ns
+        );
+    }
     log::info!(
         "kernel: {} transitions recorded by the nested program; {} ring buffer full, {} skipped \
          and not recorded",
