@@ -220,7 +220,11 @@ fn fixture() -> (Snapshot, Snapshot) {
     agg.feed_drop(&dropped(Fate::ClosedPort, 4026532000, 22, "10.0.0.6", None));
     agg.feed_transition(&transition(1, 1_950 * MS, Listen, Close, Some(1_950 * MS)));
     agg.end_batch();
-    agg.feed_kernel_counters(counters(1023, 2022, 31, 8));
+    // One listen overflow dropped its ACK (seen above), one refused a SYN (not seen).
+    agg.feed_kernel_counters(TcpCounters {
+        listen_overflows: 3,
+        ..counters(1023, 2022, 31, 8)
+    });
     agg.set_losses(Losses {
         kernel: KernelCounters {
             ringbuf_full: 1,

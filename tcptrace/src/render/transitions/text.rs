@@ -285,6 +285,15 @@ fn fates(out: &mut impl Write, snap: &Snapshot) -> io::Result<()> {
             fate_columns(&fates.other_listeners)
         )?;
     }
+    if let Some(rs) = &snap.request_sockets {
+        let own = &fates.own_namespace;
+        writeln!(
+            out,
+            "  This namespace: {} of EmbryonicRsts {}; {} of ListenOverflows {} (the rest: SYNs \
+             refused on a full accept queue).",
+            own[0], rs.total.embryonic_rsts, own[1], rs.total.listen_overflows
+        )?;
+    }
     writeln!(out, "  {FATES_NOTE}")
 }
 
