@@ -5,11 +5,13 @@
 //! sides are built by different compilers for different targets and must agree to the byte.
 //! States and families travel as raw integers; userspace validates them on decode.
 //!
-//! Beside the ABI, [`firing_protocol`]: the protocol of the programs on one tracepoint, kept here
-//! so that the host's tests run the very code the kernel side runs.
+//! Beside the ABI, [`firing_protocol`]: the protocol of the programs on one tracepoint, and
+//! [`drop_fates`]: which fate a dropped packet stands for, both kept here so that the host's
+//! tests run the very code the kernel side runs.
 
 #![cfg_attr(not(test), no_std)]
 
+pub mod drop_fates;
 pub mod firing_protocol;
 
 /// Kinds of record in the event ring buffer (`Event::kind`).

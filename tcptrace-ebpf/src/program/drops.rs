@@ -6,12 +6,7 @@
 //! addresses, ports and flags), which every kernel has, and the receiving socket `rx_sk` where
 //! the tracepoint passes it (Linux 6.12 and later).
 //!
-//! What the kernel frees with which reason, seen on 6.1 and 6.18:
-//! - a RST to a request socket (an embryonic reset): `NOT_SPECIFIED`, in `tcp_v4_rcv` /
-//!   `tcp_v6_rcv`, `rx_sk` the listener;
-//! - the final ACK of a handshake when the accept queue is full: `TCP_LISTEN_OVERFLOW` (6.10
-//!   and later), `NOT_SPECIFIED` in the same place before;
-//! - a SYN to a closed port: `NO_SOCKET`.
+//! Which drop is which fate: `tcptrace_ebpf::drop_fates`, tested on the host.
 //!
 //! A SYN dropped because the accept queue is full is *consumed*, not dropped (tcp_conn_request
 //! counts ListenOverflows and the SYN goes to `consume_skb`), and SYN cookies drop nothing:
@@ -22,7 +17,11 @@ use aya_ebpf::{
     macros::btf_tracepoint,
     programs::BtfTracePointContext,
 };
-use tcptrace_ebpf::{COMM_LEN, DropLayout, Event, NO_REASON, counter, fate, flags, kind};
+use tcptrace_ebpf::{
+    COMM_LEN, DropLayout, Event, NO_REASON, counter,
+    drop_fates::{Reasons, fate_of},
+    fate, flags, kind,
+};
 
 use super::{
     listeners,
@@ -55,11 +54,6 @@ const IPPROTO_TCP: u8 = 6;
 const AF_INET: u16 = 2;
 const AF_INET6: u16 = 10;
 
-const TCP_FIN: u8 = 0x01;
-const TCP_SYN: u8 = 0x02;
-const TCP_RST: u8 = 0x04;
-const TCP_ACK: u8 = 0x10;
-
 /// Reads `T` at `at` in kernel memory; zeroes when it faults.
 #[inline(always)]
 fn read<T: Copy + Default>(at: *const u8) -> T {
@@ -75,44 +69,19 @@ fn within(location: u64, range: &[u64; 2]) -> bool {
     start != 0 && location >= start && location < end
 }
 
-/// A reasonless drop by the TCP receive path itself (not by the code it calls, which gives
-/// reasons of its own on every kernel): where a request socket's packets are dropped.
+/// A drop by the TCP receive function itself, not by the code it calls.
 #[inline(always)]
 fn in_tcp_receive(location: u64) -> bool {
     within(location, &DROP_LAYOUT.rcv_v4) || within(location, &DROP_LAYOUT.rcv_v6)
 }
 
-/// The fate of a dropped TCP segment with these `flags`, or 0 for none of ours. `rx_sk`:
-/// whether the receiving socket is known and `rx_listens` whether it is a listener (a
-/// request socket's packets are received by its listener).
 #[inline(always)]
-fn fate_of(reason: u32, location: u64, flags: u8, rx_sk: Option<bool>) -> u16 {
-    let handshake = flags & (TCP_SYN | TCP_ACK | TCP_RST | TCP_FIN);
-    if reason == global_field!(DROP_LAYOUT.reason_no_socket) {
-        return if handshake == TCP_SYN {
-            fate::CLOSED_PORT
-        } else {
-            0
-        };
+fn reasons() -> Reasons {
+    Reasons {
+        not_specified: global_field!(DROP_LAYOUT.reason_not_specified),
+        no_socket: global_field!(DROP_LAYOUT.reason_no_socket),
+        listen_overflow: global_field!(DROP_LAYOUT.reason_listen_overflow),
     }
-    if reason == global_field!(DROP_LAYOUT.reason_listen_overflow) {
-        return fate::LISTEN_OVERFLOW;
-    }
-    if reason != global_field!(DROP_LAYOUT.reason_not_specified)
-        || !in_tcp_receive(location)
-        || rx_sk == Some(false)
-    {
-        return 0;
-    }
-    if flags & TCP_RST != 0 {
-        return fate::EMBRYONIC_RESET;
-    }
-    // Without a reason of its own (before 6.10), a bare ACK the receive path drops is the
-    // final ACK of a handshake that found the accept queue full.
-    if handshake == TCP_ACK && global_field!(DROP_LAYOUT.reason_listen_overflow) == NO_REASON {
-        return fate::LISTEN_OVERFLOW;
-    }
-    0
 }
 
 /// The network namespace of the device the packet came in on.
@@ -137,10 +106,8 @@ fn netns_of_device(skb: *const u8) -> u32 {
 #[inline(always)]
 fn on_drop(skb: *const u8, location: u64, reason: u32, rx_sk: *const u8, has_rx_sk: bool) {
     // The cheap test first: most drops of a machine are of other reasons.
-    if reason != global_field!(DROP_LAYOUT.reason_not_specified)
-        && reason != global_field!(DROP_LAYOUT.reason_no_socket)
-        && reason != global_field!(DROP_LAYOUT.reason_listen_overflow)
-    {
+    let reasons = reasons();
+    if !reasons.wanted(reason) {
         return;
     }
     let protocol = u16::from_be(sk_field::<u16>(
@@ -184,7 +151,13 @@ fn on_drop(skb: *const u8, location: u64, reason: u32, rx_sk: *const u8, has_rx_
     } else {
         None
     };
-    let fate = fate_of(reason, location, tcp_flags, rx_listens);
+    let fate = fate_of(
+        &reasons,
+        reason,
+        in_tcp_receive(location),
+        tcp_flags,
+        rx_listens,
+    );
     if fate == 0 {
         return;
     }
