@@ -2,7 +2,9 @@
 //! processes on loopback, every assertion filtered to the test's own ports.
 
 mod errors;
+mod export;
 mod fates;
+mod findings;
 mod owners;
 mod replay;
 mod states;

@@ -50,6 +50,9 @@ pub struct Config {
     /// Transitions are filtered, so the kernel's counters (which are not) cannot be compared.
     pub filtered: bool,
     pub top_signatures: usize,
+    /// Also count each time in state into fixed and exponential buckets (an exporter's
+    /// histograms); off, the renderers' percentiles cost nothing more.
+    pub buckets: bool,
 }
 
 impl Default for Config {
@@ -58,6 +61,7 @@ impl Default for Config {
             own_netns: 0,
             filtered: false,
             top_signatures: 10,
+            buckets: false,
         }
     }
 }
@@ -288,12 +292,19 @@ impl Aggregator {
 
         let placement = place(t.from, t.to, socket.signals.reset_seen());
         self.namespaces.record(t, placement.abnormal);
+        let buckets = self.config.buckets;
         let row = &mut self.rows[row_index(side, t.from, placement.to, placement.abnormal)];
         row.count += 1;
         match t.time_in_from_ns {
             Some(ns) => row
                 .histogram
-                .get_or_insert_with(|| Box::new(TimeHistogram::new(3)))
+                .get_or_insert_with(|| {
+                    Box::new(if buckets {
+                        TimeHistogram::with_buckets(3)
+                    } else {
+                        TimeHistogram::new(3)
+                    })
+                })
                 .record(ns),
             None => row.untimed += 1,
         }

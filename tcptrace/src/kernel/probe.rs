@@ -411,6 +411,11 @@ impl Probe {
             .map(|name| self.program_stats(name))
     }
 
+    /// Names of the attached programs.
+    pub fn attached(&self) -> &[&'static str] {
+        &self.attached
+    }
+
     /// Statistics of the attached programs, summed (see [`program_stats`]).
     pub fn stats(&self) -> io::Result<ProgramStats> {
         let mut total = ProgramStats::default();

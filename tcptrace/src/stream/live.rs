@@ -89,6 +89,7 @@ pub fn live_origin() -> Origin {
         own_netns,
         wall: clock::wall_clock(),
         start_ns: clock::monotonic_ns(),
+        programs_attached: 0,
         fates: false,
     }
 }
@@ -140,6 +141,7 @@ pub async fn run_live(config: LiveConfig, sink: &mut impl RawSink) -> anyhow::Re
         Some(filter) => census::take(&mut probe, filter).0,
         None => Vec::new(),
     };
+    let programs_attached = u32::try_from(probe.attached().len()).unwrap_or(u32::MAX);
     let mut session = Session::new(probe).context("reading the probe's maps")?;
     for seed in &seeds {
         sink.seed(seed)?;
@@ -161,6 +163,7 @@ pub async fn run_live(config: LiveConfig, sink: &mut impl RawSink) -> anyhow::Re
     // The sink takes its baselines first: whoever waits for the "attached" line to start a
     // workload must find them taken.
     let origin = Origin {
+        programs_attached,
         fates: session.drops_attached(),
         ..live_origin()
     };

@@ -15,8 +15,10 @@ pub struct Origin {
     pub wall: WallClock,
     /// Kernel time at the start.
     pub start_ns: u64,
-    /// Whether the program on `skb:kfree_skb` is attached: the fates of request sockets and
-    /// closed ports are seen (not in recordings, which do not trace them).
+    /// BPF programs the probe attached (0 when replaying).
+    pub programs_attached: u32,
+    /// Whether the program on `skb:kfree_skb` is attached (live), or was (a recording that
+    /// says so): the fates of request sockets and closed ports are seen.
     pub fates: bool,
 }
 
