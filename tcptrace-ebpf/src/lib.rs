@@ -5,11 +5,13 @@
 //! sides are built by different compilers for different targets and must agree to the byte.
 //! States and families travel as raw integers; userspace validates them on decode.
 //!
-//! Beside the ABI, [`firing_protocol`]: the protocol of the programs on one tracepoint, kept here
-//! so that the host's tests run the very code the kernel side runs.
+//! Beside the ABI, [`firing_protocol`]: the protocol of the programs on one tracepoint, and
+//! [`drop_fates`]: which fate a dropped packet stands for, both kept here so that the host's
+//! tests run the very code the kernel side runs.
 
 #![cfg_attr(not(test), no_std)]
 
+pub mod drop_fates;
 pub mod firing_protocol;
 
 /// Kinds of record in the event ring buffer (`Event::kind`).
@@ -24,6 +26,27 @@ pub mod kind {
     pub const RETRANSMIT: u8 = 4;
     /// `tcp:tcp_retransmit_synack`: a request socket retransmitted its SYN-ACK.
     pub const RETRANSMIT_SYNACK: u8 = 5;
+    /// `skb:kfree_skb`: the kernel dropped a received TCP segment for one of the [`super::fate`]s
+    /// of a request socket or a closed port. The fields say what the packet said, seen from
+    /// this host: `saddr`/`sport` its destination (the listener's address and port),
+    /// `daddr`/`dport` its source (the peer); `newstate` the [`super::fate`], `oldstate` the
+    /// segment's TCP flags byte, `holders` the kernel's raw `enum skb_drop_reason` value (it
+    /// differs between kernel versions), `skaddr` the receiving socket (`rx_sk`, 0 where the
+    /// tracepoint has none), `tgid`/`comm` the listener's owner from the listener map (0 when
+    /// not known, and for a closed port).
+    pub const DROP: u8 = 6;
+}
+
+/// What a [`kind::DROP`] record says befell the packet (its `newstate`): a value of tcptrace's
+/// own, stable across kernels, unlike the kernel's drop reasons.
+pub mod fate {
+    /// A reset killed a request socket (SYN_RECV → LISTEN on RST; TcpExt EmbryonicRsts).
+    pub const EMBRYONIC_RESET: u16 = 1;
+    /// The final ACK of a handshake found the listener's accept queue full, so no child was
+    /// created (TcpExt ListenOverflows, the part of it that drops a packet).
+    pub const LISTEN_OVERFLOW: u16 = 2;
+    /// A SYN to a port nothing listens on: the server's side of a refused connect.
+    pub const CLOSED_PORT: u16 = 3;
 }
 
 /// Bits of `Event::flags`.
@@ -128,12 +151,14 @@ const _: () = assert!(core::mem::size_of::<Event>() == 104);
 const _: () = assert!(core::mem::align_of::<Event>() == 8);
 
 /// Version of [`Event`]'s layout and meaning, bumped whenever either changes (a field added,
-/// moved or reinterpreted, a new [`kind`] or [`flags`] bit). Recordings of the raw event stream
+/// moved or reinterpreted, a new [`flags`] bit; a new [`kind`] needs none, see below). Recordings of the raw event stream
 /// (`tcptrace record`) carry it, so that a replay by a tcptrace built against another layout
 /// refuses the file instead of decoding its bytes as the wrong fields.
 ///
 /// 2: `holders` (was reserved) and `cookie` (appended, 88 → 96 bytes).
-/// 3: the close details and the reset reason (appended, 96 → 104 bytes).
+/// 3: the close details and the reset reason (appended, 96 → 104 bytes), and the
+/// [`kind::DROP`] record (a reader that predates a kind rejects its records one by one as
+/// invalid, counted, never decodes them as another).
 pub const ABI_VERSION: u16 = 3;
 
 /// The size of an event of ABI version 2: a reader widens such records to [`Event`], their
@@ -215,6 +240,41 @@ pub struct SockLayout {
 
 const _: () = assert!(core::mem::size_of::<SockLayout>() == 96);
 
+/// What the program on `skb:kfree_skb` needs of this kernel, resolved at load time: the values of
+/// the drop reasons it looks for (from the BTF of `enum skb_drop_reason`, whose values change
+/// between versions), the offsets of the `struct sk_buff` fields it reads, and the code ranges of
+/// the TCP receive functions (from /proc/kallsyms) whose reasonless drops it tells apart.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DropLayout {
+    /// `SKB_DROP_REASON_NOT_SPECIFIED`: what a reset to a request socket and (before Linux
+    /// 6.10) a final ACK that overflows the accept queue are freed with.
+    pub reason_not_specified: u32,
+    /// `SKB_DROP_REASON_NO_SOCKET`.
+    pub reason_no_socket: u32,
+    /// `SKB_DROP_REASON_TCP_LISTEN_OVERFLOW`, or [`NO_REASON`] where the kernel has none.
+    pub reason_listen_overflow: u32,
+    /// `sk_buff.head` (a pointer), `network_header` and `transport_header` (u16 offsets from
+    /// head), `protocol` (__be16), `dev` (a `struct net_device *`).
+    pub skb_head: u32,
+    pub skb_network_header: u32,
+    pub skb_transport_header: u32,
+    pub skb_protocol: u32,
+    pub skb_dev: u32,
+    /// `net_device.nd_net.net`: a `struct net *` (0: no network namespaces).
+    pub dev_net: u32,
+    pub _pad: u32,
+    /// `[start, end)` of `tcp_v4_rcv` and `tcp_v6_rcv`; 0, 0 when unknown: reasonless drops
+    /// are then not told apart (the drop's `location` must lie in one of them).
+    pub rcv_v4: [u64; 2],
+    pub rcv_v6: [u64; 2],
+}
+
+const _: () = assert!(core::mem::size_of::<DropLayout>() == 72);
+
+/// A drop reason this kernel does not have: no `u32` reason the kernel passes is this large.
+pub const NO_REASON: u32 = u32::MAX;
+
 /// Maximum number of ports in each of the load-time port filters.
 pub const MAX_FILTER_PORTS: usize = 16;
 
@@ -265,6 +325,7 @@ pub const LISTENER_MAP_ENTRIES: u32 = 65_536;
 /// Names of the globals and maps, shared so that a rename breaks the build rather than a run.
 pub mod names {
     pub const SOCK_LAYOUT: &str = "SOCK_LAYOUT";
+    pub const DROP_LAYOUT: &str = "DROP_LAYOUT";
     pub const FILTER: &str = "FILTER";
     pub const EVENTS: &str = "EVENTS";
     pub const COUNTERS: &str = "COUNTERS";
@@ -285,6 +346,11 @@ pub mod names {
         "tcp_retransmit_skb",
         "tcp_retransmit_synack",
     ];
+    /// The tracepoint of dropped packets, and its two programs: for kernels whose tracepoint
+    /// passes the receiving socket (`rx_sk`, Linux 6.12 and later) and for those before.
+    pub const DROP_TRACEPOINT: &str = "kfree_skb";
+    pub const DROP_PROGRAM_RX_SK: &str = "kfree_skb_rx_sk";
+    pub const DROP_PROGRAM: &str = "kfree_skb";
 }
 
 #[cfg(feature = "user")]
@@ -298,6 +364,8 @@ mod pod {
     unsafe impl aya::Pod for super::Filter {}
     // SAFETY: as above.
     unsafe impl aya::Pod for super::Owner {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::DropLayout {}
 }
 
 #[cfg(test)]

@@ -128,6 +128,7 @@ fn decode_and_aggregate(c: &mut Criterion) {
                 pipeline.push_bytes(black_box(record), &mut |output| match output {
                     Output::Transition(t, socket) => aggregator.feed_transition(t, socket),
                     Output::Signal(s, socket) => aggregator.feed_signal(s, socket),
+                    Output::Drop(d) => aggregator.feed_drop(d),
                 });
             }
             aggregator.end_batch();

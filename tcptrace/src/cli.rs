@@ -195,6 +195,13 @@ Tables (redrawn each interval on a terminal, printed one after the other otherwi
                  and how many closed after N retransmissions (`tcptrace explain causes`)
   REQUEST SOCKETS  half-open passive connections, from the kernel's counters: counted, without
                  latency
+  REQUEST-SOCKET FATES BY LISTENER  the same fates by listener (address:port, owner) and
+                 peer, from the packets the kernel drops for them (skb:kfree_skb): EMBRYONIC
+                 (a reset killed a request socket: SYN_RECV -> LISTEN on RST), OVERFLOW (the
+                 final ACK found the accept queue full: no child), CLOSED (a SYN to a port
+                 nothing listens on: the server's side of a refused connect). Not seen: SYNs
+                 refused on a full accept queue (consumed, not dropped), SYN cookies. Shown once
+                 one is seen; a kernel whose kfree_skb cannot be traced says so in one warning
   KERNEL AS WITNESS  the kernel's own counters against the stream, over the same window, in
                  tcptrace's network namespace: TcpActiveOpens = CLOSE -> SYN_SENT,
                  TcpPassiveOpens = LISTEN -> SYN_RECV, TcpEstabResets = ESTABLISHED -> CLOSE +

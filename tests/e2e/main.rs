@@ -4,6 +4,7 @@
 mod causes_netns;
 mod errors;
 mod export;
+mod fates;
 mod findings;
 mod owners;
 mod replay;

@@ -48,7 +48,7 @@ pub(crate) fn kernel_counter(netns: &Netns, section: &str, name: &str) -> u64 {
 
 /// The count of the request-socket row named after the kernel counter or tracepoint `source`
 /// (as in `SYN_RECV -> LISTEN on RST (EmbryonicRsts)`).
-fn request_row(object: &Value, source: &str) -> u64 {
+pub(crate) fn request_row(object: &Value, source: &str) -> u64 {
     let suffix = format!("({source})");
     object["request_sockets"]
         .as_array()

@@ -168,6 +168,53 @@ fn reset_with_reason(ts_ns: u64, sk: u64, state: u16, reason: u16) -> Event {
     }
 }
 
+/// A packet dropped for a fate, as the program on `skb:kfree_skb` fills its record: local is
+/// the packet's destination (the listener), remote its source (the peer).
+fn dropped(
+    ts_ns: u64,
+    fate: u16,
+    family: u16,
+    local: ([u8; 16], u16),
+    remote: ([u8; 16], u16),
+    tcp_flags: u8,
+    owner: Option<(u32, &str)>,
+) -> Event {
+    Event {
+        ts_ns,
+        skaddr: 0,
+        saddr: local.0,
+        daddr: remote.0,
+        comm: comm(owner.map_or("", |(_, comm)| comm)),
+        tgid: owner.map_or(0, |(tgid, _)| tgid),
+        netns: INIT_NETNS,
+        sport: local.1,
+        dport: remote.1,
+        family,
+        kind: kind::DROP,
+        flags: if owner.is_some() {
+            0
+        } else {
+            flags::OWNER_UNKNOWN
+        },
+        oldstate: u16::from(tcp_flags),
+        newstate: fate,
+        // SKB_DROP_REASON_NOT_SPECIFIED, NO_SOCKET and TCP_LISTEN_OVERFLOW on 6.18.
+        holders: match fate {
+            tcptrace_ebpf::fate::CLOSED_PORT => 3,
+            tcptrace_ebpf::fate::LISTEN_OVERFLOW => 40,
+            _ => 2,
+        },
+        cookie: 0,
+        sk_err: 0,
+        sk_err_soft: 0,
+        retransmits: 0,
+        probes_out: 0,
+        close_flags: 0,
+        _pad_close: 0,
+        reset_reason: 0,
+    }
+}
+
 fn decode_seeds() -> Vec<(String, Vec<u8>)> {
     use TcpState::*;
     let lo = Ipv4Addr::LOCALHOST;
@@ -364,6 +411,47 @@ fn decode_seeds() -> Vec<(String, Vec<u8>)> {
         (
             "v4-child-last_ack-close-orphan-retries",
             child.closed(s + 1_090_000_000, LastAck, 110, (4, 0), close::ORPHAN),
+        ),
+    ]);
+    // Packets dropped for request sockets' fates and closed ports.
+    let d = s + 2_000_000_000;
+    let v6_lo = Ipv6Addr::LOCALHOST.octets();
+    events.extend([
+        (
+            "drop-embryonic-reset-v4-listener-owner",
+            dropped(
+                d,
+                tcptrace_ebpf::fate::EMBRYONIC_RESET,
+                AF_INET,
+                (v4(lo), 8080),
+                (v4(lo), 23_551),
+                0x04,
+                Some((4242, "python3")),
+            ),
+        ),
+        (
+            "drop-listen-overflow-v4",
+            dropped(
+                d + 1_000,
+                tcptrace_ebpf::fate::LISTEN_OVERFLOW,
+                AF_INET,
+                (v4(lo), 8080),
+                (v4(lo), 41_000),
+                0x10,
+                None,
+            ),
+        ),
+        (
+            "drop-closed-port-v6",
+            dropped(
+                d + 2_000,
+                tcptrace_ebpf::fate::CLOSED_PORT,
+                AF_INET6,
+                (v6_lo, 13),
+                (v6_lo, 52_000),
+                0x02,
+                None,
+            ),
         ),
     ]);
     let mut seeds: Vec<(String, Vec<u8>)> = events

@@ -4,6 +4,7 @@
 //! check against. Pure: no clock, no file, no BPF; time comes in as arguments.
 
 pub mod causes;
+pub mod fates;
 #[cfg(test)]
 pub(crate) mod fed;
 pub mod histogram;
@@ -16,6 +17,7 @@ use std::collections::HashMap;
 
 use self::{
     causes::{Cause, SignalMemo, Timer, Verdict},
+    fates::Fates,
     histogram::TimeHistogram,
     namespaces::Namespaces,
     paths::{is_diagram_edge, place},
@@ -27,7 +29,7 @@ use self::{
 };
 use crate::core::{
     counters::TcpCounters,
-    event::{Signal, SignalKind, Transition},
+    event::{PacketDrop, Signal, SignalKind, Transition},
     hash::FastHash,
     losses::Losses,
     reset_reason::ResetReasons,
@@ -130,6 +132,8 @@ pub struct Aggregator {
     /// The names of the kernel's reset reasons.
     reset_reasons: ResetReasons,
     namespaces: Namespaces,
+    /// `None` unless the program on `skb:kfree_skb` is attached.
+    fates: Option<Fates>,
     signatures: Signatures,
     witness: Witness,
     kernel_first: Option<TcpCounters>,
@@ -190,6 +194,7 @@ impl Aggregator {
             undetermined: HashMap::default(),
             reset_reasons: ResetReasons::default(),
             namespaces: Namespaces::default(),
+            fates: None,
             signatures: Signatures::new(MAX_SIGNATURES),
             witness: Witness::default(),
             kernel_first: None,
@@ -221,6 +226,20 @@ impl Aggregator {
     /// The names of the traced kernel's reset reasons, for the reasons that resets carry.
     pub fn set_reset_reasons(&mut self, reasons: ResetReasons) {
         self.reset_reasons = reasons;
+    }
+
+    /// The packets dropped for request sockets' fates and closed ports are traced: from now on
+    /// the snapshot has their breakdown (else it says it has none).
+    pub fn trace_fates(&mut self) {
+        self.fates.get_or_insert_with(Fates::default);
+    }
+
+    /// A packet dropped for a request socket's fate or a closed port.
+    pub fn feed_drop(&mut self, drop: &PacketDrop) {
+        let own = drop.netns == 0 || drop.netns == self.config.own_netns;
+        if let Some(fates) = &mut self.fates {
+            fates.record(drop, own);
+        }
     }
 
     /// Starts the clock of rates and elapsed time.
@@ -573,6 +592,10 @@ impl Aggregator {
             request_sockets,
             witness,
             namespaces: self.namespaces.snapshot(self.config.own_netns),
+            fates: self
+                .fates
+                .as_mut()
+                .map(|fates| fates.snapshot(self.config.own_netns)),
         }
     }
 }

@@ -3,6 +3,7 @@
 
 use super::{
     causes::{Cause, Timer},
+    fates::FatesSnapshot,
     histogram::HistogramSummary,
     namespaces::NamespacesSnapshot,
     signatures::SignatureSnapshot,
@@ -121,6 +122,9 @@ pub struct Snapshot {
     pub witness: Option<WitnessCheck>,
     /// Per network namespace, busiest first.
     pub namespaces: NamespacesSnapshot,
+    /// Request-socket fates and SYNs to closed ports by listener, from dropped packets;
+    /// `None` when `skb:kfree_skb` is not traced.
+    pub fates: Option<FatesSnapshot>,
 }
 
 impl Snapshot {

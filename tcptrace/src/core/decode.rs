@@ -10,7 +10,10 @@ use tcptrace_ebpf::{Event, close, flags, kind};
 use thiserror::Error;
 
 use crate::core::{
-    event::{CloseDetails, Comm, Family, OwnerKind, Record, Signal, SignalKind, Transition},
+    event::{
+        CloseDetails, Comm, Family, Fate, OwnerKind, PacketDrop, Record, Signal, SignalKind,
+        Transition,
+    },
     state::TcpState,
 };
 
@@ -28,6 +31,8 @@ pub enum DecodeError {
     UnknownState(u16),
     #[error("unknown address family {0}")]
     UnknownFamily(u16),
+    #[error("unknown packet fate {0}")]
+    UnknownFate(u16),
 }
 
 /// Reinterprets the bytes of one record as the ABI struct.
@@ -49,6 +54,7 @@ pub fn decode(bytes: &[u8]) -> Result<Record, DecodeError> {
         kind::RESET_SENT => decode_signal(&event, SignalKind::ResetSent),
         kind::RETRANSMIT => decode_signal(&event, SignalKind::Retransmit),
         kind::RETRANSMIT_SYNACK => decode_signal(&event, SignalKind::SynAckRetransmit),
+        kind::DROP => decode_drop(&event).map(Record::Drop),
         other => Err(DecodeError::UnknownKind(other)),
     }
 }
@@ -95,6 +101,32 @@ fn decode_signal(event: &Event, kind: SignalKind) -> Result<Record, DecodeError>
             && event.close_flags & close::RESET_REASON != 0)
             .then_some(event.reset_reason),
     }))
+}
+
+/// A dropped packet: the fate in `newstate`, the TCP flags in `oldstate`, the kernel's reason in
+/// `holders`, the listener's owner when the listener map had it.
+fn decode_drop(event: &Event) -> Result<PacketDrop, DecodeError> {
+    let fate = Fate::from_raw(event.newstate).ok_or(DecodeError::UnknownFate(event.newstate))?;
+    let (family, laddr, raddr) = addresses(event)?;
+    let owner_known = event.flags & flags::OWNER_UNKNOWN == 0 && event.tgid != 0;
+    Ok(PacketDrop {
+        ts_ns: event.ts_ns,
+        fate,
+        family,
+        laddr,
+        lport: event.sport,
+        raddr,
+        rport: event.dport,
+        netns: event.netns,
+        tcp_flags: event.oldstate as u8,
+        reason: event.holders,
+        pid: owner_known.then_some(event.tgid),
+        comm: if owner_known {
+            Comm::from_raw(&event.comm)
+        } else {
+            Comm::default()
+        },
+    })
 }
 
 fn decode_transition(event: &Event) -> Result<Transition, DecodeError> {
@@ -269,6 +301,37 @@ pub(crate) mod tests {
         let mut e = sample();
         e.family = 1;
         assert_eq!(decode(&encode(&e)), Err(DecodeError::UnknownFamily(1)));
+    }
+
+    #[test]
+    fn drops_carry_their_fate_ports_and_the_listeners_owner() {
+        let mut e = sample();
+        e.kind = kind::DROP;
+        e.newstate = tcptrace_ebpf::fate::EMBRYONIC_RESET;
+        e.oldstate = 0x14;
+        e.holders = 2;
+        e.sport = 8080;
+        e.dport = 40000;
+        let Ok(Record::Drop(d)) = decode(&encode(&e)) else {
+            panic!("not a drop")
+        };
+        assert_eq!(d.fate, Fate::EmbryonicReset);
+        assert_eq!(
+            (d.lport, d.rport, d.tcp_flags, d.reason),
+            (8080, 40000, 0x14, 2)
+        );
+        assert_eq!(d.laddr, "127.0.0.1".parse::<IpAddr>().unwrap());
+        assert_eq!(d.raddr, "127.0.0.2".parse::<IpAddr>().unwrap());
+        assert_eq!((d.pid, d.comm.as_str()), (Some(4242), "curl"));
+        e.flags = flags::OWNER_UNKNOWN;
+        let Ok(Record::Drop(d)) = decode(&encode(&e)) else {
+            panic!("not a drop")
+        };
+        assert_eq!(d.pid, None);
+        e.newstate = 0;
+        assert_eq!(decode(&encode(&e)), Err(DecodeError::UnknownFate(0)));
+        e.newstate = 4;
+        assert_eq!(decode(&encode(&e)), Err(DecodeError::UnknownFate(4)));
     }
 
     #[test]

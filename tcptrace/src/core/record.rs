@@ -41,12 +41,16 @@
 //! |     |            | sk_rst_reason`, from its BTF): a u16 count, then each name as a u16 |
 //! |     |            | length and that many bytes of UTF-8 (empty: no such value). Written |
 //! |     |            | before the first counters frame, only by a kernel that has them.    |
+//! | 7   | `Fates`    | empty: the recorder traced the packets dropped for request sockets' |
+//! |     |            | fates (`skb:kfree_skb` attached), so that their absence means none. |
+//! |     |            | Written before the first counters frame, or never.                  |
 //!
 //! Version 2 added the seed frame (and came with event ABI version 2); a reader of version 2
 //! reads version 1's layout too, whose events it then refuses by their ABI. Version 3 added the
-//! reasons frame and came with event ABI version 3 (104-byte events, appended close details);
-//! a reader of version 3 reads files of version 2 too, and hands their 96-byte events out
-//! widened to the current layout, the appended fields zero: nothing known of their closes.
+//! reasons and fates frames and came with event ABI version 3 (104-byte events, appended close
+//! details; events of kind `DROP`, which the fates frame announces); a reader of version 3
+//! reads files of version 2 too, and hands their 96-byte events out widened to the current
+//! layout, the appended fields zero: nothing known of their closes, and no fates traced.
 //!
 //! `KernelCounters` in field order: `ringbuf_full`, `skipped_by_kernel`, `nested_caught`,
 //! `listener_update_failed`. `TcpCounters` in field order: `active_opens`, `passive_opens`,
@@ -99,6 +103,7 @@ mod tag {
     pub const END: u8 = 4;
     pub const SEED: u8 = 5;
     pub const REASONS: u8 = 6;
+    pub const FATES: u8 = 7;
 }
 
 /// What the recorder knew about its run: what a replay needs besides the events to print what
@@ -146,6 +151,8 @@ pub enum Frame<'a> {
     Seed(SocketSeed),
     /// The names of the recording kernel's reset reasons, by value.
     Reasons(&'a ResetReasons),
+    /// The recorder traced the packets dropped for request sockets' fates.
+    Fates,
 }
 
 /// Why a recording cannot be read (further). Frames returned before the error stay valid.
@@ -334,6 +341,12 @@ impl<W: Write> Writer<W> {
         self.out.flush()
     }
 
+    /// The recorder traces the packets dropped for request sockets' fates: before the first
+    /// counters.
+    pub fn fates(&mut self) -> io::Result<()> {
+        self.out.write_all(&frame_head(tag::FATES, 0))
+    }
+
     /// The owner of a socket that predates tracing.
     pub fn seed(&mut self, seed: &SocketSeed) -> io::Result<()> {
         let mut frame = [0u8; FRAME_HEAD + SEED_LEN];
@@ -462,6 +475,7 @@ enum Parsed {
     End(u64),
     Seed(SocketSeed),
     Reasons,
+    Fates,
 }
 
 impl<R: Read> Reader<R> {
@@ -520,6 +534,7 @@ impl<R: Read> Reader<R> {
             }
             Parsed::Seed(seed) => Frame::Seed(seed),
             Parsed::Reasons => Frame::Reasons(&self.reasons),
+            Parsed::Fates => Frame::Fates,
         }))
     }
 
@@ -564,12 +579,19 @@ impl<R: Read> Reader<R> {
             tag::REASONS if len as usize > MAX_PAYLOAD || len < 2 => {
                 return Err(bad_length("reasons", "2 to 65536"));
             }
+            tag::FATES if len != 0 => return Err(bad_length("fates", "0")),
             tag::COUNTERS
                 if len as usize != COUNTERS_LEN && len as usize != COUNTERS_WITH_TCP_LEN =>
             {
                 return Err(bad_length("counters", "41 or 121"));
             }
-            tag::EVENT | tag::BATCH | tag::END | tag::COUNTERS | tag::SEED | tag::REASONS => {}
+            tag::EVENT
+            | tag::BATCH
+            | tag::END
+            | tag::COUNTERS
+            | tag::SEED
+            | tag::REASONS
+            | tag::FATES => {}
             // Whatever its length: that garbage is long says less than that it is garbage.
             other => return Err(corrupt(Corruption::UnknownTag(other))),
         }
@@ -599,6 +621,7 @@ impl<R: Read> Reader<R> {
             tag::BATCH => Parsed::Batch(Fields(payload).u64()),
             tag::END => Parsed::End(Fields(payload).u64()),
             tag::SEED => Parsed::Seed(seed(payload)),
+            tag::FATES => Parsed::Fates,
             _ => counters(payload, start, bad_length)?,
         })
     }
@@ -869,6 +892,7 @@ mod tests {
         End(u64),
         Seed(SocketSeed),
         Reasons(Vec<String>),
+        Fates,
     }
 
     impl From<Frame<'_>> for Owned {
@@ -884,6 +908,7 @@ mod tests {
                 Frame::End { now_ns } => Self::End(now_ns),
                 Frame::Seed(seed) => Self::Seed(seed),
                 Frame::Reasons(reasons) => Self::Reasons(reasons.names().to_vec()),
+                Frame::Fates => Self::Fates,
             }
         }
     }
@@ -947,6 +972,7 @@ mod tests {
                 String::new(),
                 "tcp_keepalive_timeout".into(),
             ]),
+            Owned::Fates,
             Owned::End(u64::MAX),
         ]
     }
@@ -976,6 +1002,7 @@ mod tests {
                 Owned::Reasons(names) => writer
                     .reasons(&ResetReasons::from_names(names.clone()))
                     .unwrap(),
+                Owned::Fates => writer.fates().unwrap(),
                 Owned::End(_) => {}
             }
         }
@@ -1353,7 +1380,7 @@ mod tests {
     fn an_unknown_tag_is_corruption_at_its_frame() {
         let bytes = recording();
         let (_, ends) = frame_ends(&bytes);
-        for tag in [0, 7, 0xff] {
+        for tag in [0, 8, 0xff] {
             let mut bytes = bytes.clone();
             bytes[ends[1] as usize] = tag;
             let err = frame_error(&bytes, 2);

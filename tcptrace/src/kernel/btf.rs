@@ -12,7 +12,7 @@ use std::{
     fs, io,
 };
 
-use tcptrace_ebpf::SockLayout;
+use tcptrace_ebpf::{DropLayout, NO_REASON, SockLayout};
 
 use crate::core::reset_reason::ResetReasons;
 
@@ -322,6 +322,38 @@ impl Btf {
                 .get("sk_rst_reason")
                 .map_or(&[][..], Vec::as_slice),
         )
+    }
+
+    /// What the program on `skb:kfree_skb` needs of this kernel but the code ranges (which
+    /// come from /proc/kallsyms). `Err` names what is missing: then that program is not loaded.
+    pub fn drop_layout(&self) -> Result<DropLayout, String> {
+        let reason = |name: &str| {
+            self.enum_value("skb_drop_reason", &format!("SKB_DROP_REASON_{name}"))
+                .and_then(|value| u32::try_from(value).ok())
+        };
+        let skb = |field: &str| {
+            self.offset_of("sk_buff", &[field])
+                .ok_or_else(|| format!("struct sk_buff has no {field}"))
+        };
+        Ok(DropLayout {
+            reason_not_specified: reason("NOT_SPECIFIED")
+                .ok_or("enum skb_drop_reason has no SKB_DROP_REASON_NOT_SPECIFIED")?,
+            reason_no_socket: reason("NO_SOCKET")
+                .ok_or("enum skb_drop_reason has no SKB_DROP_REASON_NO_SOCKET")?,
+            // Linux 6.10 and later.
+            reason_listen_overflow: reason("TCP_LISTEN_OVERFLOW").unwrap_or(NO_REASON),
+            skb_head: skb("head")?,
+            skb_network_header: skb("network_header")?,
+            skb_transport_header: skb("transport_header")?,
+            skb_protocol: skb("protocol")?,
+            skb_dev: skb("dev")?,
+            dev_net: self
+                .offset_of("net_device", &["nd_net", "net"])
+                .unwrap_or(0),
+            _pad: 0,
+            rcv_v4: [0; 2],
+            rcv_v6: [0; 2],
+        })
     }
 }
 

@@ -204,6 +204,12 @@ pub const TRANSITIONS: &[TransitionText] = &[
         cause: "A connection was requested. On Linux this is the new child socket, created when the final ACK of the handshake arrives (the SYN itself only makes a request socket).",
     },
     TransitionText {
+        from: TcpState::SynRecv,
+        to: TcpState::Listen,
+        side: "server",
+        cause: "A reset killed a half-open connection (an embryonic reset, TcpExt EmbryonicRsts): the peer gave up, or a SYN from a spoofed or reused address was answered by a host that never sent it. Linux keeps it in a request socket, which never passes through the state tracepoint: `transitions` counts it in REQUEST SOCKETS and, by listener and peer, in REQUEST-SOCKET FATES BY LISTENER.",
+    },
+    TransitionText {
         from: TcpState::Listen,
         to: TcpState::Close,
         side: "server",
@@ -564,6 +570,13 @@ mod tests {
             "{err}"
         );
         assert!(explain("FOO->CLOSE").is_err());
+    }
+
+    #[test]
+    fn an_embryonic_reset_points_to_where_transitions_shows_it() {
+        let text = explain("SYN_RECV->LISTEN").unwrap();
+        assert!(text.contains("EmbryonicRsts"), "{text}");
+        assert!(text.contains("REQUEST-SOCKET FATES BY LISTENER"), "{text}");
     }
 
     #[test]

@@ -92,6 +92,7 @@ pub fn live_origin() -> Origin {
         start_ns: clock::monotonic_ns(),
         reset_reasons: ResetReasons::default(),
         programs_attached: 0,
+        fates: false,
     }
 }
 
@@ -167,6 +168,7 @@ pub async fn run_live(config: LiveConfig, sink: &mut impl RawSink) -> anyhow::Re
     let origin = Origin {
         reset_reasons,
         programs_attached,
+        fates: session.drops_attached(),
         ..live_origin()
     };
     let reading = Reading {
@@ -253,6 +255,16 @@ fn log_probe_stats(session: &Session, kernel: &KernelCounters) {
             "kernel probe: {} runs, {} ns per run on average",
             stats.run_count,
             stats.run_time_ns / stats.run_count
+        );
+    }
+    if let Some(Ok(stats)) = session.drop_program_stats()
+        && stats.run_count > 0
+    {
+        log::info!(
+            "skb:kfree_skb program: {} runs, {} ns per run on average, {} ns in all",
+            stats.run_count,
+            stats.run_time_ns / stats.run_count,
+            stats.run_time_ns
         );
     }
     log::info!(

@@ -72,6 +72,9 @@ impl<W: Write> RawSink for Recorder<W> {
         if !origin.reset_reasons.is_empty() {
             writer.reasons(&origin.reset_reasons)?;
         }
+        if origin.fates {
+            writer.fates()?;
+        }
         writer.counters(reading.now_ns, &reading.kernel, reading.tcp.as_ref())?;
         writer.flush()
     }

@@ -20,6 +20,9 @@ pub struct Origin {
     pub reset_reasons: ResetReasons,
     /// BPF programs the probe attached (0 when replaying).
     pub programs_attached: u32,
+    /// Whether the program on `skb:kfree_skb` is attached (live), or was (a recording that
+    /// says so): the fates of request sockets and closed ports are seen.
+    pub fates: bool,
 }
 
 /// One reading of the counters: the probe's, and the kernel's TCP counters when asked for.

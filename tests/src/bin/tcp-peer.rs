@@ -2,7 +2,8 @@
 //! each side has its own pid. Reads one command per line on stdin, answers one line on stdout
 //! (`ok [value]` or `error <reason>`).
 //!
-//! Commands: `listen ADDR [PORT]` (port 0 unless given; answers the port), `accept` (answers the peer's port),
+//! Commands: `listen ADDR [PORT]` (port 0 unless given; answers the port), `backlog N` (listen()
+//! again with backlog N: Linux then takes the new bound), `accept` (answers the peer's port),
 //! `connect ADDR PORT` (answers the local port), `connect-nowait ADDR PORT` (a non-blocking
 //! connect left in progress; answers the local port), `linger0`, `keepalive IDLE_S [INTVL_S CNT]`,
 //! `user-timeout MS`, `close`, `shutdown-write`, `wait-eof`, `send N`, `sleep MS`,
@@ -76,6 +77,15 @@ fn handle(
             let port = l.local_addr().map_err(err)?.port();
             *listener = Some(l);
             Ok(Some(port.to_string()))
+        }
+        "backlog" => {
+            let l = listener.as_ref().ok_or("no listener")?;
+            let backlog: libc::c_int = arg(1)?.parse().map_err(|_| "bad backlog")?;
+            // SAFETY: listen(2) on the listener's open fd.
+            if unsafe { libc::listen(l.as_raw_fd(), backlog) } != 0 {
+                return Err(io::Error::last_os_error().to_string());
+            }
+            Ok(None)
         }
         "accept" => {
             let l = listener.as_ref().ok_or("no listener")?;

@@ -1,7 +1,9 @@
 //! `cargo xtask bench`: a connection storm on loopback, alone and under each tracer, in
 //! interleaved rounds; what each tracer costs the storm and itself, and whether it kept up.
-//! Also the smoke check CI runs, the memory run and the criterion microbenchmark.
+//! Also the smoke check CI runs, the memory run, the cost of the request-socket fates' program
+//! (`--fates`) and the criterion microbenchmark.
 
+mod fates;
 mod micro;
 mod report;
 mod snapshot;
@@ -44,6 +46,14 @@ pub struct BenchArgs {
     /// states`/`sockets` against `ss` and `netstat`.
     #[arg(long, conflicts_with_all = ["smoke", "memory", "micro"])]
     pub snapshot: bool,
+    /// The cost of the program on `skb:kfree_skb` (request-socket fates by listener): the storm
+    /// and a SYN flood, alone and under `tcptrace transitions`, with the kernel timing the
+    /// program (`kernel.bpf_stats_enabled=1` for the run).
+    #[arg(long, conflicts_with_all = ["smoke", "memory", "micro", "snapshot"])]
+    pub fates: bool,
+    /// With --fates: SYNs of the SYN flood.
+    #[arg(long, default_value_t = 200_000, requires = "fates", value_parser = clap::value_parser!(u64).range(1..=4_000_000_000))]
+    pub syns: u64,
     /// With --snapshot: established connections (two sockets each).
     #[arg(long, default_value_t = 9_000, requires = "snapshot")]
     pub pairs: usize,
@@ -107,6 +117,10 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<ExitCode> {
     fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     if args.snapshot {
         return snapshot::run(args.pairs, args.time_wait, args.runs as usize);
+    }
+    if args.fates {
+        fates::run(args)?;
+        return Ok(ExitCode::SUCCESS);
     }
     if args.smoke {
         smoke(&dir)?;

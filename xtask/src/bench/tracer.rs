@@ -148,6 +148,9 @@ pub struct Finished {
     pub peak_rss_kib: u64,
     /// Resident set size (VmRSS) once it has caught up, KiB: what a long run keeps.
     pub rss_kib: u64,
+    /// Everything it wrote to stderr (its `-v` log for tcptrace).
+    #[serde(skip)]
+    pub stderr: String,
 }
 
 /// Text read from a pipe as it comes, so the tracer never blocks on a full pipe.
@@ -373,6 +376,7 @@ impl Running {
             cpu_s,
             peak_rss_kib,
             rss_kib,
+            stderr,
         })
     }
 }

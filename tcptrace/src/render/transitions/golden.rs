@@ -10,7 +10,7 @@ use crate::{
     core::{
         clock::WallClock,
         counters::TcpCounters,
-        event::{CloseDetails, Signal, SignalKind, Transition},
+        event::{CloseDetails, Comm, Family, Fate, PacketDrop, Signal, SignalKind, Transition},
         losses::{KernelCounters, Losses},
         reset_reason::ResetReasons,
         state::TcpState::{self, *},
@@ -66,8 +66,34 @@ fn counters(active: u64, passive: u64, resets: u64, embryonic: u64) -> TcpCounte
     }
 }
 
+/// A packet dropped for `fate`, to `port` of this host from `peer`.
+fn dropped(
+    fate: Fate,
+    netns: u32,
+    port: u16,
+    peer: &str,
+    owner: Option<(u32, &str)>,
+) -> PacketDrop {
+    PacketDrop {
+        ts_ns: 1_500 * MS,
+        fate,
+        family: Family::Inet,
+        laddr: "10.0.0.1".parse().unwrap(),
+        lport: port,
+        raddr: peer.parse().unwrap(),
+        rport: 40123,
+        netns,
+        tcp_flags: 0x04,
+        reason: 2,
+        pid: owner.map(|(pid, _)| pid),
+        comm: owner.map_or(Comm::default(), |(_, comm)| comm.into()),
+    }
+}
+
 /// Two intervals of a small web server and its clients, with one refused connect, one reset,
-/// one socket that predates tracing and one lost event; the snapshots after each.
+/// one socket that predates tracing and one lost event; the snapshots after each. In the
+/// second, the request sockets' fates by listener: an embryonic reset of the server's (the
+/// kernel counts it too), SYNs to a closed port, one in another namespace.
 fn fixture() -> (Snapshot, Snapshot) {
     let mut agg = Fed::with(Config {
         own_netns: NETNS,
@@ -78,6 +104,7 @@ fn fixture() -> (Snapshot, Snapshot) {
     reasons[14] = "tcp_state".into();
     reasons[15] = "tcp_keepalive_timeout".into();
     agg.agg.set_reset_reasons(ResetReasons::from_names(reasons));
+    agg.trace_fates();
     agg.feed_kernel_counters(counters(1000, 2000, 30, 5));
     life(&mut agg, 1, 0, &[(Close, Listen, 0.0)]);
     for i in 0..20u64 {
@@ -178,6 +205,25 @@ fn fixture() -> (Snapshot, Snapshot) {
         Close,
         Some(10_000),
     ));
+    let server = Some((4242, "fixture"));
+    agg.feed_drop(&dropped(
+        Fate::EmbryonicReset,
+        NETNS,
+        8080,
+        "10.0.0.9",
+        server,
+    ));
+    agg.feed_drop(&dropped(
+        Fate::ListenOverflow,
+        NETNS,
+        8080,
+        "10.0.0.8",
+        server,
+    ));
+    for _ in 0..2 {
+        agg.feed_drop(&dropped(Fate::ClosedPort, NETNS, 9, "10.0.0.7", None));
+    }
+    agg.feed_drop(&dropped(Fate::ClosedPort, 4026532000, 22, "10.0.0.6", None));
     agg.feed_transition(&transition(1, 1_950 * MS, Listen, Close, Some(1_950 * MS)));
     // Closes with the kernel's close details: a connect the application abandoned, a
     // connect whose SYN retries ran out, an idle client whose keepalive probe went unanswered,
@@ -250,7 +296,11 @@ fn fixture() -> (Snapshot, Snapshot) {
         }
     }
     agg.end_batch();
-    agg.feed_kernel_counters(counters(1028, 2022, 34, 8));
+    // One listen overflow dropped its ACK (seen above), one refused a SYN (not seen).
+    agg.feed_kernel_counters(TcpCounters {
+        listen_overflows: 3,
+        ..counters(1028, 2022, 34, 8)
+    });
     agg.set_losses(Losses {
         kernel: KernelCounters {
             ringbuf_full: 1,

@@ -10,6 +10,7 @@ use serde::Serialize;
 
 use crate::{
     aggregate::{
+        fates::{FateCounts, FatesSnapshot},
         histogram::{HistogramSummary, TimeStats},
         snapshot::Snapshot,
     },
@@ -40,8 +41,89 @@ struct Interval<'a> {
     paths: Vec<Path<'a>>,
     paths_other: u64,
     request_sockets: Option<Vec<Counted>>,
+    /// `null` when `skb:kfree_skb` is not traced (it could not attach, or a replay).
+    request_socket_fates: Option<Fates>,
     kernel_check: Option<Check>,
     namespaces: Vec<Namespace>,
+}
+
+/// A count per fate, named as `Fate::name` says.
+#[derive(Serialize)]
+struct FateCountsJson {
+    embryonic_reset: u64,
+    listen_overflow: u64,
+    closed_port: u64,
+}
+
+impl From<&FateCounts> for FateCountsJson {
+    fn from(c: &FateCounts) -> Self {
+        Self {
+            embryonic_reset: c[0],
+            listen_overflow: c[1],
+            closed_port: c[2],
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct Fates {
+    listeners: Vec<ListenerFatesJson>,
+    other_listeners: FateCountsJson,
+    /// In tcptrace's own namespace: what its kernel counters (`request_sockets`) count.
+    own_namespace: FateCountsJson,
+    total: FateCountsJson,
+}
+
+#[derive(Serialize)]
+struct ListenerFatesJson {
+    netns: u32,
+    own: bool,
+    /// `null` when its packets came to several local addresses.
+    local: Option<String>,
+    port: u16,
+    pid: Option<u32>,
+    comm: Option<String>,
+    count: FateCountsJson,
+    interval_count: FateCountsJson,
+    peers: Vec<PeerFates>,
+    other_peers: FateCountsJson,
+}
+
+#[derive(Serialize)]
+struct PeerFates {
+    addr: String,
+    count: FateCountsJson,
+}
+
+fn fates(f: &FatesSnapshot) -> Fates {
+    Fates {
+        listeners: f
+            .listeners
+            .iter()
+            .map(|l| ListenerFatesJson {
+                netns: l.netns,
+                own: l.own,
+                local: l.laddr.map(|a| a.to_string()),
+                port: l.port,
+                pid: l.pid,
+                comm: l.pid.map(|_| l.comm.to_string()),
+                count: (&l.counts).into(),
+                interval_count: (&l.interval).into(),
+                peers: l
+                    .peers
+                    .iter()
+                    .map(|(addr, counts)| PeerFates {
+                        addr: addr.to_string(),
+                        count: counts.into(),
+                    })
+                    .collect(),
+                other_peers: (&l.other_peers).into(),
+            })
+            .collect(),
+        other_listeners: (&f.other_listeners).into(),
+        own_namespace: (&f.own_namespace).into(),
+        total: (&f.total).into(),
+    }
 }
 
 #[derive(Serialize)]
@@ -278,6 +360,7 @@ pub fn interval(
                 })
                 .collect()
         }),
+        request_socket_fates: snap.fates.as_ref().map(fates),
         namespaces,
         kernel_check: snap.witness.as_ref().map(|w| Check {
             comparable: w.comparable,
