@@ -2,7 +2,10 @@
 //! what the kernel knew that tells it apart, and what to check. Used by `tcptrace explain
 //! causes` (and `tcptrace explain CAUSE`) and by the help of `transitions`.
 
-use crate::aggregate::causes::{Cause, Timer};
+use crate::{
+    aggregate::causes::{Cause, Timer},
+    render::wrap,
+};
 
 /// The explanation of one cause.
 pub struct CauseText {
@@ -176,28 +179,6 @@ pub fn page() -> String {
     }
     out.push_str("`tcptrace explain CAUSE` for how each is told and what to check.\n");
     out
-}
-
-/// Wraps text at 88 columns with an indent, as the state explanations are.
-fn wrap(text: &str, indent: usize) -> String {
-    const WIDTH: usize = 88;
-    let pad = " ".repeat(indent);
-    let mut lines = Vec::new();
-    let mut line = String::new();
-    for word in text.split_whitespace() {
-        if !line.is_empty() && indent + line.len() + 1 + word.len() > WIDTH {
-            lines.push(format!("{pad}{line}"));
-            line.clear();
-        }
-        if !line.is_empty() {
-            line.push(' ');
-        }
-        line.push_str(word);
-    }
-    if !line.is_empty() {
-        lines.push(format!("{pad}{line}"));
-    }
-    lines.join("\n")
 }
 
 #[cfg(test)]

@@ -4,7 +4,7 @@
 
 use thiserror::Error;
 
-use super::cause_texts;
+use super::{cause_texts, wrap};
 use crate::core::state::TcpState;
 
 /// The explanation of one state.
@@ -467,28 +467,6 @@ pub fn overview() -> String {
          `tcptrace explain causes` for the causes of abnormal closes.\n",
     );
     out
-}
-
-/// Wraps text at 88 columns with an indent, so the explanations read well in a terminal.
-fn wrap(text: &str, indent: usize) -> String {
-    const WIDTH: usize = 88;
-    let pad = " ".repeat(indent);
-    let mut lines = Vec::new();
-    let mut line = String::new();
-    for word in text.split_whitespace() {
-        if !line.is_empty() && indent + line.len() + 1 + word.len() > WIDTH {
-            lines.push(format!("{pad}{line}"));
-            line.clear();
-        }
-        if !line.is_empty() {
-            line.push(' ');
-        }
-        line.push_str(word);
-    }
-    if !line.is_empty() {
-        lines.push(format!("{pad}{line}"));
-    }
-    lines.join("\n")
 }
 
 #[cfg(test)]

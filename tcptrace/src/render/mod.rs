@@ -21,6 +21,28 @@ pub fn endpoint(addr: &IpAddr, port: u16) -> String {
     }
 }
 
+/// Wraps text at 88 columns with an indent, so that explanations read well in a terminal.
+pub fn wrap(text: &str, indent: usize) -> String {
+    const WIDTH: usize = 88;
+    let pad = " ".repeat(indent);
+    let mut lines = Vec::new();
+    let mut line = String::new();
+    for word in text.split_whitespace() {
+        if !line.is_empty() && indent + line.len() + 1 + word.len() > WIDTH {
+            lines.push(format!("{pad}{line}"));
+            line.clear();
+        }
+        if !line.is_empty() {
+            line.push(' ');
+        }
+        line.push_str(word);
+    }
+    if !line.is_empty() {
+        lines.push(format!("{pad}{line}"));
+    }
+    lines.join("\n")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
