@@ -3,7 +3,9 @@
 //! on its path, the causes of abnormal closes, path signatures, and the kernel's own view to
 //! check against. Pure: no clock, no file, no BPF; time comes in as arguments.
 
+pub mod breakdowns;
 pub mod causes;
+pub mod exemplars;
 #[cfg(test)]
 pub(crate) mod fed;
 pub mod histogram;
@@ -15,7 +17,9 @@ pub mod snapshot;
 use std::collections::HashMap;
 
 use self::{
+    breakdowns::{Breakdowns, MAX_KEYS_ALL, MAX_KEYS_PER_ROW},
     causes::{Cause, SignalMemo},
+    exemplars::{DEFAULT_EXEMPLARS, Exemplar, Exemplars},
     histogram::TimeHistogram,
     namespaces::Namespaces,
     paths::{is_diagram_edge, place},
@@ -48,6 +52,10 @@ pub struct Config {
     /// Transitions are filtered, so the kernel's counters (which are not) cannot be compared.
     pub filtered: bool,
     pub top_signatures: usize,
+    /// Keys shown per breakdown; the rest are summed as "other".
+    pub top_keys: usize,
+    /// Exemplar sockets kept per transition, of each kind (slowest, most recent).
+    pub exemplars: usize,
 }
 
 impl Default for Config {
@@ -56,6 +64,8 @@ impl Default for Config {
             own_netns: 0,
             filtered: false,
             top_signatures: 10,
+            top_keys: 10,
+            exemplars: DEFAULT_EXEMPLARS,
         }
     }
 }
@@ -71,6 +81,15 @@ struct Row {
     /// Closes per number of retransmissions made in the from-state (last slot: that many or
     /// more).
     retransmits: [u64; RETRANSMIT_SLOTS],
+    /// Boxed: most of the rows never see a transition.
+    detail: Option<Box<RowDetail>>,
+}
+
+/// What a row keeps of the sockets behind its count.
+#[derive(Clone, Debug, Default)]
+struct RowDetail {
+    exemplars: Exemplars,
+    breakdowns: Breakdowns,
 }
 
 /// What the aggregation keeps in each socket's entry of the stream's table: the path it took
@@ -102,8 +121,11 @@ pub struct Aggregator {
     /// Abnormal closes with no cause seen yet, by socket → row: the kernel traces the RST
     /// that `tcp_disconnect` sends (SO_LINGER 0, unread data) right *after* the →CLOSE. Settled
     /// by that signal, or as `other` at the end of the wake-up.
-    undetermined: HashMap<u64, usize, FastHash>,
+    /// With the time of the close, which names its exemplar.
+    undetermined: HashMap<u64, (usize, u64), FastHash>,
     namespaces: Namespaces,
+    /// Over all transitions.
+    breakdowns: Breakdowns,
     signatures: Signatures,
     witness: Witness,
     kernel_first: Option<TcpCounters>,
@@ -163,6 +185,7 @@ impl Aggregator {
             pending: HashMap::default(),
             undetermined: HashMap::default(),
             namespaces: Namespaces::default(),
+            breakdowns: Breakdowns::default(),
             signatures: Signatures::new(MAX_SIGNATURES),
             witness: Witness::default(),
             kernel_first: None,
@@ -234,7 +257,7 @@ impl Aggregator {
         };
         let birth = Side::of_birth(t.from, t.to);
         if birth.is_some()
-            && let Some(index) = self.undetermined.remove(&t.sk)
+            && let Some((index, _)) = self.undetermined.remove(&t.sk)
         {
             // A new socket at the address: the earlier close's reset will not come any more
             // (it is sent right after the close, before the memory can be reused).
@@ -269,8 +292,14 @@ impl Aggregator {
 
         let placement = place(t.from, t.to, socket.signals.reset_seen());
         self.namespaces.record(t, placement.abnormal);
+        self.breakdowns
+            .record(side, t, placement.abnormal, MAX_KEYS_ALL);
         let row = &mut self.rows[row_index(side, t.from, placement.to, placement.abnormal)];
         row.count += 1;
+        let detail = row.detail.get_or_insert_with(Box::default);
+        detail
+            .breakdowns
+            .record(side, t, placement.abnormal, MAX_KEYS_PER_ROW);
         match t.time_in_from_ns {
             Some(ns) => row
                 .histogram
@@ -278,17 +307,26 @@ impl Aggregator {
                 .record(ns),
             None => row.untimed += 1,
         }
+        let mut exemplar_cause = None;
         if placement.abnormal {
             let (cause, retransmits) = socket.signals.cause(t.from);
+            exemplar_cause = Some(cause);
             row.retransmits[(retransmits as usize).min(RETRANSMIT_SLOTS - 1)] += 1;
             if cause == Cause::Other && t.to == TcpState::Close {
                 let index = row_index(side, t.from, placement.to, placement.abnormal);
-                if let Some(earlier) = self.undetermined.insert(t.sk, index) {
+                if let Some((earlier, _)) = self.undetermined.insert(t.sk, (index, t.ts_ns)) {
                     self.rows[earlier].causes[Cause::Other as usize] += 1;
                 }
             } else {
                 row.causes[cause as usize] += 1;
             }
+        }
+        if let Some(detail) =
+            &mut self.rows[row_index(side, t.from, placement.to, placement.abnormal)].detail
+        {
+            detail
+                .exemplars
+                .record(Exemplar::of(t, exemplar_cause), self.config.exemplars);
         }
         if birth.is_none() {
             socket.path.push(placement.to);
@@ -316,9 +354,15 @@ impl Aggregator {
         // explains an earlier close.
         if signal.kind == SignalKind::ResetSent
             && signal.state.is_none_or(|state| state == TcpState::Close)
-            && let Some(index) = self.undetermined.remove(&signal.sk)
+            && let Some((index, close_ns)) = self.undetermined.remove(&signal.sk)
         {
-            self.rows[index].causes[Cause::ResetSent as usize] += 1;
+            let row = &mut self.rows[index];
+            row.causes[Cause::ResetSent as usize] += 1;
+            if let Some(detail) = &mut row.detail {
+                detail
+                    .exemplars
+                    .settle(signal.sk, close_ns, Cause::ResetSent);
+            }
             return;
         }
         if let Some(socket) = socket
@@ -346,7 +390,7 @@ impl Aggregator {
 
     /// Abnormal closes still without a cause get none: `other`.
     fn settle_undetermined(&mut self) {
-        for (_, index) in self.undetermined.drain() {
+        for (_, (index, _)) in self.undetermined.drain() {
             self.rows[index].causes[Cause::Other as usize] += 1;
         }
     }
@@ -397,6 +441,13 @@ impl Aggregator {
             let (side, from, to, abnormal) = row_key(index);
             let delta = row.count - row.count_at_snapshot;
             row.count_at_snapshot = row.count;
+            let (exemplars, breakdowns) = match &mut row.detail {
+                Some(detail) => (
+                    detail.exemplars.snapshot(),
+                    detail.breakdowns.snapshot(self.config.top_keys),
+                ),
+                None => Default::default(),
+            };
             rows.push(RowSnapshot {
                 side,
                 from,
@@ -433,6 +484,8 @@ impl Aggregator {
                 } else {
                     Vec::new()
                 },
+                exemplars,
+                breakdowns,
             });
         }
 
@@ -508,6 +561,7 @@ impl Aggregator {
             request_sockets,
             witness,
             namespaces: self.namespaces.snapshot(self.config.own_netns),
+            breakdowns: self.breakdowns.snapshot(self.config.top_keys),
         }
     }
 }

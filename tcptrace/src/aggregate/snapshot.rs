@@ -2,7 +2,11 @@
 //! to the renderers: plain data, no behaviour beyond small derived values.
 
 use super::{
-    causes::Cause, histogram::HistogramSummary, namespaces::NamespacesSnapshot,
+    breakdowns::{BreakdownKind, BreakdownSnapshot},
+    causes::Cause,
+    exemplars::ExemplarsSnapshot,
+    histogram::HistogramSummary,
+    namespaces::NamespacesSnapshot,
     signatures::SignatureSnapshot,
 };
 use crate::core::{
@@ -38,6 +42,16 @@ pub struct RowSnapshot {
     pub causes: Vec<(Cause, u64)>,
     /// Abnormal rows: closes per number of retransmissions in the from-state (≥ 1).
     pub retransmits: Vec<(u32, u64)>,
+    /// The slowest and the most recent sockets of this transition.
+    pub exemplars: ExemplarsSnapshot,
+    /// This transition's counts by each [`BreakdownKind`], in [`BreakdownKind::ALL`]'s order.
+    pub breakdowns: Vec<BreakdownSnapshot>,
+}
+
+impl RowSnapshot {
+    pub fn breakdown(&self, kind: BreakdownKind) -> Option<&BreakdownSnapshot> {
+        self.breakdowns.iter().find(|b| b.kind == kind)
+    }
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -115,9 +129,15 @@ pub struct Snapshot {
     pub witness: Option<WitnessCheck>,
     /// Per network namespace, busiest first.
     pub namespaces: NamespacesSnapshot,
+    /// All transitions' counts by each [`BreakdownKind`], in [`BreakdownKind::ALL`]'s order.
+    pub breakdowns: Vec<BreakdownSnapshot>,
 }
 
 impl Snapshot {
+    pub fn breakdown(&self, kind: BreakdownKind) -> Option<&BreakdownSnapshot> {
+        self.breakdowns.iter().find(|b| b.kind == kind)
+    }
+
     /// The same, with every rate over the whole run rather than the last interval: what a
     /// summary shows.
     pub fn over_the_run(&self) -> Snapshot {

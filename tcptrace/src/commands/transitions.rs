@@ -70,6 +70,8 @@ pub async fn run(args: TransitionsArgs) -> anyhow::Result<()> {
     };
     let mut aggregator = Aggregator::new(Config {
         top_signatures: args.top,
+        top_keys: args.top,
+        exemplars: args.exemplars,
         ..Config::default()
     });
     let stdout = io::stdout();
@@ -104,14 +106,14 @@ pub async fn run(args: TransitionsArgs) -> anyhow::Result<()> {
             Update::Tick(totals) => {
                 let snapshot = snapshot(&mut aggregator, totals, totals.now_ns);
                 match output {
-                    Output::Json => json::interval(&mut out, &snapshot, false, &wall)?,
+                    Output::Json => json::interval(&mut out, &snapshot, false, &wall, args.by)?,
                     Output::Text => {
-                        text::interval(&mut out, &snapshot)?;
+                        text::interval(&mut out, &snapshot, args.by)?;
                         writeln!(out)?;
                     }
                     Output::Terminal => {
                         out.write_all(CLEAR)?;
-                        text::interval(&mut out, &snapshot)?;
+                        text::interval(&mut out, &snapshot, args.by)?;
                     }
                 }
                 out.flush()?;
@@ -126,11 +128,11 @@ pub async fn run(args: TransitionsArgs) -> anyhow::Result<()> {
 
     let snapshot = snapshot(&mut aggregator, &totals, totals.now_ns);
     match output {
-        Output::Json => json::interval(&mut out, &snapshot, true, &wall)?,
-        Output::Text => text::summary(&mut out, &snapshot)?,
+        Output::Json => json::interval(&mut out, &snapshot, true, &wall, args.by)?,
+        Output::Text => text::summary(&mut out, &snapshot, args.by)?,
         Output::Terminal => {
             out.write_all(CLEAR)?;
-            text::summary(&mut out, &snapshot)?;
+            text::summary(&mut out, &snapshot, args.by)?;
         }
     }
     out.flush()?;

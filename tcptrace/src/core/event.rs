@@ -21,8 +21,9 @@ impl Family {
 }
 
 /// A task's command name as the kernel keeps it (at most 16 bytes), held inline: decoding a
-/// transition allocates nothing. Bytes that are not UTF-8 read as `?`.
-#[derive(Clone, Copy, Default, PartialEq, Eq, Hash)]
+/// transition allocates nothing. Bytes that are not UTF-8 read as `?`. Ordered as its bytes
+/// (NUL-padded), which is the order of the names.
+#[derive(Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Comm {
     bytes: [u8; 16],
     len: u8,

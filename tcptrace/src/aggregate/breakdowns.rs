@@ -1,0 +1,292 @@
+//! Who makes the transitions: counts by service port, by process, by remote address and by
+//! network namespace, per transition and over all of them. Bounded: the first
+//! [`MAX_KEYS_PER_ROW`] (or [`MAX_KEYS_ALL`]) distinct keys are counted one by one, later ones
+//! are summed as "other"; a snapshot shows the top K and sums the rest into "other" too.
+
+use std::{collections::HashMap, fmt, net::IpAddr};
+
+use crate::core::{
+    event::{Comm, Transition},
+    state::Side,
+};
+
+/// Distinct keys counted one by one per transition and per kind.
+pub const MAX_KEYS_PER_ROW: usize = 1024;
+/// Distinct keys counted one by one over all transitions, per kind.
+pub const MAX_KEYS_ALL: usize = 4096;
+
+/// What a breakdown groups by.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, clap::ValueEnum)]
+pub enum BreakdownKind {
+    /// The service port: the local port on the server path, of listeners and of sockets first
+    /// seen mid-life, the remote port on the client path (as `states --by port`).
+    Port,
+    /// The owning process (pid/comm; `-` when the kernel could not attribute the socket).
+    Process,
+    /// The remote address.
+    Remote,
+    /// The network namespace (its inode).
+    Netns,
+}
+
+impl BreakdownKind {
+    pub const ALL: [BreakdownKind; 4] = [Self::Port, Self::Process, Self::Remote, Self::Netns];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Port => "port",
+            Self::Process => "process",
+            Self::Remote => "remote",
+            Self::Netns => "netns",
+        }
+    }
+
+    /// What a table's key column is titled.
+    pub fn title(self) -> &'static str {
+        match self {
+            Self::Port => "SERVICE PORT",
+            Self::Process => "PROCESS",
+            Self::Remote => "REMOTE ADDRESS",
+            Self::Netns => "NETWORK NAMESPACE",
+        }
+    }
+
+    /// The next kind, for a key that cycles through them.
+    pub fn next(self) -> Self {
+        let i = Self::ALL.iter().position(|k| *k == self).unwrap_or(0);
+        Self::ALL[(i + 1) % Self::ALL.len()]
+    }
+}
+
+/// One key of a breakdown.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum BreakdownKey {
+    Port(u16),
+    Process { pid: Option<u32>, comm: Comm },
+    Remote(IpAddr),
+    Netns(u32),
+}
+
+impl BreakdownKey {
+    pub fn of(kind: BreakdownKind, side: Side, t: &Transition) -> Self {
+        match kind {
+            BreakdownKind::Port if side == Side::Client => Self::Port(t.rport),
+            BreakdownKind::Port => Self::Port(t.lport),
+            BreakdownKind::Process => Self::Process {
+                pid: t.pid,
+                comm: t.comm,
+            },
+            BreakdownKind::Remote => Self::Remote(t.raddr),
+            BreakdownKind::Netns => Self::Netns(t.netns),
+        }
+    }
+}
+
+impl fmt::Display for BreakdownKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let label = match self {
+            Self::Port(port) => port.to_string(),
+            Self::Process { pid: None, .. } => "-".to_owned(),
+            Self::Process {
+                pid: Some(pid),
+                comm,
+            } => format!("{pid}/{comm}"),
+            Self::Remote(addr) if addr.is_unspecified() => "-".to_owned(),
+            Self::Remote(addr) => addr.to_string(),
+            Self::Netns(0) => "unknown".to_owned(),
+            Self::Netns(inode) => inode.to_string(),
+        };
+        f.pad(&label)
+    }
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct KeyCounts {
+    pub count: u64,
+    /// Since the previous snapshot.
+    pub interval_count: u64,
+    pub abnormal: u64,
+}
+
+impl KeyCounts {
+    fn add(&mut self, other: &KeyCounts) {
+        self.count += other.count;
+        self.interval_count += other.interval_count;
+        self.abnormal += other.abnormal;
+    }
+}
+
+/// One breakdown as a snapshot shows it: the top keys, busiest first, and the rest summed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BreakdownSnapshot {
+    pub kind: BreakdownKind,
+    pub top: Vec<(BreakdownKey, KeyCounts)>,
+    /// Keys beyond the top ones, and those past the bound of distinct keys: how many distinct
+    /// keys (those past the bound not told apart: counted as one), and their counts summed.
+    pub other_keys: u64,
+    pub other: KeyCounts,
+}
+
+impl BreakdownSnapshot {
+    pub fn total(&self) -> u64 {
+        self.top.iter().map(|(_, c)| c.count).sum::<u64>() + self.other.count
+    }
+}
+
+#[derive(Clone, Debug, Default)]
+struct Tally {
+    /// Counts, and the count at the previous snapshot.
+    by_key: HashMap<BreakdownKey, (KeyCounts, u64)>,
+    overflow: (KeyCounts, u64),
+}
+
+impl Tally {
+    fn record(&mut self, key: BreakdownKey, abnormal: bool, max_keys: usize) {
+        let len = self.by_key.len();
+        let counts = match self.by_key.get_mut(&key) {
+            Some((counts, _)) => counts,
+            None if len < max_keys => &mut self.by_key.entry(key).or_default().0,
+            None => &mut self.overflow.0,
+        };
+        counts.count += 1;
+        counts.abnormal += u64::from(abnormal);
+    }
+
+    fn snapshot(&mut self, kind: BreakdownKind, top: usize) -> BreakdownSnapshot {
+        let mut rows: Vec<(BreakdownKey, KeyCounts)> = self
+            .by_key
+            .iter_mut()
+            .map(|(key, (counts, at_snapshot))| {
+                counts.interval_count = counts.count - *at_snapshot;
+                *at_snapshot = counts.count;
+                (*key, *counts)
+            })
+            .collect();
+        rows.sort_by(|a, b| b.1.count.cmp(&a.1.count).then(a.0.cmp(&b.0)));
+        let mut other = KeyCounts::default();
+        let mut other_keys = 0;
+        for (_, counts) in rows.iter().skip(top) {
+            other.add(counts);
+            other_keys += 1;
+        }
+        rows.truncate(top);
+        let (overflow, at_snapshot) = &mut self.overflow;
+        if overflow.count > 0 {
+            overflow.interval_count = overflow.count - *at_snapshot;
+            *at_snapshot = overflow.count;
+            other.add(overflow);
+            other_keys += 1;
+        }
+        BreakdownSnapshot {
+            kind,
+            top: rows,
+            other_keys,
+            other,
+        }
+    }
+}
+
+/// The four breakdowns of one transition (or of all).
+#[derive(Clone, Debug, Default)]
+pub struct Breakdowns {
+    tallies: [Tally; 4],
+}
+
+impl Breakdowns {
+    pub fn record(&mut self, side: Side, t: &Transition, abnormal: bool, max_keys: usize) {
+        for (tally, kind) in self.tallies.iter_mut().zip(BreakdownKind::ALL) {
+            tally.record(BreakdownKey::of(kind, side, t), abnormal, max_keys);
+        }
+    }
+
+    /// Every kind, in [`BreakdownKind::ALL`]'s order, `top` keys each; also starts the next
+    /// interval.
+    pub fn snapshot(&mut self, top: usize) -> Vec<BreakdownSnapshot> {
+        self.tallies
+            .iter_mut()
+            .zip(BreakdownKind::ALL)
+            .map(|(tally, kind)| tally.snapshot(kind, top))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::state::TcpState;
+
+    fn t(lport: u16, rport: u16, pid: u32) -> Transition {
+        Transition {
+            lport,
+            rport,
+            pid: Some(pid),
+            comm: "web".into(),
+            netns: 7,
+            ..Transition::fixture(1, 0, TcpState::Established, TcpState::Close)
+        }
+    }
+
+    #[test]
+    fn top_keys_busiest_first_with_the_rest_as_other() {
+        let mut b = Breakdowns::default();
+        for (port, n) in [(80, 5), (443, 9), (22, 1), (25, 1)] {
+            for _ in 0..n {
+                b.record(Side::Server, &t(port, 50000, 1), port == 22, 100);
+            }
+        }
+        let snaps = b.snapshot(2);
+        let port = &snaps[0];
+        assert_eq!(port.kind, BreakdownKind::Port);
+        let top: Vec<_> = port
+            .top
+            .iter()
+            .map(|(k, c)| (k.to_string(), c.count))
+            .collect();
+        assert_eq!(top, [("443".into(), 9), ("80".into(), 5)]);
+        assert_eq!(
+            (port.other_keys, port.other.count, port.other.abnormal),
+            (2, 2, 1)
+        );
+        assert_eq!(port.total(), 16);
+        let process = &snaps[1];
+        assert_eq!(process.top[0].0.to_string(), "1/web");
+        assert_eq!(snaps[3].top[0].0, BreakdownKey::Netns(7));
+    }
+
+    #[test]
+    fn the_client_path_is_broken_down_by_the_remote_port() {
+        let mut b = Breakdowns::default();
+        b.record(Side::Client, &t(40001, 443, 1), false, 100);
+        assert_eq!(b.snapshot(5)[0].top[0].0, BreakdownKey::Port(443));
+    }
+
+    #[test]
+    fn keys_past_the_bound_are_summed_and_intervals_restart() {
+        let mut b = Breakdowns::default();
+        for port in 0..10 {
+            b.record(Side::Server, &t(port, 1, 1), false, 4);
+        }
+        let port = &b.snapshot(10)[0];
+        assert_eq!(port.top.len(), 4);
+        assert_eq!((port.other_keys, port.other.count), (1, 6));
+        assert_eq!(b.tallies[0].by_key.len(), 4, "bounded");
+        b.record(Side::Server, &t(0, 1, 1), false, 4);
+        let port = &b.snapshot(10)[0];
+        let zero = port
+            .top
+            .iter()
+            .find(|(k, _)| *k == BreakdownKey::Port(0))
+            .unwrap();
+        assert_eq!((zero.1.count, zero.1.interval_count), (2, 1));
+        assert_eq!(port.other.interval_count, 0);
+    }
+
+    #[test]
+    fn kinds_cycle() {
+        let mut kind = BreakdownKind::Port;
+        for _ in 0..4 {
+            kind = kind.next();
+        }
+        assert_eq!(kind, BreakdownKind::Port);
+    }
+}
