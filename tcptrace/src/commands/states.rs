@@ -235,6 +235,7 @@ async fn watch_live<W: Write>(watch: &mut LiveWatch<'_, W>) -> anyhow::Result<()
         duration: None,
         tcp_counters: false,
         census: Some(filter.clone()),
+        stop: None,
     };
     let pipeline = PipelineConfig {
         filter,

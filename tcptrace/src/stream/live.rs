@@ -45,6 +45,9 @@ pub struct LiveConfig {
     /// Take the start-up census of the sockets that predate tracing, of what this filter shows
     /// (its family, ports and namespace), to seed their owners; `None`: no census.
     pub census: Option<EventFilter>,
+    /// Ends tracing as Ctrl-C does when it fires or its sender is dropped: the full-screen
+    /// view's quit, which in raw mode comes as a key, not a signal.
+    pub stop: Option<tokio::sync::oneshot::Receiver<()>>,
 }
 
 /// Reads the kernel's TCP counters, warning once if they cannot be read: the request-socket
@@ -132,7 +135,7 @@ fn record_error(err: RecordError, path: &Path) -> anyhow::Error {
 }
 
 /// Loads the probe and feeds `sink` until Ctrl-C, SIGTERM or the duration.
-pub async fn run_live(config: LiveConfig, sink: &mut impl RawSink) -> anyhow::Result<()> {
+pub async fn run_live(mut config: LiveConfig, sink: &mut impl RawSink) -> anyhow::Result<()> {
     let mut probe = Probe::load(&config.probe)?;
     // Attached, not yet announced: the owners of what exists now, before anyone starts more.
     let seeds = match &config.census {
@@ -183,6 +186,7 @@ pub async fn run_live(config: LiveConfig, sink: &mut impl RawSink) -> anyhow::Re
             _ = sigterm.recv() => stop = true,
             _ = sighup.recv() => stop = true,
             _ = async { sleep_until(deadline.expect("guarded")).await }, if deadline.is_some() => stop = true,
+            _ = async { config.stop.as_mut().expect("guarded").await }, if config.stop.is_some() => stop = true,
             read = session.events.read(|bytes| forward(sink, bytes, &mut failed)) => {
                 read.context("reading the event ring buffer")?;
             }
