@@ -323,6 +323,10 @@ pub struct StatesArgs {
     /// One JSON object per snapshot instead of a table.
     #[arg(long)]
     pub json: bool,
+    /// With --watch on a terminal: the text redrawn in place, instead of the full-screen view
+    /// (its states tab; q quits).
+    #[arg(long, requires = "watch", conflicts_with = "json")]
+    pub plain: bool,
     /// Only sockets in these states (netstat names, comma separated).
     #[arg(long, value_name = "STATE[,STATE...]", value_parser = parse_states)]
     pub state: Option<StateList>,

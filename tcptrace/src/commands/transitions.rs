@@ -72,12 +72,12 @@ pub async fn run(args: TransitionsArgs) -> anyhow::Result<()> {
     let interval = args.interval.or_else(|| {
         matches!(output, Output::Terminal | Output::Tui).then_some(Duration::from_secs(1))
     });
-    let (stop, stopped) = tokio::sync::oneshot::channel();
+    let (stop, stopped) = tokio::sync::watch::channel(false);
     let view = match output {
         Output::Tui => Some(View::start(
             App::new(Mode::Transitions, describe_filter(&filter)),
             move || {
-                let _ = stop.send(());
+                let _ = stop.send(true);
             },
         )?),
         _ => None,

@@ -45,9 +45,9 @@ pub struct LiveConfig {
     /// Take the start-up census of the sockets that predate tracing, of what this filter shows
     /// (its family, ports and namespace), to seed their owners; `None`: no census.
     pub census: Option<EventFilter>,
-    /// Ends tracing as Ctrl-C does when it fires or its sender is dropped: the full-screen
-    /// view's quit, which in raw mode comes as a key, not a signal.
-    pub stop: Option<tokio::sync::oneshot::Receiver<()>>,
+    /// Ends tracing as Ctrl-C does once it holds true or its sender is dropped: the
+    /// full-screen view's quit, which in raw mode comes as a key, not a signal.
+    pub stop: Option<tokio::sync::watch::Receiver<bool>>,
 }
 
 /// Reads the kernel's TCP counters, warning once if they cannot be read: the request-socket
@@ -186,7 +186,7 @@ pub async fn run_live(mut config: LiveConfig, sink: &mut impl RawSink) -> anyhow
             _ = sigterm.recv() => stop = true,
             _ = sighup.recv() => stop = true,
             _ = async { sleep_until(deadline.expect("guarded")).await }, if deadline.is_some() => stop = true,
-            _ = async { config.stop.as_mut().expect("guarded").await }, if config.stop.is_some() => stop = true,
+            _ = stop_requested(config.stop.as_mut()), if config.stop.is_some() => stop = true,
             read = session.events.read(|bytes| forward(sink, bytes, &mut failed)) => {
                 read.context("reading the event ring buffer")?;
             }
@@ -229,6 +229,16 @@ pub async fn run_live(mut config: LiveConfig, sink: &mut impl RawSink) -> anyhow
     };
     sink.stopped(&reading)?;
     Ok(())
+}
+
+/// Resolves once `stop` holds true or its sender is gone (never without one).
+pub async fn stop_requested(stop: Option<&mut tokio::sync::watch::Receiver<bool>>) {
+    match stop {
+        Some(stop) => {
+            let _ = stop.wait_for(|stop| *stop).await;
+        }
+        None => std::future::pending().await,
+    }
 }
 
 fn forward(sink: &mut impl RawSink, bytes: &[u8], failed: &mut Option<io::Error>) {

@@ -13,7 +13,7 @@ use ratatui::{
 use crate::render::{
     tui::{
         app::{App, Mode},
-        keys::{FOOTER, KEYS},
+        keys::{FOOTER, KEYS, STATES_FOOTER},
     },
     units::{duration, rate},
 };
@@ -106,9 +106,13 @@ pub fn tabs(app: &App, area: Rect, buf: &mut Buffer) {
     Paragraph::new(Line::from(spans)).render(area, buf);
 }
 
-pub fn footer(area: Rect, buf: &mut Buffer) {
+pub fn footer(app: &App, area: Rect, buf: &mut Buffer) {
+    let keys = match app.mode {
+        Mode::Transitions => FOOTER,
+        Mode::States => STATES_FOOTER,
+    };
     let mut spans = Vec::new();
-    for (i, (key, what)) in FOOTER.iter().enumerate() {
+    for (i, (key, what)) in keys.iter().enumerate() {
         if i > 0 {
             spans.push(Span::raw("  "));
         }

@@ -51,6 +51,14 @@ pub const FOOTER: &[(&str, &str)] = &[
     ("q", "quit"),
 ];
 
+/// The footer of `states --watch`, which has one view.
+pub const STATES_FOOTER: &[(&str, &str)] = &[
+    ("↑↓", "scroll"),
+    ("p", "pause"),
+    ("?", "help"),
+    ("q", "quit"),
+];
+
 /// What a key does; `None`: nothing.
 pub fn command(key: &KeyEvent) -> Option<Command> {
     if key.kind == KeyEventKind::Release {

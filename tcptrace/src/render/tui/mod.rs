@@ -58,7 +58,7 @@ pub fn draw(app: &App, area: Rect, buf: &mut Buffer) {
         View::Breakdown => breakdown::draw(app, body, buf),
         View::States => states::draw(app, body, buf),
     }
-    chrome::footer(footer, buf);
+    chrome::footer(app, footer, buf);
     if app.help {
         chrome::help(area, buf);
     }
