@@ -9,3 +9,4 @@ mod support;
 mod trace;
 mod transitions;
 mod transitions_netns;
+mod tui;

@@ -155,13 +155,15 @@ fn ensure_bpf_linker() -> anyhow::Result<()> {
 }
 
 /// Programs the end-to-end tests run, and the Debian packages that provide them: `ip` and `ss`
-/// build network namespaces and cross-check counts, `nft` drops packets inside them.
+/// build network namespaces and cross-check counts, `nft` drops packets inside them, `tmux`
+/// runs the full-screen view in a pane of known size and reads it back.
 const TEST_TOOLS: &[(&str, &str)] = &[
     ("ip", "iproute2"),
     ("ss", "iproute2"),
     ("nft", "nftables"),
     ("sysctl", "procps"),
     ("setpriv", "util-linux"),
+    ("tmux", "tmux"),
 ];
 
 fn on_path(program: &str) -> bool {
