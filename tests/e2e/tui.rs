@@ -19,9 +19,10 @@ struct Tmux {
 }
 
 impl Tmux {
-    fn new() -> Self {
+    /// `name`: the test's, so that tests running at once have servers of their own.
+    fn new(name: &str) -> Self {
         Self {
-            socket: format!("tcptrace-tui-{}", std::process::id()),
+            socket: format!("tcptrace-tui-{name}-{}", std::process::id()),
         }
     }
 
@@ -111,7 +112,7 @@ fn the_full_screen_view_under_a_known_workload() {
     assert_eq!(server.port(&format!("listen {LO} {PORT}")), PORT);
     let mut client = Peer::spawn_in(&netns);
 
-    let tmux = Tmux::new();
+    let tmux = Tmux::new("view");
     let bin = tcptrace_bin();
     assert!(Path::new(&bin).exists());
     // After tcptrace: its exit status, then whether the terminal is back in cooked mode with
@@ -234,4 +235,81 @@ fn the_full_screen_view_under_a_known_workload() {
         "the alternate screen is left"
     );
     assert_eq!(tmux.flag("cursor_flag"), "1", "the cursor is shown");
+}
+
+/// The pid of the tcptrace whose command line has `needle`, found in /proc.
+fn pid_of_tcptrace_with(needle: &str) -> Option<i32> {
+    let bin = tcptrace_bin();
+    std::fs::read_dir("/proc")
+        .ok()?
+        .flatten()
+        .find_map(|entry| {
+            let pid: i32 = entry.file_name().to_str()?.parse().ok()?;
+            let cmdline = std::fs::read(entry.path().join("cmdline")).ok()?;
+            let args: Vec<String> = cmdline
+                .split(|b| *b == 0)
+                .map(|a| String::from_utf8_lossy(a).into_owned())
+                .collect();
+            (args.first().map(Path::new) == Some(bin.as_path()) && args.join(" ").contains(needle))
+                .then_some(pid)
+        })
+}
+
+#[test]
+fn a_signal_ends_the_full_screen_view_with_the_terminal_restored_and_the_summary() {
+    if !privileged("a_signal_ends_the_full_screen_view_with_the_terminal_restored_and_the_summary")
+        || !tmux_present()
+    {
+        return;
+    }
+    const SIGNALLED_PORT: u16 = 47932;
+    let tmux = Tmux::new("signal");
+    let bin = tcptrace_bin();
+    let script = format!(
+        "{} transitions --lport {SIGNALLED_PORT}; echo TCPTRACE-EXIT=$?; \
+         stty -a | tr ' ;' '\\n\\n' | grep -x -e '-*icanon' -e '-*echo' | sed 's/^/TTY-/'; \
+         sleep 600",
+        bin.display()
+    );
+    {
+        let _guard = start_lock();
+        tmux.run(&[
+            "new-session",
+            "-d",
+            "-s",
+            "tui",
+            "-x",
+            "80",
+            "-y",
+            "24",
+            "sh",
+            "-c",
+            &script,
+        ]);
+        tmux.wait_screen("the header's first interval", |s| s.contains("elapsed"));
+    }
+    let pid = wait_until("tcptrace's pid", || {
+        pid_of_tcptrace_with(&format!("--lport {SIGNALLED_PORT}"))
+    });
+    // SAFETY: kill has no memory preconditions; the pid is the tcptrace this test started.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+    let history = {
+        let mut last = String::new();
+        wait_until("tcptrace to exit", || {
+            last = tmux.history();
+            last.contains("TTY-").then(|| last.clone())
+        })
+    };
+    assert!(history.contains("TCPTRACE-EXIT=0"), "{history}");
+    assert!(history.contains("0 transitions, 0 lost"), "{history}");
+    assert!(
+        history.lines().any(|l| l == "TTY-icanon"),
+        "cooked mode: {history}"
+    );
+    assert!(history.lines().any(|l| l == "TTY-echo"), "echo: {history}");
+    assert_eq!(
+        tmux.flag("alternate_on"),
+        "0",
+        "the alternate screen is left"
+    );
 }
