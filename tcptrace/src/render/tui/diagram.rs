@@ -157,11 +157,13 @@ fn edge_label(r: Option<&RowSnapshot>, form: Form) -> (String, Kind) {
     if form == Form::Wide
         && let Some(stats) = &r.time.stats
     {
-        text.push_str(&format!(
-            " · p50 {} p99 {}",
+        text = format!(
+            "│ {} {}/s p50 {} p99 {}",
+            r.count,
+            rate(r.rate_per_s),
             duration(stats.p50),
             duration(stats.p99)
-        ));
+        );
     }
     (text, Kind::Edge)
 }
@@ -195,25 +197,30 @@ fn abnormal_label(
     Some((format!("✗{} →CLOSE {causes}", r.count), RowKey::of(r)))
 }
 
-/// The request sockets' fates, from the kernel's counters.
-fn request_label(snap: &Snapshot, form: Form) -> Option<String> {
+/// The request sockets' fates, from the kernel's counters: one line when compact, two (beside
+/// the box's top and bottom lines) when wide.
+fn request_label(snap: &Snapshot, form: Form) -> Option<Vec<String>> {
     let rs = snap.request_sockets.as_ref()?;
     let t = &rs.total;
     Some(match form {
-        Form::Compact => format!(
+        Form::Compact => vec![format!(
             "req: {} rst {} ovf {} drop",
             t.embryonic_rsts,
             t.listen_overflows,
             t.listen_drops + t.req_q_full_drop
-        ),
-        Form::Wide => format!(
-            "request sockets: {} reset, {} overflows, {} drops, {} cookies, {} SYN-ACK retransmits",
-            t.embryonic_rsts,
-            t.listen_overflows,
-            t.listen_drops + t.req_q_full_drop,
-            t.syncookies_sent,
-            rs.synack_retransmits
-        ),
+        )],
+        Form::Wide => vec![
+            format!(
+                "request sockets: {} reset, {} overflows, {} drops",
+                t.embryonic_rsts,
+                t.listen_overflows,
+                t.listen_drops + t.req_q_full_drop,
+            ),
+            format!(
+                "{} SYN cookies, {} SYN-ACK retransmits",
+                t.syncookies_sent, rs.synack_retransmits
+            ),
+        ],
     })
 }
 
@@ -327,10 +334,23 @@ fn lay_lane(d: &mut Diagram, lane: &Lane, x0: u16, width: u16, form: Form, snap:
         }
         if side == Side::Server
             && state == TcpState::SynRecv
-            && let Some(text) = request_label(snap, form)
+            && let Some(lines) = request_label(snap, form)
         {
-            at += 1;
-            d.put(at, label_y, (x + room).saturating_sub(at), text, Kind::Note);
+            match form {
+                Form::Compact => {
+                    at += 1;
+                    for text in lines {
+                        d.put(at, label_y, (x + room).saturating_sub(at), text, Kind::Note);
+                    }
+                }
+                // Beside the box's top and bottom lines, clear of an abnormal close's mark.
+                Form::Wide => {
+                    let at = end_x + 2;
+                    for (text, y) in lines.into_iter().zip([y, y + 2]) {
+                        d.put(at, y, (x + room).saturating_sub(at), text, Kind::Note);
+                    }
+                }
+            }
         }
         if side == Side::Server && state == TcpState::Listen {
             let count = |from, to| {
