@@ -93,6 +93,8 @@ pub async fn run(args: StatesArgs) -> anyhow::Result<()> {
             move || {
                 let _ = stop.send(true);
             },
+            // Its frames come from the watch, which runs whatever is shown.
+            |_| {},
         )?)
     } else {
         None

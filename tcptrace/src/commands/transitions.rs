@@ -73,18 +73,23 @@ pub async fn run(args: TransitionsArgs) -> anyhow::Result<()> {
         matches!(output, Output::Terminal | Output::Tui).then_some(Duration::from_secs(1))
     });
     let (stop, stopped) = tokio::sync::watch::channel(false);
+    // Whether the states tab is shown, from the view to the thread that takes its snapshots.
+    let (shown, shown_changes) = mpsc::channel::<bool>();
     let view = match output {
         Output::Tui => Some(View::start(
             App::new(Mode::Transitions, describe_filter(&filter)),
             move || {
                 let _ = stop.send(true);
             },
+            move |states_shown| {
+                let _ = shown.send(states_shown);
+            },
         )?),
         _ => None,
     };
-    // The states tab: snapshots of this namespace's sockets, on a thread of their own.
-    let states = view.as_ref().map(|view| {
-        let (keep, quit) = mpsc::channel::<()>();
+    // The states tab: snapshots of this namespace's sockets, on a thread of their own, taken
+    // only while the tab is shown (a dump of a busy host's sockets is not free).
+    if let Some(view) = &view {
         let tab = view.sender();
         if args.replay.is_some() {
             let _ = tab.try_send(Input::States(vec![
@@ -95,11 +100,10 @@ pub async fn run(args: TransitionsArgs) -> anyhow::Result<()> {
         } else {
             let args = args.clone();
             thread::spawn(move || {
-                states_tab(&args, &tab, &quit);
+                states_tab(&args, &tab, &shown_changes);
             });
         }
-        keep
-    });
+    }
     let live = LiveConfig {
         probe: ProbeConfig {
             filter: filter.kernel(),
@@ -186,7 +190,6 @@ pub async fn run(args: TransitionsArgs) -> anyhow::Result<()> {
             .await
             .map(|totals| (totals, None)),
     };
-    drop(states);
     let (totals, damage) = match streamed {
         Ok(streamed) => streamed,
         Err(err) => {
@@ -223,9 +226,9 @@ pub async fn run(args: TransitionsArgs) -> anyhow::Result<()> {
     damage.map_or(Ok(()), |err| Err(err.into()))
 }
 
-/// The states tab's loop: a snapshot of the sockets every [`STATES_EVERY`] until `quit`
-/// closes, each drawn as `states` draws it.
-fn states_tab(args: &TransitionsArgs, tab: &SyncSender<Input>, quit: &mpsc::Receiver<()>) {
+/// The states tab's loop: while the tab is shown (as `shown` last said), a snapshot of the
+/// sockets every [`STATES_EVERY`], each drawn as `states` draws it; ends with the view.
+fn states_tab(args: &TransitionsArgs, tab: &SyncSender<Input>, shown: &mpsc::Receiver<bool>) {
     let send = |lines: Vec<String>| match tab.try_send(Input::States(lines)) {
         Ok(()) | Err(TrySendError::Full(_)) => true,
         Err(TrySendError::Disconnected(_)) => false,
@@ -241,7 +244,17 @@ fn states_tab(args: &TransitionsArgs, tab: &SyncSender<Input>, quit: &mpsc::Rece
     let range = sysctl::port_range();
     let wall = clock::wall_clock();
     let mut previous: Option<census::Census> = None;
+    let mut showing = false;
     loop {
+        if !showing {
+            match shown.recv() {
+                Ok(now) => {
+                    showing = now;
+                    continue;
+                }
+                Err(_) => return,
+            }
+        }
         let at_ns = clock::monotonic_ns();
         let lines = match selected(&mut diag, &selection, args.filter.families(), false, false) {
             Ok(snapshot) => {
@@ -289,9 +302,10 @@ fn states_tab(args: &TransitionsArgs, tab: &SyncSender<Input>, quit: &mpsc::Rece
         if !send(lines) {
             return;
         }
-        match quit.recv_timeout(STATES_EVERY) {
+        match shown.recv_timeout(STATES_EVERY) {
+            Ok(now) => showing = now,
             Err(RecvTimeoutError::Timeout) => {}
-            Ok(()) | Err(RecvTimeoutError::Disconnected) => return,
+            Err(RecvTimeoutError::Disconnected) => return,
         }
     }
 }

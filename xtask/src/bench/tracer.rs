@@ -50,7 +50,7 @@ impl Tracer {
     pub fn name(self) -> &'static str {
         match self {
             Self::Transitions => "tcptrace transitions",
-            Self::TransitionsTui => "tcptrace transitions, full-screen (pty)",
+            Self::TransitionsTui => "tcptrace transitions, TUI in a pty",
             Self::TraceJson => "tcptrace trace --json",
             Self::Tcpstates => "libbpf-tools tcpstates",
             Self::Bpftrace => "bpftrace, counting in the kernel",

@@ -16,7 +16,7 @@ use crate::{
     render::{
         terminal::CLEAR,
         tui::{
-            app::{App, Flow},
+            app::{App, Flow, View as ViewKind},
             draw,
             keys::command,
         },
@@ -46,15 +46,21 @@ pub struct View {
 
 impl View {
     /// Takes the terminal and starts drawing; `on_quit` runs on the view's thread when the
-    /// user quits (or the thread ends for any other reason), to stop the live loop.
-    pub fn start(app: App, on_quit: impl FnOnce() + Send + 'static) -> io::Result<Self> {
+    /// user quits (or the thread ends for any other reason), to stop the live loop;
+    /// `on_states_tab` is told whether the states tab is shown, whenever that changes, so that
+    /// its snapshots are taken only while someone looks.
+    pub fn start(
+        app: App,
+        on_quit: impl FnOnce() + Send + 'static,
+        on_states_tab: impl FnMut(bool) + Send + 'static,
+    ) -> io::Result<Self> {
         let (inputs, received) = mpsc::sync_channel(QUEUE);
         // Entered here, so that a terminal that cannot be taken fails the command at once.
         let session = Session::enter()?;
         let thread = thread::Builder::new()
             .name("tcptrace-view".to_owned())
             .spawn(move || {
-                let result = run(session, app, &received);
+                let result = run(session, app, &received, on_states_tab);
                 on_quit();
                 result
             })?;
@@ -89,9 +95,20 @@ impl View {
     }
 }
 
-fn run(mut session: Session, mut app: App, inputs: &Receiver<Input>) -> io::Result<()> {
+fn run(
+    mut session: Session,
+    mut app: App,
+    inputs: &Receiver<Input>,
+    mut on_states_tab: impl FnMut(bool),
+) -> io::Result<()> {
     let mut dirty = true;
+    let mut states_shown = app.view == ViewKind::States;
+    on_states_tab(states_shown);
     loop {
+        if (app.view == ViewKind::States) != states_shown {
+            states_shown = !states_shown;
+            on_states_tab(states_shown);
+        }
         if dirty {
             session
                 .terminal()
