@@ -296,3 +296,29 @@ fn the_trend_gives_each_interval_its_own_p99() {
     assert!(trend.iter().any(|p| p.p99_us.is_some()));
     assert!(trend.iter().all(|p| p.p99_us.is_none_or(|us| us <= top)));
 }
+
+#[test]
+fn every_view_draws_at_any_size_without_panicking() {
+    let mut app = storm_app();
+    select(&mut app, RESET);
+    let mut states = App::new(Mode::States, "none".to_owned());
+    states.on_states(vec!["STATE  COUNT".to_owned(); 50]);
+    for view in View::ALL {
+        app.view = view;
+        for help in [false, true] {
+            app.help = help;
+            for (w, h) in [
+                (1, 1),
+                (2, 3),
+                (10, 4),
+                (30, 8),
+                (79, 23),
+                (120, 30),
+                (161, 40),
+            ] {
+                render(&app, w, h);
+                render(&states, w, h);
+            }
+        }
+    }
+}
