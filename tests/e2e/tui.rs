@@ -83,6 +83,28 @@ impl Drop for Tmux {
     }
 }
 
+/// A tcptrace started in a pane (its pid, and what its command line has): killed with the
+/// test should it hang, not leaked.
+struct Reaped(i32, String);
+
+impl Reaped {
+    fn find(needle: String) -> Self {
+        let pid = wait_until("tcptrace's pid", || pid_of_tcptrace_with(&needle));
+        Self(pid, needle)
+    }
+}
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        // Only while the pid is still that tcptrace's, not a later process's.
+        if pid_of_tcptrace_with(&self.1) == Some(self.0) {
+            // SAFETY: kill has no memory preconditions; the pid is the tcptrace this test
+            // started.
+            unsafe { libc::kill(self.0, libc::SIGKILL) };
+        }
+    }
+}
+
 fn tmux_present() -> bool {
     let found = Command::new("tmux").arg("-V").output().is_ok();
     if !found {
@@ -150,6 +172,7 @@ fn the_full_screen_view_under_a_known_workload() {
         );
         assert!(screen.contains("SERVER PATH"), "{screen}");
     }
+    let _reaped = Reaped::find(format!("--lport {PORT}"));
     assert_eq!(tmux.flag("alternate_on"), "1", "the view is full-screen");
 
     // The client closes first; the server reads the end of the stream, then closes: every
@@ -288,9 +311,8 @@ fn a_signal_ends_the_full_screen_view_with_the_terminal_restored_and_the_summary
         ]);
         tmux.wait_screen("the header's first interval", |s| s.contains("elapsed"));
     }
-    let pid = wait_until("tcptrace's pid", || {
-        pid_of_tcptrace_with(&format!("--lport {SIGNALLED_PORT}"))
-    });
+    let reaped = Reaped::find(format!("--lport {SIGNALLED_PORT}"));
+    let pid = reaped.0;
     // SAFETY: kill has no memory preconditions; the pid is the tcptrace this test started.
     assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
     let history = {

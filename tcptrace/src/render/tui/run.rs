@@ -36,6 +36,9 @@ pub enum Input {
     States(Vec<String>),
     /// The stream ended with this final snapshot; the view stays until the user quits.
     End(Box<Snapshot>),
+    /// The stream ended: the view ends with it. Sent, not left to the channel's closing: the
+    /// states tab's thread holds a sender too.
+    Stop,
 }
 
 /// The running view.
@@ -83,10 +86,12 @@ impl View {
     /// Hands the final snapshot over (`Some`: the view stays until the user quits) and waits
     /// for the view to end and the terminal to be restored.
     pub fn finish(self, last: Option<Snapshot>) -> io::Result<()> {
-        if let Some(last) = last {
-            // Waited for: it is the last input, and the view must show it.
-            let _ = self.inputs.send(Input::End(Box::new(last)));
-        }
+        // Waited for: it is the last input, and the view must see it (an error: the view is
+        // gone already).
+        let _ = self.inputs.send(match last {
+            Some(last) => Input::End(Box::new(last)),
+            None => Input::Stop,
+        });
         drop(self.inputs);
         match self.thread.join() {
             Ok(result) => result,
@@ -132,6 +137,7 @@ fn run(
                 Ok(Input::Snapshot(snapshot)) => app.on_snapshot(*snapshot),
                 Ok(Input::States(lines)) => app.on_states(lines),
                 Ok(Input::End(snapshot)) => app.on_end(*snapshot),
+                Ok(Input::Stop) => return Ok(()),
                 Err(TryRecvError::Empty) => break,
                 // The live stream stopped (a signal, the duration): the view ends with it,
                 // unless it was handed an end to show.
