@@ -3,10 +3,11 @@
 //! [`MAX_KEYS_PER_ROW`] (or [`MAX_KEYS_ALL`]) distinct keys are counted one by one, later ones
 //! are summed as "other"; a snapshot shows the top K and sums the rest into "other" too.
 
-use std::{collections::HashMap, fmt, net::IpAddr};
+use std::{collections::HashMap, fmt, hash::Hash, net::IpAddr};
 
 use crate::core::{
     event::{Comm, Transition},
+    hash::FastHash,
     state::Side,
 };
 
@@ -133,33 +134,67 @@ impl BreakdownSnapshot {
     }
 }
 
-#[derive(Clone, Debug, Default)]
-struct Tally {
-    /// Counts, and the count at the previous snapshot.
-    by_key: HashMap<BreakdownKey, (KeyCounts, u64)>,
+/// The counts of one kind. On the hot path: a transition costs one comparison when its key is
+/// the previous one's (a busy service, one peer), one lookup in a fast-hashed index otherwise.
+#[derive(Clone, Debug)]
+struct Tally<K> {
+    /// Keys in order of first sight, with their counts and the count at the previous snapshot.
+    keys: Vec<(K, KeyCounts, u64)>,
+    index: HashMap<K, usize, FastHash>,
+    /// The last key counted and its place in `keys`.
+    last: Option<(K, usize)>,
     overflow: (KeyCounts, u64),
 }
 
-impl Tally {
-    fn record(&mut self, key: BreakdownKey, abnormal: bool, max_keys: usize) {
-        let len = self.by_key.len();
-        let counts = match self.by_key.get_mut(&key) {
-            Some((counts, _)) => counts,
-            None if len < max_keys => &mut self.by_key.entry(key).or_default().0,
+impl<K> Default for Tally<K> {
+    fn default() -> Self {
+        Self {
+            keys: Vec::new(),
+            index: HashMap::default(),
+            last: None,
+            overflow: (KeyCounts::default(), 0),
+        }
+    }
+}
+
+impl<K: Copy + Eq + Hash> Tally<K> {
+    fn record(&mut self, key: K, abnormal: bool, max_keys: usize) {
+        let slot = match self.last {
+            Some((last, slot)) if last == key => Some(slot),
+            _ => match self.index.get(&key) {
+                Some(slot) => Some(*slot),
+                None if self.keys.len() < max_keys => {
+                    self.keys.push((key, KeyCounts::default(), 0));
+                    self.index.insert(key, self.keys.len() - 1);
+                    Some(self.keys.len() - 1)
+                }
+                None => None,
+            },
+        };
+        let counts = match slot {
+            Some(slot) => {
+                self.last = Some((key, slot));
+                &mut self.keys[slot].1
+            }
             None => &mut self.overflow.0,
         };
         counts.count += 1;
         counts.abnormal += u64::from(abnormal);
     }
 
-    fn snapshot(&mut self, kind: BreakdownKind, top: usize) -> BreakdownSnapshot {
+    fn snapshot(
+        &mut self,
+        kind: BreakdownKind,
+        top: usize,
+        label: impl Fn(K) -> BreakdownKey,
+    ) -> BreakdownSnapshot {
         let mut rows: Vec<(BreakdownKey, KeyCounts)> = self
-            .by_key
+            .keys
             .iter_mut()
-            .map(|(key, (counts, at_snapshot))| {
+            .map(|(key, counts, at_snapshot)| {
                 counts.interval_count = counts.count - *at_snapshot;
                 *at_snapshot = counts.count;
-                (*key, *counts)
+                (label(*key), *counts)
             })
             .collect();
         rows.sort_by(|a, b| b.1.count.cmp(&a.1.count).then(a.0.cmp(&b.0)));
@@ -186,27 +221,43 @@ impl Tally {
     }
 }
 
-/// The four breakdowns of one transition (or of all).
+/// The four breakdowns of one transition (or of all), each keyed by its own small type.
 #[derive(Clone, Debug, Default)]
 pub struct Breakdowns {
-    tallies: [Tally; 4],
+    ports: Tally<u16>,
+    processes: Tally<(Option<u32>, Comm)>,
+    remotes: Tally<IpAddr>,
+    netns: Tally<u32>,
 }
 
 impl Breakdowns {
     pub fn record(&mut self, side: Side, t: &Transition, abnormal: bool, max_keys: usize) {
-        for (tally, kind) in self.tallies.iter_mut().zip(BreakdownKind::ALL) {
-            tally.record(BreakdownKey::of(kind, side, t), abnormal, max_keys);
-        }
+        let port = if side == Side::Client {
+            t.rport
+        } else {
+            t.lport
+        };
+        self.ports.record(port, abnormal, max_keys);
+        self.processes.record((t.pid, t.comm), abnormal, max_keys);
+        self.remotes.record(t.raddr, abnormal, max_keys);
+        self.netns.record(t.netns, abnormal, max_keys);
     }
 
     /// Every kind, in [`BreakdownKind::ALL`]'s order, `top` keys each; also starts the next
     /// interval.
     pub fn snapshot(&mut self, top: usize) -> Vec<BreakdownSnapshot> {
-        self.tallies
-            .iter_mut()
-            .zip(BreakdownKind::ALL)
-            .map(|(tally, kind)| tally.snapshot(kind, top))
-            .collect()
+        vec![
+            self.ports
+                .snapshot(BreakdownKind::Port, top, BreakdownKey::Port),
+            self.processes
+                .snapshot(BreakdownKind::Process, top, |(pid, comm)| {
+                    BreakdownKey::Process { pid, comm }
+                }),
+            self.remotes
+                .snapshot(BreakdownKind::Remote, top, BreakdownKey::Remote),
+            self.netns
+                .snapshot(BreakdownKind::Netns, top, BreakdownKey::Netns),
+        ]
     }
 }
 
@@ -269,7 +320,8 @@ mod tests {
         let port = &b.snapshot(10)[0];
         assert_eq!(port.top.len(), 4);
         assert_eq!((port.other_keys, port.other.count), (1, 6));
-        assert_eq!(b.tallies[0].by_key.len(), 4, "bounded");
+        assert_eq!(b.ports.keys.len(), 4, "bounded");
+        assert_eq!(b.ports.index.len(), 4, "bounded");
         b.record(Side::Server, &t(0, 1, 1), false, 4);
         let port = &b.snapshot(10)[0];
         let zero = port
