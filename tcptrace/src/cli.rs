@@ -1,6 +1,6 @@
 //! Command-line interface: flags, their validation, and the help text.
 
-use std::{path::PathBuf, time::Duration};
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use clap::{Args, Parser, Subcommand};
 use tcptrace_ebpf::MAX_FILTER_PORTS;
@@ -49,7 +49,40 @@ pub enum Command {
     /// `transitions --replay` (anywhere, without root).
     #[command(after_help = RECORD_HELP)]
     Record(RecordArgs),
+    /// Serve the transitions aggregation and the sockets per state as Prometheus metrics
+    /// over HTTP (OpenMetrics, Prometheus text, protobuf with native histograms).
+    #[command(after_help = EXPORT_HELP)]
+    Export(ExportArgs),
 }
+
+/// Bad input found after the arguments were parsed (an address that cannot be listened on):
+/// exits 2, as clap does for bad flags.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct UsageError(pub String);
+
+/// The exporter's own port: none of node_exporter's (9100), ebpf_exporter's (9435),
+/// hubble's (9965), retina's (10093) or inspektor-gadget's (2224).
+pub const EXPORT_PORT: u16 = 10427;
+
+const EXPORT_HELP: &str = "\
+Endpoints:
+  /metrics   the metrics, in the format the scraper's Accept header asks for: protobuf with
+             native histograms (Prometheus with --enable-feature=native-histograms),
+             OpenMetrics 1.0.0, or Prometheus text 0.0.4 (the default)
+  /          a landing page
+  /healthz   200 once the probe is attached, 503 before
+
+The transitions are aggregated continuously, with the filters of `transitions`, and handed to
+the HTTP server every --refresh seconds: a scrape reads the last snapshot and never waits on
+the event loop. The sockets per state and the findings are counted from an inet_diag snapshot
+of tcptrace's network namespace taken at each scrape. Every metric, its labels and its
+cardinality bound: README, \"Monitoring a fleet\".
+
+Examples:
+  tcptrace export                               http://127.0.0.1:10427/metrics
+  tcptrace export --listen 0.0.0.0:10427        reachable from other hosts
+  tcptrace export --port-label 80,443           accept-queue series for these listeners";
 
 impl Command {
     /// `-v`s given: only the commands that load the probe have the flag.
@@ -59,6 +92,7 @@ impl Command {
             Self::Transitions(args) => args.verbosity.verbose,
             Self::Record(args) => args.verbosity.verbose,
             Self::States(args) => args.verbosity.verbose,
+            Self::Export(args) => args.verbosity.verbose,
             Self::Sockets(_) | Self::Explain(_) => 0,
         }
     }
@@ -92,9 +126,19 @@ Every TCP socket of this network namespace, IPv4 and IPv6, is read from the kern
 NETLINK_SOCK_DIAG (as `ss` does), including TIME_WAIT and half-open request sockets, which are
 counted as SYN_RECV as netstat shows them.
 
-Findings under the table: processes holding CLOSE_WAIT sockets (the peer closed, the application
-never did: they never time out), TIME_WAIT sockets against the ephemeral port range
-(net.ipv4.ip_local_port_range), half-open connections per listening port and their growth.
+Findings under the table (`!` a risk, `-` information):
+  CLOSE_WAIT      who holds sockets whose peer closed, and for how long: a leak once older than
+                  --close-wait-age (60 s); children still in an accept queue are \"not yet
+                  accepted by PID/COMM\" of the listener
+  accept queue    listeners with connections waiting for accept(): queue against backlog
+                  (full past it: the kernel drops new connections), with the namespace's
+                  ListenOverflows and ListenDrops (since boot, or since the last snapshot of
+                  --watch)
+  SYN cookies     SyncookiesSent/Recv/Failed and SYNs dropped for a full SYN queue, read
+                  against net.ipv4.tcp_syncookies (1: the SYN queue overflowed; 2: always sent)
+  TIME_WAIT       the busiest destination's ports against net.ipv4.ip_local_port_range, and
+                  whether net.ipv4.tcp_tw_reuse lets connect() reuse them
+  SYN_RECV        half-open connections per listening port and their growth
 
 Examples:
   tcptrace states                       counts per state
@@ -276,6 +320,15 @@ pub struct TraceArgs {
     /// One JSON object per line instead of a table.
     #[arg(long)]
     pub json: bool,
+    /// Fixed columns wide enough for any IPv6 address and the full command name, the time of
+    /// day to the microsecond and the time in the old state in milliseconds (as tcpstates
+    /// prints them). Without it the table fits 80 columns for IPv4: its columns grow with what
+    /// they show.
+    #[arg(short = 'w', long, conflicts_with = "json")]
+    pub wide: bool,
+    /// Start each line with the time of day, to the millisecond (always there with --wide).
+    #[arg(short = 'T', long, conflicts_with_all = ["json", "wide"])]
+    pub time: bool,
     /// Stop after this many seconds (fractions allowed).
     #[arg(long, value_name = "SECS", value_parser = parse_duration, allow_negative_numbers = true)]
     pub duration: Option<Duration>,
@@ -311,8 +364,10 @@ pub struct StatesArgs {
     pub by: Option<crate::census::GroupBy>,
     /// Take a snapshot every SECS seconds (2 when omitted) and show the change since the last.
     /// When the probe loads (root), the counts are kept current from the transition stream in
-    /// between (redrawn every second), each snapshot checks them, and CLOSE_WAIT findings say
-    /// how long the sockets have been there.
+    /// between (redrawn every second; TIME_WAIT from hand-overs, less those past 60 s), each
+    /// snapshot is checked against what the stream allows while it was dumped (STREAM:
+    /// agrees, differs by N, or unverified when transitions were lost), and CLOSE_WAIT findings
+    /// say how long the sockets have been there.
     #[arg(long, value_name = "SECS", num_args = 0..=1, default_missing_value = "2",
           value_parser = parse_duration, allow_negative_numbers = true)]
     pub watch: Option<Duration>,
@@ -320,6 +375,15 @@ pub struct StatesArgs {
     #[arg(long, value_name = "N", requires = "watch",
           value_parser = clap::value_parser!(u64).range(1..))]
     pub count: Option<u64>,
+    /// CLOSE_WAIT sockets held at least this long (fractions allowed) are a leak; younger
+    /// ones are a server closing in its own time. 60 by default: a server closes a connection
+    /// whose peer closed within milliseconds of reading the end of file, a busy one within
+    /// seconds; a minute without close() is code that never will. The age is exact when
+    /// tracing saw the socket enter CLOSE_WAIT, else a lower bound (the time since the last
+    /// ACK the kernel received, shown as "≥").
+    #[arg(long, value_name = "SECS", default_value = "60", value_parser = parse_duration,
+          allow_negative_numbers = true)]
+    pub close_wait_age: Duration,
     /// One JSON object per snapshot instead of a table.
     #[arg(long)]
     pub json: bool,
@@ -376,6 +440,50 @@ pub struct TransitionsArgs {
     pub verbosity: Verbosity,
     #[command(flatten)]
     pub filter: FilterArgs,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ExportArgs {
+    /// Address and port to serve on. Default: loopback only; other hosts need it explicit
+    /// (e.g. 0.0.0.0:10427).
+    #[arg(long, value_name = "ADDR:PORT", default_value_t = SocketAddr::from(([127, 0, 0, 1], EXPORT_PORT)),
+          value_parser = parse_listen)]
+    pub listen: SocketAddr,
+    /// Seconds between two snapshots handed to the HTTP server (fractions allowed): how
+    /// fresh a scrape's transitions are.
+    #[arg(long, value_name = "SECS", default_value = "1", value_parser = parse_duration)]
+    pub refresh: Duration,
+    /// Stop after this many seconds (fractions allowed); else at Ctrl-C or SIGTERM.
+    #[arg(long, value_name = "SECS", value_parser = parse_duration, allow_negative_numbers = true)]
+    pub duration: Option<Duration>,
+    /// Network namespaces with a label value of their own; the rest are counted under
+    /// netns="other".
+    #[arg(long, value_name = "N", default_value_t = 100)]
+    pub netns_limit: usize,
+    /// Seconds after which a labelled namespace with no process and no transition is
+    /// dropped from the metrics.
+    #[arg(long, value_name = "SECS", default_value = "300", value_parser = parse_duration)]
+    pub netns_ttl: Duration,
+    /// Listening ports whose accept queue gets series of its own (a port label), comma
+    /// separated; the others count only in the fullest-queue gauge.
+    #[arg(long, value_name = "PORT[,PORT...]", value_parser = parse_ports)]
+    pub port_label: Option<Ports>,
+    /// HTTP connections served at once; past it a connection gets a 503 and is closed.
+    #[arg(long, value_name = "N", default_value_t = 1024, value_parser = parse_max_sockets)]
+    pub max_connections: usize,
+    /// Sockets followed at once; past it the oldest is forgotten (and counted).
+    #[arg(long, value_name = "N", default_value_t = 1_000_000, value_parser = parse_max_sockets)]
+    pub max_sockets: usize,
+    #[command(flatten)]
+    pub verbosity: Verbosity,
+    #[command(flatten)]
+    pub filter: FilterArgs,
+}
+
+fn parse_listen(text: &str) -> Result<SocketAddr, String> {
+    text.trim().parse().map_err(|_| {
+        format!("`{text}` is not an address and port (e.g. 127.0.0.1:{EXPORT_PORT} or [::1]:{EXPORT_PORT})")
+    })
 }
 
 #[derive(Debug, Clone, Args)]

@@ -8,7 +8,7 @@ use std::{
 use clap::Parser as _;
 
 use tcptrace::{
-    cli::{Cli, Command},
+    cli::{Cli, Command, UsageError},
     commands,
 };
 
@@ -29,6 +29,11 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         // `tcptrace trace | head`: the reader is gone, which is no failure of ours.
         Err(err) if is_broken_pipe(&err) => ExitCode::SUCCESS,
+        // Input found bad once parsed: the same status as clap's bad flags.
+        Err(err) if err.chain().any(|cause| cause.is::<UsageError>()) => {
+            eprintln!("tcptrace: {err:#}");
+            ExitCode::from(2)
+        }
         Err(err) => {
             eprintln!("tcptrace: {err:#}");
             ExitCode::FAILURE
@@ -44,6 +49,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
         Command::Explain(args) => commands::explain::run(args),
         Command::Transitions(args) => commands::transitions::run(args).await,
         Command::Record(args) => commands::record::run(args).await,
+        Command::Export(args) => commands::export::run(args).await,
     }
 }
 

@@ -2,6 +2,8 @@
 //! processes on loopback, every assertion filtered to the test's own ports.
 
 mod errors;
+mod export;
+mod findings;
 mod owners;
 mod replay;
 mod states;

@@ -62,6 +62,8 @@ fn golden(name: &str, actual: &[u8]) {
 fn golden_outputs_of_a_recording() {
     for (name, args) in [
         ("storm-40.trace.txt", &["trace"][..]),
+        ("storm-40.trace.time.txt", &["trace", "-T"][..]),
+        ("storm-40.trace.wide.txt", &["trace", "--wide"][..]),
         ("storm-40.trace.jsonl", &["trace", "--json"][..]),
         ("storm-40.transitions.txt", &["transitions"][..]),
         ("storm-40.transitions.jsonl", &["transitions", "--json"][..]),
@@ -91,6 +93,19 @@ fn golden_outputs_of_a_recording() {
         assert!(output.status.success(), "{name}: {output:?}");
         golden(name, &output.stdout);
     }
+}
+
+/// The default table fits an 80-column terminal for the recording's IPv4 loopback sockets, and
+/// its columns do not move from line to line.
+#[test]
+fn the_trace_table_fits_80_columns_for_ipv4() {
+    let output = tcptrace(&["trace", "--replay", FIXTURE]);
+    assert!(output.status.success(), "{output:?}");
+    let text = String::from_utf8(output.stdout).unwrap();
+    let widths: Vec<usize> = text.lines().map(|line| line.chars().count()).collect();
+    assert!(widths.len() > 100, "{text}");
+    assert!(widths.iter().all(|&w| w == widths[0]), "{widths:?}");
+    assert!(widths[0] <= 80, "{} columns:\n{text}", widths[0]);
 }
 
 #[test]

@@ -80,6 +80,7 @@ fn lifecycle(addr: &str, family: &str) {
     );
 
     for line in lines.iter().filter(|l| client_side(l)) {
+        crate::support::assert_recent_time(line);
         assert_eq!(line["pid"], client.pid(), "client owner: {line}");
         assert_eq!(line["comm"], "tcp-peer");
         assert_eq!(line["family"], family);
@@ -249,7 +250,7 @@ fn duration_ends_the_trace_with_a_summary() {
     crate::support::assert_empty_summary(&finished);
     // The text table starts with its header.
     assert!(
-        finished.stdout[0].starts_with("TIME "),
+        finished.stdout[0].starts_with("  PID COMM "),
         "{:?}",
         finished.stdout
     );

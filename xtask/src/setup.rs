@@ -155,9 +155,12 @@ fn ensure_bpf_linker() -> anyhow::Result<()> {
 }
 
 /// Programs the end-to-end tests run, and the Debian packages that provide them: `ip` and `ss`
-/// build network namespaces and cross-check counts, `nft` drops packets inside them, `tmux`
-/// runs the full-screen view in a pane of known size and reads it back.
+/// build network namespaces and cross-check counts, `nft` drops packets inside them;
+/// `prometheus` scrapes `tcptrace export` and `promtool` checks its output and alerting rules;
+/// `tmux` runs the full-screen view in a pane of known size and reads it back.
 const TEST_TOOLS: &[(&str, &str)] = &[
+    ("prometheus", "prometheus"),
+    ("promtool", "prometheus"),
     ("ip", "iproute2"),
     ("ss", "iproute2"),
     ("nft", "nftables"),

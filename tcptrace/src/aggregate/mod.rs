@@ -56,6 +56,9 @@ pub struct Config {
     pub top_keys: usize,
     /// Exemplar sockets kept per transition, of each kind (slowest, most recent).
     pub exemplars: usize,
+    /// Also count each time in state into fixed and exponential buckets (an exporter's
+    /// histograms); off, the renderers' percentiles cost nothing more.
+    pub buckets: bool,
 }
 
 impl Default for Config {
@@ -66,6 +69,7 @@ impl Default for Config {
             top_signatures: 10,
             top_keys: 10,
             exemplars: DEFAULT_EXEMPLARS,
+            buckets: false,
         }
     }
 }
@@ -294,6 +298,7 @@ impl Aggregator {
         self.namespaces.record(t, placement.abnormal);
         self.breakdowns
             .record(side, t, placement.abnormal, MAX_KEYS_ALL);
+        let buckets = self.config.buckets;
         let row = &mut self.rows[row_index(side, t.from, placement.to, placement.abnormal)];
         row.count += 1;
         let detail = row.detail.get_or_insert_with(Box::default);
@@ -303,7 +308,13 @@ impl Aggregator {
         match t.time_in_from_ns {
             Some(ns) => row
                 .histogram
-                .get_or_insert_with(|| Box::new(TimeHistogram::new(3)))
+                .get_or_insert_with(|| {
+                    Box::new(if buckets {
+                        TimeHistogram::with_buckets(3)
+                    } else {
+                        TimeHistogram::new(3)
+                    })
+                })
                 .record(ns),
             None => row.untimed += 1,
         }

@@ -1,5 +1,6 @@
 //! How long CLOSE_WAIT sockets have been there: timed from the transition that put them there
-//! when tracing saw it, from the first snapshot that listed them otherwise.
+//! when tracing saw it; otherwise at least as long as the kernel says it has been since the
+//! last ACK arrived (`tcp_info`), and at least since the first snapshot that listed them.
 
 use std::{
     collections::{HashMap, HashSet},
@@ -41,6 +42,62 @@ pub struct Since {
     /// False when the socket was first seen in a snapshot, already in CLOSE_WAIT: it entered
     /// at `ns` or earlier (before tracing started, or its transition was lost).
     pub exact: bool,
+}
+
+/// Where a CLOSE_WAIT socket's age comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum AgeSource {
+    /// The stream saw it enter CLOSE_WAIT: exact.
+    Stream,
+    /// `tcpi_last_ack_recv`: the peer's FIN is an ACK that set it, and any later segment only
+    /// moves it closer, so the socket has been in CLOSE_WAIT at least that long (to within a
+    /// jiffy, 1 to 10 ms).
+    Kernel,
+    /// Listed by a first snapshot while tracing, already in CLOSE_WAIT: at least since then.
+    FirstSnapshot,
+}
+
+impl AgeSource {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Stream => "stream",
+            Self::Kernel => "kernel",
+            Self::FirstSnapshot => "first_snapshot",
+        }
+    }
+
+    /// True when the age is exact, false when it is a lower bound.
+    pub fn exact(self) -> bool {
+        self == Self::Stream
+    }
+}
+
+/// How long a CLOSE_WAIT socket of a snapshot taken at `now_ns` has been in the state, and how
+/// that is known: from the stream when it saw the transition (`ages`, when tracing), else the
+/// larger of the two lower bounds, the kernel's and the first snapshot's. `None` when neither
+/// the stream nor `tcp_info` tells.
+pub fn age_of(
+    socket: &SocketEntry,
+    ages: Option<(&CloseWaitAges, u64)>,
+) -> Option<(u64, AgeSource)> {
+    let kernel = socket
+        .info
+        .and_then(|info| info.last_ack_recv_ms)
+        .map(|ms| u64::from(ms) * 1_000_000);
+    let seen = ages.and_then(|(ages, now_ns)| ages.get(socket).map(|s| (s, now_ns)));
+    match (seen, kernel) {
+        (Some((since, now_ns)), _) if since.exact => {
+            Some((now_ns.saturating_sub(since.ns), AgeSource::Stream))
+        }
+        (Some((since, now_ns)), kernel) => {
+            let first_seen = now_ns.saturating_sub(since.ns);
+            Some(match kernel {
+                Some(kernel) if kernel >= first_seen => (kernel, AgeSource::Kernel),
+                _ => (first_seen, AgeSource::FirstSnapshot),
+            })
+        }
+        (None, kernel) => kernel.map(|kernel| (kernel, AgeSource::Kernel)),
+    }
 }
 
 /// Sockets followed at once; past it, new CLOSE_WAIT sockets are counted, not timed.
@@ -126,5 +183,68 @@ impl CloseWaitAges {
 
     pub fn is_empty(&self) -> bool {
         self.since.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{census::tests::sock, os::diag::parse::TcpInfoCounters};
+
+    const S: u64 = 1_000_000_000;
+
+    fn close_wait(last_ack_recv_ms: Option<u32>, rport: u16) -> SocketEntry {
+        SocketEntry {
+            info: Some(TcpInfoCounters {
+                last_ack_recv_ms,
+                ..TcpInfoCounters::default()
+            }),
+            ..sock(
+                TcpState::CloseWait,
+                "10.0.0.1:80",
+                &format!("10.0.0.9:{rport}"),
+                3,
+            )
+        }
+    }
+
+    #[test]
+    fn the_stream_is_exact_and_otherwise_the_larger_lower_bound_wins() {
+        // Without tracing: the kernel's bound, or nothing.
+        assert_eq!(
+            age_of(&close_wait(Some(312_000), 1), None),
+            Some((312 * S, AgeSource::Kernel))
+        );
+        assert_eq!(age_of(&close_wait(None, 1), None), None);
+        assert_eq!(
+            age_of(
+                &sock(TcpState::CloseWait, "10.0.0.1:80", "10.0.0.9:1", 3),
+                None
+            ),
+            None
+        );
+
+        let mut ages = CloseWaitAges::default();
+        let (old, young, seen) = (
+            close_wait(Some(90_000), 1),
+            close_wait(Some(2_000), 2),
+            close_wait(Some(5), 3),
+        );
+        ages.snapshot(&[old.clone(), young.clone()], 100 * S);
+        ages.apply(&Transition {
+            laddr: "10.0.0.1".parse().unwrap(),
+            lport: 80,
+            raddr: "10.0.0.9".parse().unwrap(),
+            rport: 3,
+            ..Transition::fixture(1, 105 * S, TcpState::Established, TcpState::CloseWait)
+        });
+        let at = Some((&ages, 110 * S));
+        // Older than the first snapshot by the kernel's account.
+        assert_eq!(age_of(&old, at), Some((90 * S, AgeSource::Kernel)));
+        // The kernel saw an ACK since: the first snapshot's bound is the larger.
+        assert_eq!(age_of(&young, at), Some((10 * S, AgeSource::FirstSnapshot)));
+        // Seen entering: exact, whatever the kernel's bound.
+        assert_eq!(age_of(&seen, at), Some((5 * S, AgeSource::Stream)));
+        assert!(AgeSource::Stream.exact() && !AgeSource::Kernel.exact());
     }
 }

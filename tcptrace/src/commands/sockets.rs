@@ -4,7 +4,10 @@ use std::io::{self, Write};
 
 use crate::{
     cli::SocketsArgs,
-    os::diag::{self, DiagSocket},
+    os::{
+        clock::{monotonic_ns, wall_clock},
+        diag::{self, DiagSocket},
+    },
     render::sockets::{json::json_line, text::SocketsText},
     stream::snapshot::{self, Selected},
 };
@@ -13,6 +16,8 @@ pub fn run(args: SocketsArgs) -> anyhow::Result<()> {
     diag::ensure_own_netns(args.filter.netns)?;
     let selection = args.filter.selection(args.states().as_ref());
     let mut diag = DiagSocket::open()?;
+    // Every line carries the time the dump began, as every JSON line of tcptrace has a time.
+    let time = wall_clock().rfc3339(monotonic_ns());
     let Selected {
         sockets, owners, ..
     } = snapshot::selected(
@@ -34,7 +39,7 @@ pub fn run(args: SocketsArgs) -> anyhow::Result<()> {
     for socket in &sockets {
         let owner = owners.first(socket.inode);
         if args.json {
-            json_line(&mut out, socket, owner)?;
+            json_line(&mut out, socket, owner, &time)?;
         } else {
             text.line(&mut out, socket, owner)?;
         }

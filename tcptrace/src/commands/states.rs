@@ -7,7 +7,7 @@
 //! there. Without the probe, the snapshots alone are shown.
 
 use std::{
-    collections::{HashSet, VecDeque},
+    collections::VecDeque,
     io::{self, IsTerminal as _, Write},
     time::Duration,
 };
@@ -25,12 +25,12 @@ use crate::{
         selection::Selection,
     },
     cli::StatesArgs,
-    core::{clock::WallClock, pipeline::PipelineConfig, state::TcpState},
+    core::{clock::WallClock, pipeline::PipelineConfig},
     kernel::probe::ProbeConfig,
     os::{
         clock,
-        diag::{self, DiagSocket, SocketEntry},
-        owners::Owners,
+        diag::{self, DiagSocket},
+        owners::{self},
         procfs,
         sysctl::{self, PortRange},
     },
@@ -48,7 +48,7 @@ use crate::{
     stream::{
         self, LiveConfig, Update,
         live::stop_requested,
-        snapshot::{self as snapshots, Selected},
+        snapshot::{CensusSnapshot, census_snapshot},
     },
 };
 
@@ -71,16 +71,13 @@ pub async fn run(args: StatesArgs) -> anyhow::Result<()> {
     let terminal = stdout.is_terminal();
     let Some(every) = args.watch else {
         let mut out = io::BufWriter::with_capacity(64 * 1024, stdout.lock());
-        let (sockets, owners, interrupted) = snapshot(&mut diag, &args, &selection)?;
-        let census = count(
-            &sockets,
-            owners.as_ref(),
-            &args,
-            range,
-            None,
-            None,
-            interrupted,
-        );
+        let taken = census_snapshot(
+            &mut diag,
+            &selection,
+            args.filter.families(),
+            args.by == Some(GroupBy::Process),
+        )?;
+        let census = count(&taken, &args, range, None, None);
         draw(&mut out, &args, &census, None, None)?;
         return Ok(out.flush()?);
     };
@@ -210,16 +207,13 @@ async fn watch_snapshots(
             _ = stop_requested(stopped.as_deref_mut()) => break,
             _ = ticks.tick() => {}
         }
-        let (sockets, owners, interrupted) = snapshot(diag, args, selection)?;
-        let census = count(
-            &sockets,
-            owners.as_ref(),
-            args,
-            range,
-            previous.as_ref(),
-            None,
-            interrupted,
-        );
+        let snap = census_snapshot(
+            diag,
+            selection,
+            args.filter.families(),
+            args.by == Some(GroupBy::Process),
+        )?;
+        let census = count(&snap, args, range, previous.as_ref(), None);
         if !args.json {
             header(
                 out,
@@ -341,7 +335,7 @@ impl<W: Write> LiveWatch<'_, W> {
             && now_ns.saturating_sub(self.last_draw_ns) >= REDRAW_NS
             && let Some(previous) = &self.previous
         {
-            let counts = self.live.counts();
+            let counts = self.live.counts(now_ns);
             let what = format!(
                 "live: {} since the snapshot of {}; snapshots every {:.1?}",
                 plural(self.live.transitions_since(), "transition", "transitions"),
@@ -365,13 +359,17 @@ impl<W: Write> LiveWatch<'_, W> {
     /// Takes a snapshot: the new base of the live counts. It is drawn once checked.
     fn take(&mut self, lost: u64) -> io::Result<()> {
         let start_ns = clock::monotonic_ns();
-        let (sockets, owners, interrupted) =
-            snapshot(self.diag, self.args, self.selection).map_err(io::Error::other)?;
+        let taken = census_snapshot(
+            self.diag,
+            self.selection,
+            self.args.filter.families(),
+            self.args.by == Some(GroupBy::Process),
+        )
+        .map_err(io::Error::other)?;
         let end_ns = clock::monotonic_ns();
-        self.ages.snapshot(&sockets, start_ns);
+        self.ages.snapshot(&taken.sockets, start_ns);
         let census = count(
-            &sockets,
-            owners.as_ref(),
+            &taken,
             self.args,
             self.range,
             self.waiting
@@ -379,10 +377,9 @@ impl<W: Write> LiveWatch<'_, W> {
                 .map(|(_, c)| c)
                 .or(self.previous.as_ref()),
             Some((&self.ages, start_ns)),
-            interrupted,
         );
         self.live
-            .rebase(Split::of(&sockets), start_ns, end_ns, lost);
+            .rebase(Split::of(&taken.sockets), start_ns, end_ns, lost);
         self.waiting.push_back((start_ns, census));
         self.taken += 1;
         let every = self.every.as_nanos() as u64;
@@ -458,56 +455,25 @@ fn header(
     frame_header(out, terminal, after_another, &time_of_day(wall, ns), what)
 }
 
-/// One snapshot of the selected sockets, with their owners where they are shown.
-fn snapshot(
-    diag: &mut DiagSocket,
-    args: &StatesArgs,
-    selection: &Selection,
-) -> anyhow::Result<(Vec<SocketEntry>, Option<Owners>, bool)> {
-    let Selected {
-        sockets,
-        owners,
-        interrupted,
-    } = snapshots::selected(diag, selection, args.filter.families(), false, false)?;
-    // Owners are looked up only when they are shown: grouping by process, or processes holding
-    // CLOSE_WAIT sockets (their inodes only).
-    let owners = match owners {
-        Some(owners) => Some(owners),
-        None if args.by == Some(GroupBy::Process) => Some(Owners::scan(
-            &sockets
-                .iter()
-                .map(|s| s.inode)
-                .filter(|i| *i != 0)
-                .collect(),
-        )),
-        None => {
-            let close_wait: HashSet<u32> = sockets
-                .iter()
-                .filter(|s| s.state == TcpState::CloseWait && s.inode != 0)
-                .map(|s| s.inode)
-                .collect();
-            (!close_wait.is_empty()).then(|| Owners::scan(&close_wait))
-        }
-    };
-    Ok((sockets, owners, interrupted))
-}
-
+/// One snapshot of the selected sockets, with what its findings need: owners where they are
+/// shown, CLOSE_WAIT sockets' tcp_info, the namespace's counters and sysctls.
 fn count(
-    sockets: &[SocketEntry],
-    owners: Option<&Owners>,
+    taken: &CensusSnapshot,
     args: &StatesArgs,
     range: Option<PortRange>,
     previous: Option<&Census>,
     close_wait_ages: Option<(&CloseWaitAges, u64)>,
-    interrupted: bool,
 ) -> Census {
     let ctx = Context {
-        owners,
+        owners: taken.owners.as_ref(),
         port_range: range,
         close_wait_ages,
+        close_wait_threshold_ns: args.close_wait_age.as_nanos() as u64,
+        sees_every_process: owners::sees_every_process(),
+        kernel: Some(taken.kernel),
     };
-    let mut census = census::count(sockets, args.by, &ctx, previous);
-    census.interrupted = interrupted;
+    let mut census = census::count(&taken.sockets, args.by, &ctx, previous);
+    census.interrupted = taken.interrupted;
     census
 }
 

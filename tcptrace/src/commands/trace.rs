@@ -9,7 +9,10 @@ use crate::{
     cli::TraceArgs,
     core::{clock::WallClock, pipeline::PipelineConfig},
     kernel::probe::ProbeConfig,
-    render::trace::{json, text::TraceText},
+    render::trace::{
+        json,
+        text::{Layout, TraceText},
+    },
     stream::{self, LiveConfig, Update},
 };
 
@@ -31,14 +34,21 @@ pub async fn run(args: TraceArgs) -> anyhow::Result<()> {
         filter,
         ..PipelineConfig::default()
     };
-    let mut text = TraceText::new(WallClock::default(), args.filter.ipv4);
+    let layout = if args.wide {
+        Layout::Wide {
+            ipv4_only: args.filter.ipv4,
+        }
+    } else {
+        Layout::Narrow { time: args.time }
+    };
+    let mut text = TraceText::new(WallClock::default(), layout);
     let mut wall = WallClock::default();
     let stdout = io::stdout();
     let mut out = io::BufWriter::with_capacity(64 * 1024, stdout.lock());
     let mut reported_lost = 0;
     let on_update = |update: Update<'_, ()>| match update {
         Update::Started(origin, _) => {
-            text = TraceText::new(origin.wall, args.filter.ipv4);
+            text = TraceText::new(origin.wall, layout);
             wall = origin.wall;
             if args.json {
                 return Ok(());

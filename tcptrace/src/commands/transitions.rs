@@ -3,7 +3,6 @@
 //! a pipe or a file), with a final summary.
 
 use std::{
-    collections::HashSet,
     io::{self, IsTerminal, Write},
     sync::mpsc::{self, RecvTimeoutError, SyncSender, TrySendError},
     thread,
@@ -14,9 +13,9 @@ use crate::{
     aggregate::{Aggregator, Config, SocketState, snapshot::Snapshot},
     census::{self, Context},
     cli::TransitionsArgs,
-    core::{clock::WallClock, filter::EventFilter, pipeline::PipelineConfig, state::TcpState},
+    core::{clock::WallClock, filter::EventFilter, pipeline::PipelineConfig},
     kernel::probe::ProbeConfig,
-    os::{clock, diag::DiagSocket, owners::Owners, sysctl},
+    os::{clock, diag::DiagSocket, owners, sysctl},
     render::{
         states::{
             frame::Frame,
@@ -29,7 +28,7 @@ use crate::{
             run::{Input, View},
         },
     },
-    stream::{self, LiveConfig, Totals, Update, snapshot::selected},
+    stream::{self, LiveConfig, Totals, Update, snapshot::census_snapshot},
 };
 
 /// How the intervals are written.
@@ -256,20 +255,14 @@ fn states_tab(args: &TransitionsArgs, tab: &SyncSender<Input>, shown: &mpsc::Rec
             }
         }
         let at_ns = clock::monotonic_ns();
-        let lines = match selected(&mut diag, &selection, args.filter.families(), false, false) {
+        let lines = match census_snapshot(&mut diag, &selection, args.filter.families(), false) {
             Ok(snapshot) => {
-                // The owners of CLOSE_WAIT sockets only: the findings name them.
-                let close_wait: HashSet<u32> = snapshot
-                    .sockets
-                    .iter()
-                    .filter(|s| s.state == TcpState::CloseWait && s.inode != 0)
-                    .map(|s| s.inode)
-                    .collect();
-                let owners = (!close_wait.is_empty()).then(|| Owners::scan(&close_wait));
                 let ctx = Context {
-                    owners: owners.as_ref(),
+                    owners: snapshot.owners.as_ref(),
                     port_range: range,
-                    close_wait_ages: None,
+                    sees_every_process: owners::sees_every_process(),
+                    kernel: Some(snapshot.kernel),
+                    ..Context::default()
                 };
                 let census = census::count(&snapshot.sockets, None, &ctx, previous.as_ref());
                 let mut out = Vec::new();

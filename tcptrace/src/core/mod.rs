@@ -1,6 +1,7 @@
 //! The pure core: kernel records in, typed transitions out. Nothing here reads a clock, opens a
 //! file or touches BPF; time comes in as arguments, so a recorded stream replays exactly.
 
+pub mod cgroup;
 pub mod clock;
 pub mod counters;
 pub mod decode;

@@ -326,6 +326,11 @@ impl Probe {
         program_stats(fd.as_fd())
     }
 
+    /// Names of the attached programs.
+    pub fn attached(&self) -> &[&'static str] {
+        &self.attached
+    }
+
     /// Statistics of the attached programs, summed (see [`program_stats`]).
     pub fn stats(&self) -> io::Result<ProgramStats> {
         let mut total = ProgramStats::default();

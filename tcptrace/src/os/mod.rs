@@ -6,6 +6,7 @@
 pub mod clock;
 pub mod diag;
 pub mod host;
+pub mod http;
 pub mod netns;
 pub mod owners;
 pub mod procfs;

@@ -53,6 +53,13 @@ fn of_processes_under(proc_root: &Path) -> Vec<Namespace> {
         .collect()
 }
 
+/// The text of `/proc/PID/cgroup` of the process whose namespace link `namespace` names: where
+/// that process sits in the cgroup tree (its pod and container, on a container host).
+pub fn cgroup_of(namespace: &Namespace) -> Option<String> {
+    let process = namespace.path.parent()?.parent()?;
+    fs::read_to_string(process.join("cgroup")).ok()
+}
+
 /// Runs `work` on a thread of its own inside the namespace, and returns what it returns. Needs
 /// `CAP_SYS_ADMIN`; the calling thread stays where it is.
 pub fn run_in<T: Send>(namespace: &Namespace, work: impl FnOnce() -> T + Send) -> io::Result<T> {
@@ -86,6 +93,8 @@ mod tests {
         inodes.dedup();
         assert_eq!(inodes.len(), found.len());
         assert!(of_processes_under(Path::new("/nonexistent")).is_empty());
+        let ours = found.iter().find(|ns| ns.inode == own).unwrap();
+        assert!(cgroup_of(ours).is_some_and(|text| text.contains(':')));
     }
 
     #[test]

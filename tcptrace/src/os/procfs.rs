@@ -6,7 +6,7 @@ use std::{fs, io};
 
 use thiserror::Error;
 
-use crate::core::counters::TcpCounters;
+use crate::core::counters::{ListenCounters, TcpCounters};
 
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum ParseError {
@@ -94,6 +94,28 @@ pub fn parse(snmp: &str, netstat: &str) -> Result<TcpCounters, ParseError> {
     })
 }
 
+/// Parses the listener and SYN-queue counters of /proc/net/netstat; counters a kernel lacks
+/// count 0.
+pub fn parse_listen(netstat: &str) -> Result<ListenCounters, ParseError> {
+    let ext = section(netstat, "TcpExt")?;
+    let e = |name| value(&ext, "TcpExt", name, false);
+    Ok(ListenCounters {
+        listen_overflows: e("ListenOverflows")?,
+        listen_drops: e("ListenDrops")?,
+        syncookies_sent: e("SyncookiesSent")?,
+        syncookies_recv: e("SyncookiesRecv")?,
+        syncookies_failed: e("SyncookiesFailed")?,
+        req_q_full_do_cookies: e("TCPReqQFullDoCookies")?,
+        req_q_full_drop: e("TCPReqQFullDrop")?,
+    })
+}
+
+/// Reads the listener and SYN-queue counters of the calling process's network namespace.
+pub fn read_listen() -> io::Result<ListenCounters> {
+    let netstat = fs::read_to_string("/proc/net/netstat")?;
+    parse_listen(&netstat).map_err(|err| io::Error::new(io::ErrorKind::InvalidData, err))
+}
+
 /// Reads the counters of the calling process's network namespace.
 pub fn read() -> io::Result<TcpCounters> {
     let snmp = fs::read_to_string("/proc/net/snmp")?;
@@ -154,6 +176,39 @@ IpExt: 0 0
                 syn_retrans: 9,
             }
         );
+    }
+
+    #[test]
+    fn parses_the_listener_counters() {
+        let netstat = "\
+TcpExt: SyncookiesSent SyncookiesRecv SyncookiesFailed ListenOverflows ListenDrops TCPReqQFullDoCookies TCPReqQFullDrop
+TcpExt: 3 1 4 5 6 2 8
+";
+        assert_eq!(
+            parse_listen(netstat).unwrap(),
+            ListenCounters {
+                listen_overflows: 5,
+                listen_drops: 6,
+                syncookies_sent: 3,
+                syncookies_recv: 1,
+                syncookies_failed: 4,
+                req_q_full_do_cookies: 2,
+                req_q_full_drop: 8,
+            }
+        );
+        let fewer = parse_listen("TcpExt: ListenOverflows\nTcpExt: 7\n").unwrap();
+        assert_eq!((fewer.listen_overflows, fewer.syncookies_recv), (7, 0));
+        assert_eq!(
+            parse_listen("Ip: A\nIp: 1\n"),
+            Err(ParseError::MissingSection("TcpExt"))
+        );
+        let later = ListenCounters {
+            listen_overflows: 9,
+            ..fewer
+        };
+        assert_eq!(later.since(&fewer).listen_overflows, 2);
+        assert_eq!(fewer.since(&later).listen_overflows, 0);
+        assert!(read_listen().is_ok());
     }
 
     #[test]

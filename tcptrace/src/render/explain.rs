@@ -33,9 +33,14 @@ pub const STATES: &[StateText] = &[
         meaning: "A socket on which listen() was called: it answers SYNs and queues completed \
             connections until the application accept()s them.",
         piles_up: "One per service and address is normal. For a listener, Recv-Q is the number \
-            of connections waiting for accept() and Send-Q the backlog limit: a Recv-Q at the \
-            limit means the accept loop is too slow and new connections are dropped \
-            (see `nstat TcpExtListenOverflows`).",
+            of connections waiting for accept() and Send-Q the backlog limit (listen()'s, \
+            capped by net.core.somaxconn). Linux calls the queue full once it holds more than \
+            the backlog, and then drops SYNs and final ACKs, counting each in \
+            TcpExtListenOverflows: the accept loop is too slow. `tcptrace states` shows every \
+            listener with connections waiting (`accept queue 129/128, full`), its holders and \
+            the namespace's ListenOverflows since boot, or since the last snapshot of \
+            --watch; the waiting children are ESTABLISHED or CLOSE_WAIT sockets without a \
+            process, `not yet accepted`.",
         timer: "none on the listener itself; its request sockets retransmit SYN-ACKs.",
         linux: "As in RFC 793.",
     },
@@ -57,7 +62,12 @@ pub const STATES: &[StateText] = &[
             three-way handshake has not arrived.",
         piles_up: "Many of them mean a SYN flood (spoofed sources never answer), clients \
             whose ACKs are lost, or a full accept queue. Check `sysctl net.ipv4.tcp_syncookies`, \
-            tcp_max_syn_backlog, and the listener's Recv-Q against its backlog.",
+            tcp_max_syn_backlog, and the listener's Recv-Q against its backlog. When the SYN \
+            queue is full, net.ipv4.tcp_syncookies = 1 answers SYNs with cookies instead of \
+            request sockets (TcpExtSyncookiesSent; Recv and Failed for the ACKs that come \
+            back); 2 sends them for every SYN, full or not; 0 drops the SYNs \
+            (TcpExtTCPReqQFullDrop). `tcptrace states` reports them read against the \
+            setting.",
         timer: "retransmission (`on`): the SYN-ACK is retried tcp_synack_retries times \
             (5 by default, about 63 s) before the request is dropped.",
         linux: "Linux does not create a full socket for a half-open connection: it keeps a \
@@ -111,7 +121,12 @@ pub const STATES: &[StateText] = &[
             exhaustion: towards one destination, each TIME_WAIT socket holds one port of \
             net.ipv4.ip_local_port_range. Remedies: connection reuse (keep-alive, pools), \
             more source addresses, net.ipv4.tcp_tw_reuse for outgoing connections, or let \
-            the server close second.",
+            the server close second. tcp_tw_reuse = 1 lets connect() take over a TIME_WAIT \
+            port towards the same destination after about a second (net.ipv4.tcp_tw_reuse_delay \
+            where the kernel has it; older kernels, 6.1 included, once its last timestamp is \
+            from an earlier second), when the connection used TCP timestamps; 2, the default, does so for loopback connections only; 0 \
+            never. It does nothing for ports an application bind()s itself, nor for the \
+            server's side. `tcptrace states` says which applies to the busiest destination.",
         timer: "timewait: exactly 60 s on Linux (TCP_TIMEWAIT_LEN, not configurable), \
             which is 2×MSL with an MSL of 30 s.",
         linux: "The full socket is freed when it enters TIME_WAIT: Linux keeps a small \
@@ -138,7 +153,13 @@ pub const STATES: &[StateText] = &[
         piles_up: "The application does not close sockets whose peer hung up: a leak in its \
             code (an error path that forgets close, a stuck worker, a pool that keeps dead \
             connections). The kernel never times CLOSE_WAIT out; only the owning process \
-            can end it. `tcptrace states` names the processes holding them.",
+            can end it. Young ones are normal: a server closes a connection within \
+            milliseconds of reading the end of file. `tcptrace states` names the processes \
+            holding them and how long they have been there: exactly when tracing saw them \
+            enter, else at least the time since the last ACK arrived (the peer's FIN was one); \
+            a leak past --close-wait-age (60 s). Children still in a listener's accept queue \
+            whose peer gave up are CLOSE_WAIT too, held by no process: `not yet accepted`, a \
+            slow accept loop, not a missing close().",
         timer: "none of its own (keepalive if set; `on` if we still send data).",
         linux: "As in RFC 793.",
     },

@@ -3,6 +3,7 @@
 
 pub mod explain;
 pub mod histogram;
+pub mod metrics;
 pub mod sockets;
 pub mod states;
 pub mod terminal;

@@ -92,6 +92,7 @@ pub fn live_origin() -> Origin {
         own_netns,
         wall: clock::wall_clock(),
         start_ns: clock::monotonic_ns(),
+        programs_attached: 0,
     }
 }
 
@@ -142,6 +143,7 @@ pub async fn run_live(mut config: LiveConfig, sink: &mut impl RawSink) -> anyhow
         Some(filter) => census::take(&mut probe, filter).0,
         None => Vec::new(),
     };
+    let programs_attached = u32::try_from(probe.attached().len()).unwrap_or(u32::MAX);
     let mut session = Session::new(probe).context("reading the probe's maps")?;
     for seed in &seeds {
         sink.seed(seed)?;
@@ -162,7 +164,10 @@ pub async fn run_live(mut config: LiveConfig, sink: &mut impl RawSink) -> anyhow
 
     // The sink takes its baselines first: whoever waits for the "attached" line to start a
     // workload must find them taken.
-    let origin = live_origin();
+    let origin = Origin {
+        programs_attached,
+        ..live_origin()
+    };
     let reading = Reading {
         now_ns: origin.start_ns,
         kernel: session.counters().context("reading the probe's counters")?,

@@ -27,6 +27,7 @@ fn origin(header: &Header, start_ns: u64) -> Origin {
         own_netns: (header.netns != 0).then_some(header.netns),
         wall: header.clock,
         start_ns,
+        programs_attached: 0,
     }
 }
 

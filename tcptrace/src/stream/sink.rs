@@ -15,6 +15,8 @@ pub struct Origin {
     pub wall: WallClock,
     /// Kernel time at the start.
     pub start_ns: u64,
+    /// BPF programs the probe attached (0 when replaying).
+    pub programs_attached: u32,
 }
 
 /// One reading of the counters: the probe's, and the kernel's TCP counters when asked for.

@@ -521,3 +521,64 @@ pub fn assert_empty_summary(finished: &Finished) {
         finished.stderr
     );
 }
+
+/// Seconds since the Unix epoch of an RFC 3339 UTC time as tcptrace writes it
+/// (`2026-12-01T11:42:03.123456Z`), or `None` when it is not one.
+pub fn rfc3339_unix_seconds(time: &str) -> Option<i64> {
+    let b = time.as_bytes();
+    let digits = |range: std::ops::Range<usize>| -> Option<i64> {
+        let text = time.get(range)?;
+        text.bytes()
+            .all(|c| c.is_ascii_digit())
+            .then(|| text.parse().ok())?
+    };
+    let well_formed = b.len() == 27
+        && b[4] == b'-'
+        && b[7] == b'-'
+        && b[10] == b'T'
+        && b[13] == b':'
+        && b[16] == b':'
+        && b[19] == b'.'
+        && b[26] == b'Z';
+    if !well_formed {
+        return None;
+    }
+    digits(20..26)?;
+    let (y, m, d) = (digits(0..4)?, digits(5..7)?, digits(8..10)?);
+    // Days from the civil date (Howard Hinnant's algorithm), months counted from March.
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Some(days * 86_400 + digits(11..13)? * 3600 + digits(14..16)? * 60 + digits(17..19)?)
+}
+
+/// Asserts that a JSON line's `time` is a well-formed RFC 3339 UTC time within a minute of
+/// this machine's clock.
+pub fn assert_recent_time(line: &Value) {
+    let time = line["time"].as_str().unwrap_or_default();
+    let seconds = rfc3339_unix_seconds(time).unwrap_or_else(|| panic!("time of {line}"));
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    assert!((seconds - now).abs() < 60, "{time} is not now: {line}");
+}
+
+#[test]
+fn rfc3339_times_are_read_back() {
+    assert_eq!(rfc3339_unix_seconds("1970-01-01T00:00:00.000000Z"), Some(0));
+    assert_eq!(
+        rfc3339_unix_seconds("2023-11-14T22:13:21.500000Z"),
+        Some(1_700_000_001)
+    );
+    assert_eq!(
+        rfc3339_unix_seconds("2024-02-29T12:00:00.000001Z"),
+        Some(1_709_208_000)
+    );
+    assert_eq!(rfc3339_unix_seconds("2023-11-14 22:13:21.500000Z"), None);
+    assert_eq!(rfc3339_unix_seconds("2023-11-14T22:13:21Z"), None);
+}

@@ -4,24 +4,33 @@
 //!
 //! Commands: `listen ADDR [PORT]` (port 0 unless given; answers the port), `accept` (answers the peer's port),
 //! `connect ADDR PORT` (answers the local port), `linger0`, `keepalive IDLE_S`, `close`,
-//! `shutdown-write`, `wait-eof`, `send N`, `sleep MS`, `close-listener`, `pid`, `exit`.
+//! `shutdown-write`, `wait-eof`, `send N`, `sleep MS`, `close-listener`, `pid`, `exit`;
+//! for accept queues: `listen-backlog ADDR N` (IPv4, listen(N); answers the port),
+//! `connect-held ADDR PORT` (a non-blocking connect kept beside the others, given 300 ms to
+//! complete; answers `PORT established` or `PORT pending`), `close-pending` (closes the held
+//! connects that had not completed, so they send no more SYNs; answers how many) and
+//! `close-held` (closes every held one; answers how many).
 
 use std::{
     io::{self, BufRead, Read, Write},
-    net::{IpAddr, SocketAddr, TcpListener, TcpStream},
-    os::fd::AsRawFd,
+    net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream},
+    os::fd::{AsRawFd, FromRawFd},
     thread,
     time::Duration,
 };
 
+/// Connections of `connect-held`, and whether each had completed.
+type Held = Vec<(TcpStream, bool)>;
+
 fn main() {
     let mut listener: Option<TcpListener> = None;
     let mut stream: Option<TcpStream> = None;
+    let mut held: Held = Vec::new();
     let stdout = io::stdout();
     for line in io::stdin().lock().lines() {
         let Ok(line) = line else { break };
         let words: Vec<&str> = line.split_whitespace().collect();
-        let answer = match handle(&words, &mut listener, &mut stream) {
+        let answer = match handle(&words, &mut listener, &mut stream, &mut held) {
             Ok(Some(value)) => format!("ok {value}"),
             Ok(None) => "ok".to_owned(),
             Err(err) => format!("error {err}"),
@@ -43,6 +52,7 @@ fn handle(
     words: &[&str],
     listener: &mut Option<TcpListener>,
     stream: &mut Option<TcpStream>,
+    held: &mut Held,
 ) -> Result<Option<String>, String> {
     let err = |e: io::Error| e.kind().to_string().replace(' ', "_");
     let arg = |i: usize| words.get(i).copied().ok_or("missing argument".to_owned());
@@ -138,6 +148,37 @@ fn handle(
             *stream = None;
             Ok(None)
         }
+        "listen-backlog" => {
+            let addr: Ipv4Addr = arg(1)?.parse().map_err(|_| "bad IPv4 address")?;
+            let backlog: libc::c_int = arg(2)?.parse().map_err(|_| "bad backlog")?;
+            let l = listen_with_backlog(addr, backlog).map_err(err)?;
+            let port = l.local_addr().map_err(err)?.port();
+            *listener = Some(l);
+            Ok(Some(port.to_string()))
+        }
+        "connect-held" => {
+            let addr: Ipv4Addr = arg(1)?.parse().map_err(|_| "bad IPv4 address")?;
+            let port: u16 = arg(2)?.parse().map_err(|_| "bad port")?;
+            let (s, established) = connect_nonblocking(addr, port).map_err(err)?;
+            let local = s.local_addr().map_err(err)?.port();
+            held.push((s, established));
+            let how = if established {
+                "established"
+            } else {
+                "pending"
+            };
+            Ok(Some(format!("{local} {how}")))
+        }
+        "close-pending" => {
+            let before = held.len();
+            held.retain(|(_, established)| *established);
+            Ok(Some((before - held.len()).to_string()))
+        }
+        "close-held" => {
+            let n = held.len();
+            held.clear();
+            Ok(Some(n.to_string()))
+        }
         "close-listener" => {
             *listener = None;
             Ok(None)
@@ -149,6 +190,84 @@ fn handle(
         }
         "exit" => Ok(None),
         other => Err(format!("unknown command `{other}`")),
+    }
+}
+
+/// A listener of `addr` on a port of the kernel's choice, with listen()'s backlog as given
+/// (std's is fixed).
+fn listen_with_backlog(addr: Ipv4Addr, backlog: libc::c_int) -> io::Result<TcpListener> {
+    // SAFETY: socket(2) with constant arguments; the result is checked.
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `fd` is a socket we own; the listener closes it from here on.
+    let listener = unsafe { TcpListener::from_raw_fd(fd) };
+    let sin = sockaddr_in(addr, 0);
+    // SAFETY: a valid sockaddr_in of the length passed, an open socket.
+    let rc = unsafe {
+        libc::bind(
+            fd,
+            (&sin as *const libc::sockaddr_in).cast(),
+            size_of::<libc::sockaddr_in>() as libc::socklen_t,
+        )
+    };
+    // SAFETY: listen(2) on the open socket.
+    if rc != 0 || unsafe { libc::listen(fd, backlog) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(listener)
+}
+
+/// A non-blocking connect, given 300 ms to complete; the stream and whether it did.
+fn connect_nonblocking(addr: Ipv4Addr, port: u16) -> io::Result<(TcpStream, bool)> {
+    // SAFETY: socket(2) with constant arguments; the result is checked.
+    let fd = unsafe {
+        libc::socket(
+            libc::AF_INET,
+            libc::SOCK_STREAM | libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK,
+            0,
+        )
+    };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `fd` is a socket we own; the stream closes it from here on.
+    let stream = unsafe { TcpStream::from_raw_fd(fd) };
+    let sin = sockaddr_in(addr, port);
+    // SAFETY: a valid sockaddr_in of the length passed, an open socket.
+    let rc = unsafe {
+        libc::connect(
+            fd,
+            (&sin as *const libc::sockaddr_in).cast(),
+            size_of::<libc::sockaddr_in>() as libc::socklen_t,
+        )
+    };
+    if rc != 0 {
+        let e = io::Error::last_os_error();
+        if e.raw_os_error() != Some(libc::EINPROGRESS) {
+            return Err(e);
+        }
+    }
+    let mut pfd = libc::pollfd {
+        fd,
+        events: libc::POLLOUT,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd.
+    let ready = unsafe { libc::poll(&mut pfd, 1, 300) };
+    let established = ready == 1 && stream.take_error()?.is_none() && stream.peer_addr().is_ok();
+    Ok((stream, established))
+}
+
+fn sockaddr_in(addr: Ipv4Addr, port: u16) -> libc::sockaddr_in {
+    libc::sockaddr_in {
+        sin_family: libc::AF_INET as libc::sa_family_t,
+        sin_port: port.to_be(),
+        sin_addr: libc::in_addr {
+            s_addr: u32::from_ne_bytes(addr.octets()),
+        },
+        sin_zero: [0; 8],
     }
 }
 

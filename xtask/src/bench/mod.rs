@@ -425,12 +425,29 @@ fn text<'a>(value: &'a serde_json::Value, key: &str) -> &'a str {
     value.get(key).and_then(|v| v.as_str()).unwrap_or("")
 }
 
-/// Transitions in a `trace --json` output that belong to connections with the listener's port.
+/// The inode of this process's network namespace, where the storm runs.
+fn own_netns() -> anyhow::Result<u64> {
+    let link = fs::read_link("/proc/self/ns/net").context("cannot read /proc/self/ns/net")?;
+    let link = link.to_string_lossy();
+    link.strip_prefix("net:[")
+        .and_then(|rest| rest.strip_suffix(']'))
+        .and_then(|inode| inode.parse().ok())
+        .with_context(|| format!("/proc/self/ns/net is {link}"))
+}
+
+/// Transitions in a `trace --json` output that belong to connections with the listener's port,
+/// in the storm's network namespace: another namespace's sockets may use the same port number
+/// (those of earlier tests, closing in their own time).
 fn seen_in_trace(path: &PathBuf, port: u16) -> anyhow::Result<Seen> {
+    let netns = own_netns()?;
     let mut seen = Seen::default();
     for value in json_lines(path)? {
         let is_port = |key: &str| value.get(key).and_then(|p| p.as_u64()) == Some(port.into());
-        if text(&value, "type") == "transition" && (is_port("lport") || is_port("rport")) {
+        let in_netns = value.get("netns").and_then(|n| n.as_u64()) == Some(netns);
+        if text(&value, "type") == "transition"
+            && in_netns
+            && (is_port("lport") || is_port("rport"))
+        {
             seen.add(text(&value, "from"), text(&value, "to"), 1);
         }
     }

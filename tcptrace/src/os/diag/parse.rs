@@ -69,16 +69,32 @@ impl Timer {
     }
 }
 
-/// The two counters netstat prints after the expiry: `icsk_retransmits` and `icsk_probes_out`.
+/// What tcptrace reads of `struct tcp_info`: the two counters netstat prints after the
+/// expiry, `icsk_retransmits` and `icsk_probes_out`, and how long ago the last ACK and data
+/// arrived.
 ///
-/// inet_diag's own `idiag_retrans` holds one or the other depending on the timer
+/// inet_diag's own `idiag_retrans` holds one or the other counter depending on the timer
 /// (net/ipv4/inet_diag.c, inet_sk_diag_fill), so both are read from `tcp_info` when the kernel
 /// sent it.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct TcpInfoCounters {
     pub retransmits: u8,
     pub probes: u8,
+    /// `tcpi_last_ack_recv`: ms since the last ACK was processed (`tcp_rcv_tstamp`, set by
+    /// `tcp_ack()` for every segment that is not an old ACK, a FIN included), in jiffies
+    /// rounded to ms. For a CLOSE_WAIT socket, a lower bound of the time since the peer's FIN:
+    /// the FIN set it, and any later segment only moves it closer.
+    pub last_ack_recv_ms: Option<u32>,
+    /// `tcpi_last_data_recv`: ms since data last arrived (`icsk_ack.lrcvtime`, or the
+    /// connection's start). For a CLOSE_WAIT socket, an upper bound of the time since the
+    /// peer's FIN: no data can follow a FIN.
+    pub last_data_recv_ms: Option<u32>,
 }
+
+/// `tcpi_last_data_recv` and `tcpi_last_ack_recv`: their offsets in `struct tcp_info`
+/// (include/uapi/linux/tcp.h, unchanged since 2.6: eight u8 fields, then u32s).
+const TCPI_LAST_DATA_RECV: usize = 52;
+const TCPI_LAST_ACK_RECV: usize = 56;
 
 /// One socket of a dump.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -275,9 +291,13 @@ pub fn parse_socket(msg: &[u8]) -> Result<Option<SocketEntry>, ParseError> {
         }
         // tcp_info begins with u8 state, ca_state, retransmits, probes: stable since 2.6.
         if kind == INET_DIAG_INFO && len >= 4 + 4 {
+            let info = &attrs[4..len];
+            let field = |at: usize| (info.len() >= at + 4).then(|| u32_at(info, at));
             entry.info = Some(TcpInfoCounters {
-                retransmits: attrs[4 + 2],
-                probes: attrs[4 + 3],
+                retransmits: info[2],
+                probes: info[3],
+                last_ack_recv_ms: field(TCPI_LAST_ACK_RECV),
+                last_data_recv_ms: field(TCPI_LAST_DATA_RECV),
             });
         }
         attrs = &attrs[align4(len).min(attrs.len())..];
@@ -308,6 +328,8 @@ pub(crate) mod tests {
         pub inode: u32,
         /// (retransmits, probes) of a tcp_info attribute.
         pub info: Option<(u8, u8)>,
+        /// (last_data_recv, last_ack_recv) of that attribute, in ms.
+        pub info_ages_ms: (u32, u32),
     }
 
     impl Default for RawMsg {
@@ -332,6 +354,7 @@ pub(crate) mod tests {
                 uid: 1000,
                 inode: 4242,
                 info: None,
+                info_ages_ms: (0, 0),
             }
         }
     }
@@ -356,6 +379,9 @@ pub(crate) mod tests {
                 info[0] = self.state;
                 info[2] = retransmits;
                 info[3] = probes;
+                let (data, ack) = self.info_ages_ms;
+                info[TCPI_LAST_DATA_RECV..][..4].copy_from_slice(&data.to_ne_bytes());
+                info[TCPI_LAST_ACK_RECV..][..4].copy_from_slice(&ack.to_ne_bytes());
                 b.extend(((4 + info.len()) as u16).to_ne_bytes());
                 b.extend(INET_DIAG_INFO.to_ne_bytes());
                 b.extend(info);
@@ -430,6 +456,7 @@ pub(crate) mod tests {
             src: src.octets(),
             dst: dst.octets(),
             info: Some((5, 2)),
+            info_ages_ms: (61_000, 4_500),
             ..RawMsg::default()
         };
         let mut out = Vec::new();
@@ -443,10 +470,31 @@ pub(crate) mod tests {
             e.info,
             Some(TcpInfoCounters {
                 retransmits: 5,
-                probes: 2
+                probes: 2,
+                last_ack_recv_ms: Some(4_500),
+                last_data_recv_ms: Some(61_000),
             })
         );
         assert_eq!((e.retransmits(), e.probes()), (5, 2));
+    }
+
+    #[test]
+    fn a_tcp_info_too_short_for_the_times_has_none() {
+        // The attribute of an old kernel could end before the times: the counters remain.
+        let mut payload = RawMsg::default().payload();
+        payload.extend(12u16.to_ne_bytes());
+        payload.extend(INET_DIAG_INFO.to_ne_bytes());
+        payload.extend([1u8, 0, 3, 4, 0, 0, 0, 0]);
+        let entry = parse_socket(&payload).unwrap().unwrap();
+        assert_eq!(
+            entry.info,
+            Some(TcpInfoCounters {
+                retransmits: 3,
+                probes: 4,
+                last_ack_recv_ms: None,
+                last_data_recv_ms: None,
+            })
+        );
     }
 
     #[test]

@@ -22,6 +22,8 @@ struct JsonTimer {
 struct JsonSocket<'a> {
     #[serde(rename = "type")]
     kind: &'static str,
+    /// When the dump began (RFC 3339, UTC).
+    time: &'a str,
     family: &'static str,
     state: &'static str,
     laddr: String,
@@ -45,10 +47,12 @@ pub fn json_line(
     out: &mut impl Write,
     socket: &SocketEntry,
     owner: Option<&Owner>,
+    time: &str,
 ) -> io::Result<()> {
     let listen = socket.state == TcpState::Listen;
     let line = JsonSocket {
         kind: "socket",
+        time,
         family: socket.family.name(),
         state: socket.shown_state().name(),
         laddr: socket.local.ip().to_string(),

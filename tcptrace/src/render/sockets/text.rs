@@ -113,6 +113,7 @@ mod tests {
             info: info.map(|(retransmits, probes)| TcpInfoCounters {
                 retransmits,
                 probes,
+                ..TcpInfoCounters::default()
             }),
             ..sock(TcpState::Established, "127.0.0.1:1", "127.0.0.1:2", 1)
         }
@@ -200,10 +201,16 @@ tcp6       0     36 [::1]:22                [::1]:51234             ESTABLISHED 
             comm: "sshd".into(),
         };
         let mut out = Vec::new();
-        json_line(&mut out, &listener, Some(&owner)).unwrap();
+        json_line(
+            &mut out,
+            &listener,
+            Some(&owner),
+            "2026-12-01T11:42:03.123456Z",
+        )
+        .unwrap();
         assert_eq!(
             String::from_utf8(out).unwrap(),
-            r#"{"type":"socket","family":"inet","state":"LISTEN","laddr":"0.0.0.0","lport":22,"raddr":"0.0.0.0","rport":0,"recv_q":0,"send_q":0,"backlog":128,"pid":812,"comm":"sshd","uid":0,"inode":7,"cookie":"0x0","timer":{"kind":"off","expires_ms":0,"retransmits":0,"probes":0}}
+            r#"{"type":"socket","time":"2026-12-01T11:42:03.123456Z","family":"inet","state":"LISTEN","laddr":"0.0.0.0","lport":22,"raddr":"0.0.0.0","rport":0,"recv_q":0,"send_q":0,"backlog":128,"pid":812,"comm":"sshd","uid":0,"inode":7,"cookie":"0x0","timer":{"kind":"off","expires_ms":0,"retransmits":0,"probes":0}}
 "#
         );
     }

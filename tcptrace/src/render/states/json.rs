@@ -7,11 +7,12 @@ use serde_json::{Map, Value, json};
 
 use crate::{
     census::{
-        CLOSE_WAIT_OLD_NS, Finding, GroupKey,
+        CloseWaitAge, Counted, Finding, Holder, Window,
         counts::Counts,
         live::{Check, SNAPSHOT_ONLY},
     },
     core::state::TcpState,
+    os::owners::Owner,
     render::states::{
         frame::{Frame, LiveInfo},
         text::{by_name, describe, diff},
@@ -33,34 +34,109 @@ struct JsonGroup {
     states: Map<String, Value>,
 }
 
+fn owners_json(owners: &[Owner]) -> Value {
+    owners
+        .iter()
+        .map(|o| json!({"pid": o.pid, "comm": o.comm}))
+        .collect()
+}
+
+fn counted_json(counted: &Counted) -> Value {
+    let c = &counted.counters;
+    let (window, window_s) = match counted.window {
+        Window::SinceBoot => ("boot", None),
+        Window::Between { ns } => ("snapshots", Some(ns as f64 / 1e9)),
+    };
+    json!({
+        "window": window,
+        "window_s": window_s,
+        "listen_overflows": c.listen_overflows,
+        "listen_drops": c.listen_drops,
+        "syncookies_sent": c.syncookies_sent,
+        "syncookies_recv": c.syncookies_recv,
+        "syncookies_failed": c.syncookies_failed,
+        "req_q_full_do_cookies": c.req_q_full_do_cookies,
+        "req_q_full_drop": c.req_q_full_drop,
+    })
+}
+
+fn close_wait_json(
+    holder: &Holder,
+    count: u64,
+    age: Option<&CloseWaitAge>,
+    threshold_ns: u64,
+) -> Value {
+    let threshold_s = threshold_ns as f64 / 1e9;
+    let (kind, pid, comm, listener, holders) = match holder {
+        Holder::Process { pid, comm } => ("process", Some(*pid), Some(comm.clone()), None, None),
+        Holder::NotAccepted { listener, holders } => (
+            "not_accepted",
+            None,
+            None,
+            listener.map(|l| l.to_string()),
+            Some(owners_json(holders)),
+        ),
+        Holder::Unknown { .. } => ("unknown", None, None, None, None),
+    };
+    let age = age.map(|a| {
+        json!({
+            "timed": a.timed,
+            "oldest_s": a.oldest_ns as f64 / 1e9,
+            "oldest_exact": a.oldest_source.exact(),
+            "oldest_source": a.oldest_source.name(),
+            "old": a.old,
+            "old_threshold_s": threshold_s,
+        })
+    });
+    json!({
+        "kind": "close_wait", "holder": kind, "pid": pid, "comm": comm, "listener": listener,
+        "holders": holders, "count": count, "age": age, "old_threshold_s": threshold_s,
+    })
+}
+
 fn finding_json(finding: &Finding) -> Value {
     let mut value = match finding {
-        Finding::CloseWait { owner, count, age } => {
-            let (pid, comm) = match owner {
-                GroupKey::Process { pid, comm } => (Some(*pid), Some(comm.clone())),
-                _ => (None, None),
-            };
-            let age = age.map(|a| {
-                json!({
-                    "timed": a.timed,
-                    "oldest_s": a.oldest_ns as f64 / 1e9,
-                    "oldest_exact": a.oldest_exact,
-                    "old": a.old,
-                    "old_threshold_s": CLOSE_WAIT_OLD_NS / 1_000_000_000,
-                })
-            });
-            json!({"kind": "close_wait", "pid": pid, "comm": comm, "count": count, "age": age})
+        Finding::CloseWait {
+            holder,
+            count,
+            age,
+            threshold_ns,
+        } => close_wait_json(holder, *count, age.as_ref(), *threshold_ns),
+        Finding::AcceptQueue(queue) => json!({
+            "kind": "accept_queue",
+            "laddr": queue.listener.ip().to_string(),
+            "lport": queue.listener.port(),
+            "holders": owners_json(&queue.holders),
+            "queue": queue.queue,
+            "backlog": queue.backlog,
+            "full": queue.is_full(),
+            "sharing": queue.sharing,
+            "waiting": {
+                "ESTABLISHED": queue.waiting_established,
+                "CLOSE_WAIT": queue.waiting_close_wait,
+            },
+            "counters": queue.overflows.as_ref().map(counted_json),
+        }),
+        Finding::ListenOverflows(counted) => {
+            json!({"kind": "listen_overflows", "counters": counted_json(counted)})
         }
+        Finding::SynCookies { counted, sysctl } => json!({
+            "kind": "syn_cookies", "tcp_syncookies": sysctl, "counters": counted_json(counted),
+        }),
         Finding::TimeWaitPorts {
             total,
             local,
             remote,
             count,
             range,
+            reuse,
         } => json!({
             "kind": "time_wait_ports", "total": total, "laddr": local.to_string(),
             "raddr": remote.ip().to_string(), "rport": remote.port(), "count": count,
             "port_range": [range.low, range.high],
+            "tcp_tw_reuse": reuse.sysctl, "tcp_timestamps": reuse.timestamps,
+            "tcp_tw_reuse_delay_ms": reuse.delay_ms, "loopback": reuse.loopback,
+            "reuse_applies": reuse.applies(),
         }),
         Finding::SynRecv {
             port,
@@ -78,17 +154,34 @@ fn check_json(check: &Check) -> Value {
         .states
         .iter()
         .map(|s| {
-            (
-                s.state.name().to_owned(),
-                json!({"stream": s.stream, "snapshot": s.snapshot, "difference": s.difference()}),
-            )
+            let verdict = match s.difference() {
+                0 if check.verified() => "agrees",
+                0 => "unverified",
+                _ => "differs",
+            };
+            let mut value = json!({
+                "verdict": verdict, "stream": s.stream(), "min": s.min, "max": s.max,
+                "snapshot": s.snapshot, "difference": s.difference(),
+            });
+            if s.state == TcpState::TimeWait {
+                value["unexplained"] = json!(s.unexplained);
+            }
+            (s.state.name().to_owned(), value)
         })
         .collect();
     json!({
         "agrees": check.agrees(),
+        "verified": check.verified(),
+        "unchecked": check.unchecked,
         "states": states,
         "transitions": check.transitions,
         "during_snapshot": check.during_snapshot,
+        "moved_during_snapshots": {
+            "resolved": check.resolved, "uncertain": check.uncertain,
+            "conflicting": check.conflicting,
+        },
+        "gaps": check.gaps,
+        "handovers": check.handovers,
         "lost": check.lost,
     })
 }
@@ -130,6 +223,7 @@ pub fn json_line(out: &mut impl Write, frame: &Frame<'_>) -> io::Result<()> {
         "groups": groups,
         "findings": census.findings.iter().map(finding_json).collect::<Vec<_>>(),
         "interrupted": frame.interrupted,
+        "netns": census.kernel.and_then(|k| k.netns),
         "live": frame.live.map(live_json),
     });
     serde_json::to_writer(&mut *out, &value)?;

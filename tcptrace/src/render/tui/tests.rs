@@ -205,8 +205,7 @@ fn states_view() {
     let owners = owners();
     let ctx = Context {
         owners: Some(&owners),
-        port_range: None,
-        close_wait_ages: None,
+        ..Context::default()
     };
     let census = count(&population(), None, &ctx, None);
     let mut out = Vec::new();

@@ -1,0 +1,168 @@
+//! The exporter's HTTP edge: a small HTTP/1.1 server (hyper) on a thread and runtime of its
+//! own, so that encoding a scrape never takes a turn of the event loop's. Every request is
+//! bounded: the time to send the headers, their size, how long a connection lives, and how
+//! many connections are open at once (past that, a connection gets a 503 and is closed).
+
+use std::{
+    convert::Infallible,
+    future::Future,
+    io,
+    net::SocketAddr,
+    pin::Pin,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    thread,
+    time::Duration,
+};
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::{body::Incoming, header, server::conn::http1, service::service_fn};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::sync::Semaphore;
+
+/// What bounds the server.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    /// Time a client has to send a request's headers (each request of a kept-alive connection
+    /// too); a slow client is cut off after it.
+    pub header_timeout: Duration,
+    /// Largest request head read, in bytes (at least 8 KiB); larger: 431.
+    pub max_header_bytes: usize,
+    /// Longest a connection stays open, whatever it does (a client that never reads).
+    pub connection_lifetime: Duration,
+    /// Connections served at once.
+    pub max_connections: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            header_timeout: Duration::from_secs(5),
+            max_header_bytes: 16 * 1024,
+            connection_lifetime: Duration::from_secs(120),
+            max_connections: 1024,
+        }
+    }
+}
+
+/// A request, as much of it as the exporter looks at.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Request {
+    pub method: String,
+    pub path: String,
+    pub accept: Option<String>,
+}
+
+/// A response with its whole body.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Response {
+    pub status: u16,
+    pub content_type: &'static str,
+    pub body: Bytes,
+}
+
+pub type ResponseFuture = Pin<Box<dyn Future<Output = Response> + Send>>;
+pub type Handler = Arc<dyn Fn(Request) -> ResponseFuture + Send + Sync>;
+
+/// Counts the server keeps.
+#[derive(Debug, Default)]
+pub struct ServerStats {
+    /// Connections turned away because `max_connections` were open.
+    pub refused: AtomicU64,
+}
+
+/// Binds the listening socket now, so that a bad address or a port in use fails before
+/// anything else starts.
+pub fn bind(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
+    let listener = std::net::TcpListener::bind(addr)?;
+    listener.set_nonblocking(true)?;
+    Ok(listener)
+}
+
+/// Serves `handler` on `listener` from a thread of its own, until the process ends.
+pub fn spawn(
+    listener: std::net::TcpListener,
+    limits: Limits,
+    handler: Handler,
+    stats: Arc<ServerStats>,
+) -> io::Result<thread::JoinHandle<()>> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    thread::Builder::new()
+        .name("tcptrace-http".into())
+        .spawn(move || {
+            runtime.block_on(async move {
+                match tokio::net::TcpListener::from_std(listener) {
+                    Ok(listener) => serve(listener, limits, handler, stats).await,
+                    Err(err) => log::error!("the HTTP server cannot start: {err}"),
+                }
+            })
+        })
+}
+
+const BUSY: &[u8] =
+    b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
+
+async fn serve(
+    listener: tokio::net::TcpListener,
+    limits: Limits,
+    handler: Handler,
+    stats: Arc<ServerStats>,
+) {
+    let slots = Arc::new(Semaphore::new(limits.max_connections));
+    loop {
+        let stream = match listener.accept().await {
+            Ok((stream, _)) => stream,
+            Err(err) => {
+                // Out of descriptors, most likely: wait for some to be freed.
+                log::warn!("HTTP: accepting a connection failed: {err}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            stats.refused.fetch_add(1, Ordering::Relaxed);
+            // One non-blocking write: a client that does not read gets nothing, and costs
+            // nothing.
+            let _ = stream.try_write(BUSY);
+            continue;
+        };
+        let handler = handler.clone();
+        tokio::spawn(async move {
+            let _slot = slot;
+            let service = service_fn(move |request: hyper::Request<Incoming>| {
+                let handler = handler.clone();
+                async move {
+                    let request = Request {
+                        method: request.method().as_str().to_owned(),
+                        path: request.uri().path().to_owned(),
+                        accept: request
+                            .headers()
+                            .get(header::ACCEPT)
+                            .and_then(|v| v.to_str().ok())
+                            .map(str::to_owned),
+                    };
+                    let response = handler(request).await;
+                    let mut built = hyper::Response::new(Full::new(response.body));
+                    *built.status_mut() = hyper::StatusCode::from_u16(response.status)
+                        .unwrap_or(hyper::StatusCode::INTERNAL_SERVER_ERROR);
+                    built.headers_mut().insert(
+                        header::CONTENT_TYPE,
+                        header::HeaderValue::from_static(response.content_type),
+                    );
+                    Ok::<_, Infallible>(built)
+                }
+            });
+            let connection = http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(limits.header_timeout)
+                .max_buf_size(limits.max_header_bytes.max(8192))
+                .serve_connection(TokioIo::new(stream), service);
+            let _ = tokio::time::timeout(limits.connection_lifetime, connection).await;
+        });
+    }
+}
