@@ -208,8 +208,8 @@ the from-state and the N most recent: local and remote address and port, pid/com
 namespace, time in the from-state, cause (abnormal closes).
 Breakdowns (--by port|process|remote|netns): per transition and over all, the --top busiest
 keys and the rest summed as \"other\". Memory stays bounded: N exemplars of each kind per
-transition; the first 1024 distinct keys per transition and kind (4096 over all) are counted
-one by one, later ones are summed as other.
+transition; the first 1024 distinct keys per transition and kind are counted one by one,
+later ones are summed as other (all transitions' breakdown is their sum).
 
 On a terminal the view is full-screen (keys: arrows or j/k select, Enter detail, Tab next
 view, b breakdown, s sort, p pause, ? help, q or Ctrl-C quit); on quit the terminal is

@@ -1,7 +1,8 @@
 //! Who makes the transitions: counts by service port, by process, by remote address and by
-//! network namespace, per transition and over all of them. Bounded: the first
-//! [`MAX_KEYS_PER_ROW`] (or [`MAX_KEYS_ALL`]) distinct keys are counted one by one, later ones
-//! are summed as "other"; a snapshot shows the top K and sums the rest into "other" too.
+//! network namespace, per transition, and over all of them (their sum, made at the snapshot:
+//! a transition is counted once). Bounded: the first [`MAX_KEYS_PER_ROW`] distinct keys of a
+//! transition are counted one by one, later ones are summed as "other"; a snapshot shows the
+//! top K and sums the rest into "other" too.
 
 use std::{collections::HashMap, fmt, hash::Hash, net::IpAddr};
 
@@ -13,8 +14,6 @@ use crate::core::{
 
 /// Distinct keys counted one by one per transition and per kind.
 pub const MAX_KEYS_PER_ROW: usize = 1024;
-/// Distinct keys counted one by one over all transitions, per kind.
-pub const MAX_KEYS_ALL: usize = 4096;
 
 /// What a breakdown groups by.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, clap::ValueEnum)]
@@ -182,13 +181,15 @@ impl<K: Copy + Eq + Hash> Tally<K> {
         counts.abnormal += u64::from(abnormal);
     }
 
+    /// Also adds every key's counts to `all`.
     fn snapshot(
         &mut self,
         kind: BreakdownKind,
         top: usize,
         label: impl Fn(K) -> BreakdownKey,
+        all: &mut MergedKind,
     ) -> BreakdownSnapshot {
-        let mut rows: Vec<(BreakdownKey, KeyCounts)> = self
+        let rows: Vec<(BreakdownKey, KeyCounts)> = self
             .keys
             .iter_mut()
             .map(|(key, counts, at_snapshot)| {
@@ -197,36 +198,107 @@ impl<K: Copy + Eq + Hash> Tally<K> {
                 (label(*key), *counts)
             })
             .collect();
-        rows.sort_by(|a, b| b.1.count.cmp(&a.1.count).then(a.0.cmp(&b.0)));
-        let mut other = KeyCounts::default();
-        let mut other_keys = 0;
-        for (_, counts) in rows.iter().skip(top) {
-            other.add(counts);
-            other_keys += 1;
+        for (key, counts) in &rows {
+            all.keys.entry(*key).or_default().add(counts);
         }
-        rows.truncate(top);
         let (overflow, at_snapshot) = &mut self.overflow;
-        if overflow.count > 0 {
+        let overflow = (overflow.count > 0).then(|| {
             overflow.interval_count = overflow.count - *at_snapshot;
             *at_snapshot = overflow.count;
-            other.add(overflow);
-            other_keys += 1;
-        }
-        BreakdownSnapshot {
-            kind,
-            top: rows,
-            other_keys,
-            other,
-        }
+            all.overflow.add(overflow);
+            all.overflowed = true;
+            *overflow
+        });
+        top_and_other(kind, rows, top, overflow)
     }
 }
 
-/// The four breakdowns of one transition (or of all), each keyed by its own small type.
+/// The `top` busiest keys, the rest (and `overflow`, the keys past the bound) as other.
+fn top_and_other(
+    kind: BreakdownKind,
+    mut rows: Vec<(BreakdownKey, KeyCounts)>,
+    top: usize,
+    overflow: Option<KeyCounts>,
+) -> BreakdownSnapshot {
+    rows.sort_by(|a, b| b.1.count.cmp(&a.1.count).then(a.0.cmp(&b.0)));
+    let mut other = KeyCounts::default();
+    let mut other_keys = 0;
+    for (_, counts) in rows.iter().skip(top) {
+        other.add(counts);
+        other_keys += 1;
+    }
+    rows.truncate(top);
+    if let Some(overflow) = overflow {
+        other.add(&overflow);
+        other_keys += 1;
+    }
+    BreakdownSnapshot {
+        kind,
+        top: rows,
+        other_keys,
+        other,
+    }
+}
+
+/// One kind's counts over all transitions, summed from theirs at a snapshot.
+#[derive(Clone, Debug, Default)]
+pub struct MergedKind {
+    keys: HashMap<BreakdownKey, KeyCounts>,
+    overflow: KeyCounts,
+    overflowed: bool,
+}
+
+/// Every kind's counts over all transitions, in [`BreakdownKind::ALL`]'s order.
+#[derive(Clone, Debug, Default)]
+pub struct Merged {
+    kinds: [MergedKind; 4],
+}
+
+impl Merged {
+    pub fn finish(self, top: usize) -> Vec<BreakdownSnapshot> {
+        self.kinds
+            .into_iter()
+            .zip(BreakdownKind::ALL)
+            .map(|(merged, kind)| {
+                top_and_other(
+                    kind,
+                    merged.keys.into_iter().collect(),
+                    top,
+                    merged.overflowed.then_some(merged.overflow),
+                )
+            })
+            .collect()
+    }
+}
+
+/// No pid: the kernel could not attribute the socket (pids are below 2^22).
+const NO_PID: u32 = u32::MAX;
+
+/// An address as one integer: IPv6 as it is, IPv4 as IPv4-mapped IPv6, told apart by
+/// [`remote_of`].
+fn remote_key(addr: IpAddr) -> (bool, u128) {
+    match addr {
+        IpAddr::V4(v4) => (false, u128::from(v4.to_bits())),
+        IpAddr::V6(v6) => (true, v6.to_bits()),
+    }
+}
+
+fn remote_of((v6, bits): (bool, u128)) -> IpAddr {
+    if v6 {
+        IpAddr::V6(std::net::Ipv6Addr::from_bits(bits))
+    } else {
+        IpAddr::V4(std::net::Ipv4Addr::from_bits(bits as u32))
+    }
+}
+
+/// The four breakdowns of one transition (or of all), each keyed by integers: compared and
+/// hashed in a word or two.
 #[derive(Clone, Debug, Default)]
 pub struct Breakdowns {
     ports: Tally<u16>,
-    processes: Tally<(Option<u32>, Comm)>,
-    remotes: Tally<IpAddr>,
+    /// pid (or [`NO_PID`]) and the comm's bits.
+    processes: Tally<(u32, u128)>,
+    remotes: Tally<(bool, u128)>,
     netns: Tally<u32>,
 }
 
@@ -238,25 +310,39 @@ impl Breakdowns {
             t.lport
         };
         self.ports.record(port, abnormal, max_keys);
-        self.processes.record((t.pid, t.comm), abnormal, max_keys);
-        self.remotes.record(t.raddr, abnormal, max_keys);
+        self.processes.record(
+            (t.pid.unwrap_or(NO_PID), t.comm.to_bits()),
+            abnormal,
+            max_keys,
+        );
+        self.remotes.record(remote_key(t.raddr), abnormal, max_keys);
         self.netns.record(t.netns, abnormal, max_keys);
     }
 
-    /// Every kind, in [`BreakdownKind::ALL`]'s order, `top` keys each; also starts the next
-    /// interval.
-    pub fn snapshot(&mut self, top: usize) -> Vec<BreakdownSnapshot> {
+    /// Every kind, in [`BreakdownKind::ALL`]'s order, `top` keys each, every key's counts also
+    /// added to `all`; also starts the next interval.
+    pub fn snapshot(&mut self, top: usize, all: &mut Merged) -> Vec<BreakdownSnapshot> {
+        let [ports, processes, remotes, netns] = &mut all.kinds;
         vec![
             self.ports
-                .snapshot(BreakdownKind::Port, top, BreakdownKey::Port),
-            self.processes
-                .snapshot(BreakdownKind::Process, top, |(pid, comm)| {
-                    BreakdownKey::Process { pid, comm }
-                }),
-            self.remotes
-                .snapshot(BreakdownKind::Remote, top, BreakdownKey::Remote),
+                .snapshot(BreakdownKind::Port, top, BreakdownKey::Port, ports),
+            self.processes.snapshot(
+                BreakdownKind::Process,
+                top,
+                |(pid, comm)| BreakdownKey::Process {
+                    pid: (pid != NO_PID).then_some(pid),
+                    comm: Comm::from_bits(comm),
+                },
+                processes,
+            ),
+            self.remotes.snapshot(
+                BreakdownKind::Remote,
+                top,
+                |key| BreakdownKey::Remote(remote_of(key)),
+                remotes,
+            ),
             self.netns
-                .snapshot(BreakdownKind::Netns, top, BreakdownKey::Netns),
+                .snapshot(BreakdownKind::Netns, top, BreakdownKey::Netns, netns),
         ]
     }
 }
@@ -285,7 +371,7 @@ mod tests {
                 b.record(Side::Server, &t(port, 50000, 1), port == 22, 100);
             }
         }
-        let snaps = b.snapshot(2);
+        let snaps = b.snapshot(2, &mut Merged::default());
         let port = &snaps[0];
         assert_eq!(port.kind, BreakdownKind::Port);
         let top: Vec<_> = port
@@ -308,7 +394,10 @@ mod tests {
     fn the_client_path_is_broken_down_by_the_remote_port() {
         let mut b = Breakdowns::default();
         b.record(Side::Client, &t(40001, 443, 1), false, 100);
-        assert_eq!(b.snapshot(5)[0].top[0].0, BreakdownKey::Port(443));
+        assert_eq!(
+            b.snapshot(5, &mut Merged::default())[0].top[0].0,
+            BreakdownKey::Port(443)
+        );
     }
 
     #[test]
@@ -317,13 +406,13 @@ mod tests {
         for port in 0..10 {
             b.record(Side::Server, &t(port, 1, 1), false, 4);
         }
-        let port = &b.snapshot(10)[0];
+        let port = &b.snapshot(10, &mut Merged::default())[0];
         assert_eq!(port.top.len(), 4);
         assert_eq!((port.other_keys, port.other.count), (1, 6));
         assert_eq!(b.ports.keys.len(), 4, "bounded");
         assert_eq!(b.ports.index.len(), 4, "bounded");
         b.record(Side::Server, &t(0, 1, 1), false, 4);
-        let port = &b.snapshot(10)[0];
+        let port = &b.snapshot(10, &mut Merged::default())[0];
         let zero = port
             .top
             .iter()
@@ -331,6 +420,29 @@ mod tests {
             .unwrap();
         assert_eq!((zero.1.count, zero.1.interval_count), (2, 1));
         assert_eq!(port.other.interval_count, 0);
+    }
+
+    #[test]
+    fn keys_round_trip_through_their_integers() {
+        let mut b = Breakdowns::default();
+        let mut v6 = t(80, 1, 1);
+        v6.raddr = "2001:db8::7".parse().unwrap();
+        v6.pid = None;
+        v6.comm = "a-sixteen-bytes!".into();
+        b.record(Side::Server, &v6, false, 100);
+        b.record(Side::Server, &t(80, 1, 7), false, 100);
+        let snaps = b.snapshot(10, &mut Merged::default());
+        let labels =
+            |i: usize| -> Vec<String> { snaps[i].top.iter().map(|(k, _)| k.to_string()).collect() };
+        assert_eq!(labels(1), ["-", "7/web"]);
+        assert_eq!(labels(2), ["127.0.0.1", "2001:db8::7"]);
+        assert_eq!(
+            snaps[1].top[0].0,
+            BreakdownKey::Process {
+                pid: None,
+                comm: "a-sixteen-bytes!".into()
+            }
+        );
     }
 
     #[test]

@@ -17,7 +17,7 @@ pub mod snapshot;
 use std::collections::HashMap;
 
 use self::{
-    breakdowns::{Breakdowns, MAX_KEYS_ALL, MAX_KEYS_PER_ROW},
+    breakdowns::{Breakdowns, MAX_KEYS_PER_ROW, Merged},
     causes::{Cause, SignalMemo},
     exemplars::{DEFAULT_EXEMPLARS, Exemplar, Exemplars},
     histogram::TimeHistogram,
@@ -128,8 +128,6 @@ pub struct Aggregator {
     /// With the time of the close, which names its exemplar.
     undetermined: HashMap<u64, (usize, u64), FastHash>,
     namespaces: Namespaces,
-    /// Over all transitions.
-    breakdowns: Breakdowns,
     signatures: Signatures,
     witness: Witness,
     kernel_first: Option<TcpCounters>,
@@ -189,7 +187,6 @@ impl Aggregator {
             pending: HashMap::default(),
             undetermined: HashMap::default(),
             namespaces: Namespaces::default(),
-            breakdowns: Breakdowns::default(),
             signatures: Signatures::new(MAX_SIGNATURES),
             witness: Witness::default(),
             kernel_first: None,
@@ -296,8 +293,6 @@ impl Aggregator {
 
         let placement = place(t.from, t.to, socket.signals.reset_seen());
         self.namespaces.record(t, placement.abnormal);
-        self.breakdowns
-            .record(side, t, placement.abnormal, MAX_KEYS_ALL);
         let buckets = self.config.buckets;
         let row = &mut self.rows[row_index(side, t.from, placement.to, placement.abnormal)];
         row.count += 1;
@@ -445,6 +440,7 @@ impl Aggregator {
         };
 
         let mut rows = Vec::new();
+        let mut all_breakdowns = Merged::default();
         for (index, row) in self.rows.iter_mut().enumerate() {
             if row.count == 0 {
                 continue;
@@ -455,7 +451,9 @@ impl Aggregator {
             let (exemplars, breakdowns) = match &mut row.detail {
                 Some(detail) => (
                     detail.exemplars.snapshot(),
-                    detail.breakdowns.snapshot(self.config.top_keys),
+                    detail
+                        .breakdowns
+                        .snapshot(self.config.top_keys, &mut all_breakdowns),
                 ),
                 None => Default::default(),
             };
@@ -572,7 +570,7 @@ impl Aggregator {
             request_sockets,
             witness,
             namespaces: self.namespaces.snapshot(self.config.own_netns),
-            breakdowns: self.breakdowns.snapshot(self.config.top_keys),
+            breakdowns: all_breakdowns.finish(self.config.top_keys),
         }
     }
 }

@@ -60,6 +60,16 @@ impl Comm {
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }
+
+    /// The name as one integer (its NUL-padded bytes), for keys compared and hashed in a
+    /// word or two; [`Self::from_bits`] gives it back.
+    pub fn to_bits(&self) -> u128 {
+        u128::from_le_bytes(self.bytes)
+    }
+
+    pub fn from_bits(bits: u128) -> Self {
+        Self::from_raw(&bits.to_le_bytes())
+    }
 }
 
 impl From<&str> for Comm {

@@ -18,6 +18,11 @@ impl Hasher for U64Hasher {
         }
     }
 
+    fn write_u128(&mut self, n: u128) {
+        self.write_u64(self.0 ^ n as u64);
+        self.write_u64(self.0 ^ (n >> 64) as u64);
+    }
+
     // Small integers (ports, pids, namespace inodes, enum tags) as one word each, not a
     // multiplication per byte.
     fn write_u8(&mut self, n: u8) {
