@@ -222,10 +222,25 @@ request socket, whose fate is in REQUEST SOCKETS.
 
 Lost events, sockets forgotten at --max-sockets (table full), and invalid records
 are always shown in the header and the summary. On Ctrl-C or at the end of --duration: a
-summary with a log2 histogram per transition and the most frequent paths.
+summary with a log2 histogram per transition, its exemplars and the most frequent paths.
+
+Exemplars (--exemplars N, default 3): per transition, the N sockets that spent the longest in
+the from-state and the N most recent: local and remote address and port, pid/comm, network
+namespace, time in the from-state, cause (abnormal closes).
+Breakdowns (--by port|process|remote|netns): per transition and over all, the --top busiest
+keys and the rest summed as \"other\". Memory stays bounded: N exemplars of each kind per
+transition; the first 1024 distinct keys per transition and kind are counted one by one,
+later ones are summed as other (all transitions' breakdown is their sum).
+
+On a terminal the view is full-screen (keys: arrows or j/k select, Enter detail, Tab next
+view, b breakdown, s sort, p pause, ? help, q or Ctrl-C quit); on quit the terminal is
+restored and the summary printed. --plain, a pipe or a file get the text tables instead.
 
 Examples:
-  tcptrace transitions                          live tables, redrawn every second
+  tcptrace transitions                          full-screen live view (a terminal)
+  tcptrace transitions --plain                  the text tables, redrawn every second
+  tcptrace transitions --by process --duration 30 > report
+                                                who made which transitions, and examples
   tcptrace transitions --interval 5 --lport 443 HTTPS connections, every 5 seconds
   tcptrace transitions --duration 60 > report   one minute, its summary as plain text
   tcptrace transitions --json --interval 1 --duration 10
@@ -399,6 +414,10 @@ pub struct StatesArgs {
     /// One JSON object per snapshot instead of a table.
     #[arg(long)]
     pub json: bool,
+    /// With --watch on a terminal: the text redrawn in place, instead of the full-screen view
+    /// (its states tab; q quits).
+    #[arg(long, requires = "watch", conflicts_with = "json")]
+    pub plain: bool,
     /// Only sockets in these states (netstat names, comma separated).
     #[arg(long, value_name = "STATE[,STATE...]", value_parser = parse_states)]
     pub state: Option<StateList>,
@@ -423,11 +442,25 @@ pub struct TransitionsArgs {
     /// Sockets followed at once; past it the oldest is forgotten (and counted).
     #[arg(long, value_name = "N", default_value_t = 1_000_000, value_parser = parse_max_sockets)]
     pub max_sockets: usize,
-    /// Path signatures shown.
+    /// Path signatures shown, and keys per breakdown (the rest summed as "other").
     #[arg(long, value_name = "N", default_value_t = 10)]
     pub top: usize,
+    /// Break every transition, and all of them, down by service port, owning process, remote
+    /// address or network namespace (top --top keys, the rest as "other"), in the tables and
+    /// the JSON.
+    #[arg(long, value_enum, value_name = "KIND")]
+    pub by: Option<crate::aggregate::breakdowns::BreakdownKind>,
+    /// Example sockets kept per transition: its N slowest (longest in the from-state) and N
+    /// most recent, shown in the summary and the JSON (0 to 100).
+    #[arg(long, value_name = "N", default_value_t = crate::aggregate::exemplars::DEFAULT_EXEMPLARS,
+          value_parser = parse_exemplars)]
+    pub exemplars: usize,
+    /// Plain text redrawn in place on a terminal, instead of the full-screen view.
+    #[arg(long, conflicts_with = "json")]
+    pub plain: bool,
     /// Read the transitions from a file of `tcptrace record` instead of the kernel (no root
-    /// needed); prints what the live command would have printed.
+    /// needed); prints what the live command would have printed (on a terminal: the
+    /// full-screen view of the whole recording, until q).
     #[arg(long, value_name = "FILE", conflicts_with = "duration")]
     pub replay: Option<PathBuf>,
     #[command(flatten)]
@@ -532,6 +565,16 @@ pub fn parse_states(text: &str) -> Result<StateList, String> {
         }
     }
     Ok(StateList(states))
+}
+
+fn parse_exemplars(text: &str) -> Result<usize, String> {
+    let max = crate::aggregate::exemplars::MAX_EXEMPLARS;
+    match text.trim().parse::<usize>() {
+        Ok(n) if n <= max => Ok(n),
+        _ => Err(format!(
+            "`{text}` is not a number of exemplars (0 to {max})"
+        )),
+    }
 }
 
 fn parse_max_sockets(text: &str) -> Result<usize, String> {

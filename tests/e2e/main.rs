@@ -13,3 +13,4 @@ mod support;
 mod trace;
 mod transitions;
 mod transitions_netns;
+mod tui;

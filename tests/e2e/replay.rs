@@ -67,6 +67,22 @@ fn golden_outputs_of_a_recording() {
         ("storm-40.trace.jsonl", &["trace", "--json"][..]),
         ("storm-40.transitions.txt", &["transitions"][..]),
         ("storm-40.transitions.jsonl", &["transitions", "--json"][..]),
+        // Breakdowns and exemplars: who made the transitions, and which sockets.
+        (
+            "storm-40.transitions.by-remote.txt",
+            &["transitions", "--by", "remote"][..],
+        ),
+        (
+            "storm-40.transitions.by-process.jsonl",
+            &[
+                "transitions",
+                "--json",
+                "--by",
+                "process",
+                "--exemplars",
+                "2",
+            ][..],
+        ),
         // With an interval, one object per recorded reading (every second), then the final.
         (
             "storm-40.transitions.interval.jsonl",
@@ -198,6 +214,71 @@ fn a_recording_replays_the_storm_exactly_and_repeatably() {
         String::from_utf8_lossy(&output.stdout).lines().count()
     };
     assert_eq!((lines("-4"), lines("-6")), (162, 0));
+}
+
+#[test]
+fn a_recording_breaks_down_by_process_and_remote_with_bounded_exemplars() {
+    let output = tcptrace(&[
+        "transitions",
+        "--replay",
+        FIXTURE,
+        "--json",
+        "--by",
+        "remote",
+        "--exemplars",
+        "2",
+        "--top",
+        "1",
+    ]);
+    assert!(output.status.success(), "{output:?}");
+    let last = final_object(&output);
+    let all = &last["breakdown"];
+    assert_eq!(all["by"], "remote");
+    // The storm ran on loopback; the listener's two transitions have no remote address.
+    assert_eq!(all["top"][0]["key"], "127.0.0.1");
+    assert_eq!(all["top"][0]["count"], 160);
+    assert_eq!(all["top"][0]["abnormal"], 20);
+    assert_eq!(
+        (all["other_keys"].as_u64(), all["other"]["count"].as_u64()),
+        (Some(1), Some(2))
+    );
+    let rows = last["transitions"].as_array().unwrap();
+    for row in rows {
+        let slowest = row["exemplars"]["slowest"].as_array().unwrap();
+        let recent = row["exemplars"]["recent"].as_array().unwrap();
+        assert!(recent.len() <= 2 && slowest.len() <= 2, "{row}");
+        assert!(
+            !recent.is_empty(),
+            "every row has its most recent socket: {row}"
+        );
+        let sum: u64 = row["breakdown"]["top"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|k| k["count"].as_u64().unwrap())
+            .sum::<u64>()
+            + row["breakdown"]["other"]["count"].as_u64().unwrap();
+        assert_eq!(sum, row["count"].as_u64().unwrap(), "{row}");
+    }
+    let reset = rows
+        .iter()
+        .find(|r| r["from"] == "ESTABLISHED" && r["to"] == "CLOSE" && r["abnormal"] == true)
+        .unwrap();
+    let slowest = reset["exemplars"]["slowest"].as_array().unwrap();
+    assert_eq!(slowest.len(), 2);
+    assert!(slowest[0]["time_in_from_ns"].as_u64() >= slowest[1]["time_in_from_ns"].as_u64());
+    // The slowest is the row's maximum (which the histogram keeps to 3 significant digits),
+    // and the sockets are the storm's, on its port.
+    let (exact, max) = (
+        slowest[0]["time_in_from_ns"].as_u64().unwrap(),
+        reset["time_in_from_ns"]["max"].as_u64().unwrap(),
+    );
+    assert!(exact.abs_diff(max) <= max / 500, "{exact} vs {max}");
+    for socket in slowest {
+        assert_eq!(socket["local_port"], 47012);
+        assert_eq!(socket["comm"], "tcp-storm");
+        assert!(["reset_received", "reset_sent"].contains(&socket["cause"].as_str().unwrap()));
+    }
 }
 
 #[test]

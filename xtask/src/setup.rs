@@ -156,7 +156,8 @@ fn ensure_bpf_linker() -> anyhow::Result<()> {
 
 /// Programs the end-to-end tests run, and the Debian packages that provide them: `ip` and `ss`
 /// build network namespaces and cross-check counts, `nft` drops packets inside them;
-/// `prometheus` scrapes `tcptrace export` and `promtool` checks its output and alerting rules.
+/// `prometheus` scrapes `tcptrace export` and `promtool` checks its output and alerting rules;
+/// `tmux` runs the full-screen view in a pane of known size and reads it back.
 const TEST_TOOLS: &[(&str, &str)] = &[
     ("prometheus", "prometheus"),
     ("promtool", "prometheus"),
@@ -165,6 +166,7 @@ const TEST_TOOLS: &[(&str, &str)] = &[
     ("nft", "nftables"),
     ("sysctl", "procps"),
     ("setpriv", "util-linux"),
+    ("tmux", "tmux"),
 ];
 
 fn on_path(program: &str) -> bool {

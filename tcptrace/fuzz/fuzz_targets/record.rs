@@ -8,7 +8,7 @@ use std::hint::black_box;
 
 use libfuzzer_sys::fuzz_target;
 use tcptrace::{
-    aggregate::{Aggregator, Config, SocketState},
+    aggregate::{Aggregator, Config, SocketState, breakdowns::BreakdownKind},
     core::{
         pipeline::PipelineConfig,
         record::{Reader, RecordError},
@@ -54,6 +54,7 @@ fuzz_target!(|data: &[u8]| {
     aggregator.set_stream(totals.losses, totals.table);
     let snapshot = aggregator.snapshot(totals.now_ns);
     let mut out = Vec::new();
-    text::summary(&mut out, &snapshot).expect("writing to memory");
+    // With a breakdown, so that its keys (ports, processes, addresses) are rendered too.
+    text::summary(&mut out, &snapshot, Some(BreakdownKind::Process)).expect("writing to memory");
     black_box(out);
 });

@@ -3,7 +3,9 @@
 //! on its path, the causes of abnormal closes, path signatures, and the kernel's own view to
 //! check against. Pure: no clock, no file, no BPF; time comes in as arguments.
 
+pub mod breakdowns;
 pub mod causes;
+pub mod exemplars;
 pub mod fates;
 #[cfg(test)]
 pub(crate) mod fed;
@@ -16,7 +18,9 @@ pub mod snapshot;
 use std::collections::HashMap;
 
 use self::{
+    breakdowns::{Breakdowns, MAX_KEYS_PER_ROW, Merged},
     causes::{Cause, SignalMemo, Timer, Verdict},
+    exemplars::{DEFAULT_EXEMPLARS, Exemplar, Exemplars},
     fates::Fates,
     histogram::TimeHistogram,
     namespaces::Namespaces,
@@ -51,6 +55,10 @@ pub struct Config {
     /// Transitions are filtered, so the kernel's counters (which are not) cannot be compared.
     pub filtered: bool,
     pub top_signatures: usize,
+    /// Keys shown per breakdown; the rest are summed as "other".
+    pub top_keys: usize,
+    /// Exemplar sockets kept per transition, of each kind (slowest, most recent).
+    pub exemplars: usize,
     /// Also count each time in state into fixed and exponential buckets (an exporter's
     /// histograms); off, the renderers' percentiles cost nothing more.
     pub buckets: bool,
@@ -62,6 +70,8 @@ impl Default for Config {
             own_netns: 0,
             filtered: false,
             top_signatures: 10,
+            top_keys: 10,
+            exemplars: DEFAULT_EXEMPLARS,
             buckets: false,
         }
     }
@@ -82,6 +92,15 @@ struct Row {
     /// Closes per number of retransmissions made in the from-state (last slot: that many or
     /// more).
     retransmits: [u64; RETRANSMIT_SLOTS],
+    /// Boxed: most of the rows never see a transition.
+    detail: Option<Box<RowDetail>>,
+}
+
+/// What a row keeps of the sockets behind its count.
+#[derive(Clone, Debug, Default)]
+struct RowDetail {
+    exemplars: Exemplars,
+    breakdowns: Breakdowns,
 }
 
 impl Row {
@@ -128,7 +147,8 @@ pub struct Aggregator {
     /// Abnormal closes with no cause seen yet, by socket → row: the kernel traces the RST
     /// that `tcp_disconnect` sends (SO_LINGER 0, unread data) right *after* the →CLOSE. Settled
     /// by that signal, or as `other` at the end of the wake-up.
-    undetermined: HashMap<u64, usize, FastHash>,
+    /// With the time of the close, which names its exemplar.
+    undetermined: HashMap<u64, (usize, u64), FastHash>,
     /// The names of the kernel's reset reasons.
     reset_reasons: ResetReasons,
     namespaces: Namespaces,
@@ -285,7 +305,7 @@ impl Aggregator {
         };
         let birth = Side::of_birth(t.from, t.to);
         if birth.is_some()
-            && let Some(index) = self.undetermined.remove(&t.sk)
+            && let Some((index, _)) = self.undetermined.remove(&t.sk)
         {
             // A new socket at the address: the earlier close's reset will not come any more
             // (it is sent right after the close, before the memory can be reused).
@@ -326,6 +346,10 @@ impl Aggregator {
         let buckets = self.config.buckets;
         let row = &mut self.rows[row_index(side, t.from, placement.to, placement.abnormal)];
         row.count += 1;
+        let detail = row.detail.get_or_insert_with(Box::default);
+        detail
+            .breakdowns
+            .record(side, t, placement.abnormal, MAX_KEYS_PER_ROW);
         match t.time_in_from_ns {
             Some(ns) => row
                 .histogram
@@ -339,20 +363,29 @@ impl Aggregator {
                 .record(ns),
             None => row.untimed += 1,
         }
+        let mut exemplar_cause = None;
         if placement.abnormal {
             let verdict = socket
                 .signals
                 .verdict(t.from, t.close.as_ref(), &self.reset_reasons);
             let retransmits = verdict.retransmits;
+            exemplar_cause = Some(verdict.cause);
             row.retransmits[(retransmits as usize).min(RETRANSMIT_SLOTS - 1)] += 1;
             if verdict.cause == Cause::Other && t.to == TcpState::Close {
                 let index = row_index(side, t.from, placement.to, placement.abnormal);
-                if let Some(earlier) = self.undetermined.insert(t.sk, index) {
+                if let Some((earlier, _)) = self.undetermined.insert(t.sk, (index, t.ts_ns)) {
                     self.rows[earlier].causes[Cause::Other as usize] += 1;
                 }
             } else {
                 row.count_cause(&verdict);
             }
+        }
+        if let Some(detail) =
+            &mut self.rows[row_index(side, t.from, placement.to, placement.abnormal)].detail
+        {
+            detail
+                .exemplars
+                .record(Exemplar::of(t, exemplar_cause), self.config.exemplars);
         }
         if birth.is_none() {
             socket.path.push(placement.to);
@@ -380,9 +413,15 @@ impl Aggregator {
         // explains an earlier close.
         if signal.kind == SignalKind::ResetSent
             && signal.state.is_none_or(|state| state == TcpState::Close)
-            && let Some(index) = self.undetermined.remove(&signal.sk)
+            && let Some((index, close_ns)) = self.undetermined.remove(&signal.sk)
         {
-            self.rows[index].count_cause(&Verdict::reset_sent(signal.reset_reason));
+            let row = &mut self.rows[index];
+            row.count_cause(&Verdict::reset_sent(signal.reset_reason));
+            if let Some(detail) = &mut row.detail {
+                detail
+                    .exemplars
+                    .settle(signal.sk, close_ns, Cause::ResetSent);
+            }
             return;
         }
         if let Some(socket) = socket
@@ -410,7 +449,7 @@ impl Aggregator {
 
     /// Abnormal closes still without a cause get none: `other`.
     fn settle_undetermined(&mut self) {
-        for (_, index) in self.undetermined.drain() {
+        for (_, (index, _)) in self.undetermined.drain() {
             self.rows[index].causes[Cause::Other as usize] += 1;
         }
     }
@@ -454,6 +493,7 @@ impl Aggregator {
         };
 
         let mut rows = Vec::new();
+        let mut all_breakdowns = Merged::default();
         for (index, row) in self.rows.iter_mut().enumerate() {
             if row.count == 0 {
                 continue;
@@ -461,6 +501,15 @@ impl Aggregator {
             let (side, from, to, abnormal) = row_key(index);
             let delta = row.count - row.count_at_snapshot;
             row.count_at_snapshot = row.count;
+            let (exemplars, breakdowns) = match &mut row.detail {
+                Some(detail) => (
+                    detail.exemplars.snapshot(),
+                    detail
+                        .breakdowns
+                        .snapshot(self.config.top_keys, &mut all_breakdowns),
+                ),
+                None => Default::default(),
+            };
             rows.push(RowSnapshot {
                 side,
                 from,
@@ -517,6 +566,8 @@ impl Aggregator {
                 } else {
                     Vec::new()
                 },
+                exemplars,
+                breakdowns,
             });
         }
 
@@ -596,6 +647,7 @@ impl Aggregator {
                 .fates
                 .as_mut()
                 .map(|fates| fates.snapshot(self.config.own_netns)),
+            breakdowns: all_breakdowns.finish(self.config.top_keys),
         }
     }
 }

@@ -2,7 +2,9 @@
 //! to the renderers: plain data, no behaviour beyond small derived values.
 
 use super::{
+    breakdowns::{BreakdownKind, BreakdownSnapshot},
     causes::{Cause, Timer},
+    exemplars::ExemplarsSnapshot,
     fates::FatesSnapshot,
     histogram::HistogramSummary,
     namespaces::NamespacesSnapshot,
@@ -45,6 +47,16 @@ pub struct RowSnapshot {
     pub reset_reasons: Vec<(String, u64)>,
     /// Abnormal rows: closes per number of retransmissions in the from-state (≥ 1).
     pub retransmits: Vec<(u32, u64)>,
+    /// The slowest and the most recent sockets of this transition.
+    pub exemplars: ExemplarsSnapshot,
+    /// This transition's counts by each [`BreakdownKind`], in [`BreakdownKind::ALL`]'s order.
+    pub breakdowns: Vec<BreakdownSnapshot>,
+}
+
+impl RowSnapshot {
+    pub fn breakdown(&self, kind: BreakdownKind) -> Option<&BreakdownSnapshot> {
+        self.breakdowns.iter().find(|b| b.kind == kind)
+    }
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -125,9 +137,15 @@ pub struct Snapshot {
     /// Request-socket fates and SYNs to closed ports by listener, from dropped packets;
     /// `None` when `skb:kfree_skb` is not traced.
     pub fates: Option<FatesSnapshot>,
+    /// All transitions' counts by each [`BreakdownKind`], in [`BreakdownKind::ALL`]'s order.
+    pub breakdowns: Vec<BreakdownSnapshot>,
 }
 
 impl Snapshot {
+    pub fn breakdown(&self, kind: BreakdownKind) -> Option<&BreakdownSnapshot> {
+        self.breakdowns.iter().find(|b| b.kind == kind)
+    }
+
     /// The same, with every rate over the whole run rather than the last interval: what a
     /// summary shows.
     pub fn over_the_run(&self) -> Snapshot {

@@ -827,3 +827,56 @@ fn a_close_the_kernel_reports_an_error_for_is_abnormal_in_any_state() {
         [("reason_42".to_owned(), 1)]
     );
 }
+
+#[test]
+fn exemplars_carry_the_socket_and_a_cause_learnt_after_the_close() {
+    let mut agg = aggregator();
+    let mut c = Life::new(2);
+    c.go(&mut agg, 0, Close, SynSent);
+    c.go(&mut agg, MS, SynSent, Established);
+    agg.end_batch();
+    c.go(&mut agg, 50 * MS, Established, Close);
+    // tcp_disconnect() traces its reset right after the close, in the same wake-up.
+    agg.feed_signal(&signal(2, 50 * MS, SignalKind::ResetSent, Close));
+    agg.end_batch();
+    let snap = agg.snapshot(100 * MS);
+    let r = row(&snap, Side::Client, Established, Close, true);
+    let slowest = &r.exemplars.slowest;
+    assert_eq!(slowest.len(), 1);
+    let e = &slowest[0];
+    assert_eq!(
+        (e.lport, e.rport, e.pid, e.netns),
+        (1000, 2000, Some(1), NETNS)
+    );
+    assert_eq!(e.comm, "test");
+    assert_eq!(e.time_in_from_ns, Some(49 * MS));
+    assert_eq!(e.cause, Some(Cause::ResetSent));
+    assert_eq!(r.exemplars.recent, r.exemplars.slowest);
+    // A birth has no time in CLOSE: a recent exemplar, none among the slowest.
+    let birth = row(&snap, Side::Client, Close, SynSent, false);
+    assert!(birth.exemplars.slowest.is_empty());
+    assert_eq!(birth.exemplars.recent.len(), 1);
+}
+
+#[test]
+fn breakdowns_per_transition_and_over_all_sum_to_the_counts() {
+    use crate::aggregate::breakdowns::{BreakdownKey, BreakdownKind};
+    let mut agg = aggregator();
+    client_active_close(&mut agg, 1, 0, 5);
+    server_passive_close(&mut agg, 2, 0, 5);
+    let snap = agg.snapshot(100 * MS);
+    for r in &snap.rows {
+        for b in &r.breakdowns {
+            assert_eq!(b.total(), r.count, "{:?} {:?}", r.from, b.kind);
+        }
+    }
+    let all = snap.breakdown(BreakdownKind::Port).unwrap();
+    assert_eq!(all.total(), snap.transitions);
+    // The client path's service port is the remote one, the server's the local one.
+    let client = row(&snap, Side::Client, SynSent, Established, false);
+    let port = client.breakdown(BreakdownKind::Port).unwrap();
+    assert_eq!(port.top[0].0, BreakdownKey::Port(2000));
+    let server = row(&snap, Side::Server, SynRecv, Established, false);
+    let port = server.breakdown(BreakdownKind::Port).unwrap();
+    assert_eq!(port.top[0].0, BreakdownKey::Port(1000));
+}

@@ -227,6 +227,7 @@ pub async fn run(args: ExportArgs) -> anyhow::Result<()> {
         duration: args.duration,
         tcp_counters: true,
         census: Some(filter.clone()),
+        stop: None,
     };
     let pipeline = PipelineConfig {
         filter: filter.clone(),

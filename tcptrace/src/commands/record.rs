@@ -34,6 +34,7 @@ pub async fn run(args: RecordArgs) -> anyhow::Result<()> {
         tcp_counters: true,
         // Its seeds are recorded, for the replay's socket table.
         census: Some(filter.clone()),
+        stop: None,
     };
     let origin = stream::live_origin();
     let header = record::header(&origin, true, filter.kernel_text());

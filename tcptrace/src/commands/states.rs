@@ -34,13 +34,20 @@ use crate::{
         procfs,
         sysctl::{self, PortRange},
     },
-    render::states::{
-        frame::{Frame, LiveFrame, LiveInfo},
-        json::json_line,
-        text::{frame_header, live_text, text, time_of_day},
+    render::{
+        states::{
+            frame::{Frame, LiveFrame, LiveInfo},
+            json::json_line,
+            text::{frame_header, live_text, text, time_of_day},
+        },
+        tui::{
+            app::{App, Mode, describe_filter},
+            run::{Frames, View},
+        },
     },
     stream::{
         self, LiveConfig, Update,
+        live::stop_requested,
         snapshot::{CensusSnapshot, census_snapshot},
     },
 };
@@ -62,8 +69,8 @@ pub async fn run(args: StatesArgs) -> anyhow::Result<()> {
     let range = sysctl::port_range();
     let stdout = io::stdout();
     let terminal = stdout.is_terminal();
-    let mut out = io::BufWriter::with_capacity(64 * 1024, stdout.lock());
     let Some(every) = args.watch else {
+        let mut out = io::BufWriter::with_capacity(64 * 1024, stdout.lock());
         let taken = census_snapshot(
             &mut diag,
             &selection,
@@ -74,7 +81,50 @@ pub async fn run(args: StatesArgs) -> anyhow::Result<()> {
         draw(&mut out, &args, &census, None, None)?;
         return Ok(out.flush()?);
     };
+    // On a terminal, the frames go to the full-screen view's states tab, which writes to the
+    // terminal from its own thread: stdout is not held then.
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let view = if terminal && !args.json && !args.plain {
+        Some(View::start(
+            App::new(Mode::States, describe_filter(&args.filter.to_filter())),
+            move || {
+                let _ = stop.send(true);
+            },
+            // Its frames come from the watch, which runs whatever is shown.
+            |_| {},
+        )?)
+    } else {
+        None
+    };
+    let mut out: Box<dyn Write> = match &view {
+        Some(view) => Box::new(Frames::new(view.sender())),
+        None => Box::new(io::BufWriter::with_capacity(64 * 1024, stdout.lock())),
+    };
+    let result = watch(
+        &args, &selection, &mut diag, range, every, terminal, &mut out, stopped,
+    )
+    .await;
+    drop(out);
+    if let Some(view) = view {
+        view.finish(None)?;
+    }
+    result
+}
 
+#[expect(
+    clippy::too_many_arguments,
+    reason = "the watch's settings, passed on once"
+)]
+async fn watch(
+    args: &StatesArgs,
+    selection: &Selection,
+    diag: &mut DiagSocket,
+    range: Option<PortRange>,
+    every: Duration,
+    terminal: bool,
+    out: &mut Box<dyn Write>,
+    mut stopped: tokio::sync::watch::Receiver<bool>,
+) -> anyhow::Result<()> {
     if selection.needs_owners() {
         log::warn!(
             "--pid and --comm select sockets by the processes holding them now, which the \
@@ -82,13 +132,13 @@ pub async fn run(args: StatesArgs) -> anyhow::Result<()> {
         );
     } else {
         let mut watch = LiveWatch {
-            args: &args,
-            selection: &selection,
-            diag: &mut diag,
+            args,
+            selection,
+            diag,
             range,
             every,
             terminal,
-            out: &mut out,
+            out,
             wall: clock::wall_clock(),
             live: LiveCensus::only(&selection.states),
             ages: CloseWaitAges::default(),
@@ -100,7 +150,7 @@ pub async fn run(args: StatesArgs) -> anyhow::Result<()> {
             taken: 0,
             drawn: 0,
         };
-        let result = watch_live(&mut watch).await;
+        let result = watch_live(&mut watch, stopped.clone()).await;
         let started = watch.started;
         match result {
             Ok(()) => return Ok(out.flush()?),
@@ -113,12 +163,23 @@ pub async fn run(args: StatesArgs) -> anyhow::Result<()> {
         }
     }
     watch_snapshots(
-        &mut diag, &args, &selection, range, every, terminal, &mut out,
+        diag,
+        args,
+        selection,
+        range,
+        every,
+        terminal,
+        out,
+        Some(&mut stopped),
     )
     .await
 }
 
 /// Snapshots only: one per interval, each with the change since the previous one.
+#[expect(
+    clippy::too_many_arguments,
+    reason = "the watch's settings, passed on once"
+)]
 async fn watch_snapshots(
     diag: &mut DiagSocket,
     args: &StatesArgs,
@@ -127,6 +188,7 @@ async fn watch_snapshots(
     every: Duration,
     terminal: bool,
     out: &mut impl Write,
+    mut stopped: Option<&mut tokio::sync::watch::Receiver<bool>>,
 ) -> anyhow::Result<()> {
     let mut sigint = signal(SignalKind::interrupt())?;
     let mut sigterm = signal(SignalKind::terminate())?;
@@ -142,6 +204,7 @@ async fn watch_snapshots(
             _ = sigint.recv() => break,
             _ = sigterm.recv() => break,
             _ = sighup.recv() => break,
+            _ = stop_requested(stopped.as_deref_mut()) => break,
             _ = ticks.tick() => {}
         }
         let snap = census_snapshot(
@@ -211,7 +274,10 @@ fn is_done(err: &anyhow::Error) -> bool {
     })
 }
 
-async fn watch_live<W: Write>(watch: &mut LiveWatch<'_, W>) -> anyhow::Result<()> {
+async fn watch_live<W: Write>(
+    watch: &mut LiveWatch<'_, W>,
+    stopped: tokio::sync::watch::Receiver<bool>,
+) -> anyhow::Result<()> {
     let mut filter = watch.args.filter.to_filter();
     // inet_diag lists this namespace's sockets only; the probe sees every namespace.
     match procfs::own_netns() {
@@ -229,6 +295,7 @@ async fn watch_live<W: Write>(watch: &mut LiveWatch<'_, W>) -> anyhow::Result<()
         duration: None,
         tcp_counters: false,
         census: Some(filter.clone()),
+        stop: Some(stopped),
     };
     let pipeline = PipelineConfig {
         filter,

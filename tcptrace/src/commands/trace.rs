@@ -28,6 +28,7 @@ pub async fn run(args: TraceArgs) -> anyhow::Result<()> {
         duration: args.duration,
         tcp_counters: false,
         census: Some(filter.clone()),
+        stop: None,
     };
     let pipeline = PipelineConfig {
         filter,

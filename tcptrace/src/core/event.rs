@@ -21,8 +21,9 @@ impl Family {
 }
 
 /// A task's command name as the kernel keeps it (at most 16 bytes), held inline: decoding a
-/// transition allocates nothing. Bytes that are not UTF-8 read as `?`.
-#[derive(Clone, Copy, Default, PartialEq, Eq, Hash)]
+/// transition allocates nothing. Bytes that are not UTF-8 read as `?`. Ordered as its bytes
+/// (NUL-padded), which is the order of the names.
+#[derive(Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Comm {
     bytes: [u8; 16],
     len: u8,
@@ -58,6 +59,16 @@ impl Comm {
 
     pub fn is_empty(&self) -> bool {
         self.len == 0
+    }
+
+    /// The name as one integer (its NUL-padded bytes), for keys compared and hashed in a
+    /// word or two; [`Self::from_bits`] gives it back.
+    pub fn to_bits(&self) -> u128 {
+        u128::from_le_bytes(self.bytes)
+    }
+
+    pub fn from_bits(bits: u128) -> Self {
+        Self::from_raw(&bits.to_le_bytes())
     }
 }
 

@@ -10,6 +10,7 @@ pub mod states;
 pub mod terminal;
 pub mod trace;
 pub mod transitions;
+pub mod tui;
 pub mod units;
 use std::net::IpAddr;
 

@@ -46,6 +46,9 @@ pub struct LiveConfig {
     /// Take the start-up census of the sockets that predate tracing, of what this filter shows
     /// (its family, ports and namespace), to seed their owners; `None`: no census.
     pub census: Option<EventFilter>,
+    /// Ends tracing as Ctrl-C does once it holds true or its sender is dropped: the
+    /// full-screen view's quit, which in raw mode comes as a key, not a signal.
+    pub stop: Option<tokio::sync::watch::Receiver<bool>>,
 }
 
 /// Reads the kernel's TCP counters, warning once if they cannot be read: the request-socket
@@ -136,7 +139,7 @@ fn record_error(err: RecordError, path: &Path) -> anyhow::Error {
 }
 
 /// Loads the probe and feeds `sink` until Ctrl-C, SIGTERM or the duration.
-pub async fn run_live(config: LiveConfig, sink: &mut impl RawSink) -> anyhow::Result<()> {
+pub async fn run_live(mut config: LiveConfig, sink: &mut impl RawSink) -> anyhow::Result<()> {
     let mut probe = Probe::load(&config.probe)?;
     // Attached, not yet announced: the owners of what exists now, before anyone starts more.
     let seeds = match &config.census {
@@ -194,6 +197,7 @@ pub async fn run_live(config: LiveConfig, sink: &mut impl RawSink) -> anyhow::Re
             _ = sigterm.recv() => stop = true,
             _ = sighup.recv() => stop = true,
             _ = async { sleep_until(deadline.expect("guarded")).await }, if deadline.is_some() => stop = true,
+            _ = stop_requested(config.stop.as_mut()), if config.stop.is_some() => stop = true,
             read = session.events.read(|bytes| forward(sink, bytes, &mut failed)) => {
                 read.context("reading the event ring buffer")?;
             }
@@ -236,6 +240,16 @@ pub async fn run_live(config: LiveConfig, sink: &mut impl RawSink) -> anyhow::Re
     };
     sink.stopped(&reading)?;
     Ok(())
+}
+
+/// Resolves once `stop` holds true or its sender is gone (never without one).
+pub async fn stop_requested(stop: Option<&mut tokio::sync::watch::Receiver<bool>>) {
+    match stop {
+        Some(stop) => {
+            let _ = stop.wait_for(|stop| *stop).await;
+        }
+        None => std::future::pending().await,
+    }
 }
 
 fn forward(sink: &mut impl RawSink, bytes: &[u8], failed: &mut Option<io::Error>) {

@@ -30,14 +30,18 @@ tracepoint:sock:inet_sock_set_state { @[args->oldstate, args->newstate] = count(
 #[serde(rename_all = "kebab-case")]
 pub enum Tracer {
     Transitions,
+    /// `transitions` on a terminal: its full-screen view redrawn every second, in a
+    /// pseudo-terminal of 200x60 whose output is read and discarded.
+    TransitionsTui,
     TraceJson,
     Tcpstates,
     Bpftrace,
 }
 
 impl Tracer {
-    pub const ALL: [Tracer; 4] = [
+    pub const ALL: [Tracer; 5] = [
         Self::Transitions,
+        Self::TransitionsTui,
         Self::TraceJson,
         Self::Tcpstates,
         Self::Bpftrace,
@@ -46,6 +50,7 @@ impl Tracer {
     pub fn name(self) -> &'static str {
         match self {
             Self::Transitions => "tcptrace transitions",
+            Self::TransitionsTui => "tcptrace transitions, TUI in a pty",
             Self::TraceJson => "tcptrace trace --json",
             Self::Tcpstates => "libbpf-tools tcpstates",
             Self::Bpftrace => "bpftrace, counting in the kernel",
@@ -55,7 +60,7 @@ impl Tracer {
     /// `Err(why)` when this tracer cannot run here.
     pub fn available(self) -> Result<(), String> {
         match self {
-            Self::Transitions => {
+            Self::Transitions | Self::TransitionsTui => {
                 let ok = Command::new(run::binary())
                     .args(["transitions", "--help"])
                     .stdout(Stdio::null())
@@ -119,6 +124,9 @@ pub struct Running {
     tracer: Tracer,
     child: Option<Child>,
     stdout_file: Option<PathBuf>,
+    /// The pseudo-terminal's reader, for the full-screen view: drains it until the tracer
+    /// closes its side.
+    pty: Option<Collector>,
     stdout: Collector,
     stderr: Collector,
     /// CPU time (user + sys, clock ticks) the tracer had used when it was attached: start-up
@@ -185,6 +193,19 @@ impl Collector {
         }
     }
 
+    /// Reads the pipe to its end and keeps nothing.
+    fn discarding(mut pipe: impl Read + Send + 'static) -> Self {
+        let thread = thread::spawn(move || {
+            let mut buf = [0u8; 8192];
+            // A pty's reader gets EIO once the last writer is gone: the end.
+            while matches!(pipe.read(&mut buf), Ok(n) if n > 0) {}
+        });
+        Self {
+            text: Arc::default(),
+            thread: Some(thread),
+        }
+    }
+
     fn contains(&self, needle: &str) -> bool {
         lock(&self.text).contains(needle)
     }
@@ -206,7 +227,7 @@ impl Running {
     /// Starts the tracer with `args` and waits until its probe is attached.
     pub fn start(tracer: Tracer, args: &[String], output: Output) -> anyhow::Result<Self> {
         let mut cmd = match tracer {
-            Tracer::Transitions => {
+            Tracer::Transitions | Tracer::TransitionsTui => {
                 let mut cmd = Command::new(run::binary());
                 cmd.arg("transitions").args(args).arg("-v");
                 cmd
@@ -227,7 +248,16 @@ impl Running {
                 cmd
             }
         };
+        let mut pty = None;
         let stdout_file = match (&output, tracer) {
+            (_, Tracer::TransitionsTui) => {
+                let (master, slave) = open_pty(200, 60)?;
+                cmd.stdin(slave.try_clone()?).stdout(slave);
+                // Read and discarded as a terminal would show it: a full terminal would stall
+                // the view (never the tracing), and the view would then cost less than it does.
+                pty = Some(Collector::discarding(File::from(master)));
+                None
+            }
             // bpftrace's output is small (the attach line, then the map at exit): a pipe.
             (_, Tracer::Bpftrace) => {
                 cmd.stdout(Stdio::piped());
@@ -244,11 +274,15 @@ impl Running {
                 Some(path.clone())
             }
         };
+        if pty.is_none() {
+            cmd.stdin(Stdio::null());
+        }
         let mut child = cmd
-            .stdin(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
             .with_context(|| format!("cannot start {}", tracer.name()))?;
+        // Its copies of the pty's slave: the reader must see the end when the tracer exits.
+        drop(cmd);
         let stdout = child
             .stdout
             .take()
@@ -262,6 +296,7 @@ impl Running {
             tracer,
             child: Some(child),
             stdout_file,
+            pty,
             stdout,
             stderr,
             ticks_at_attach: 0,
@@ -298,7 +333,9 @@ impl Running {
     fn attached(&self, pid: u32) -> bool {
         match self.tracer {
             // Logged once the program is attached (`-v`).
-            Tracer::Transitions | Tracer::TraceJson => self.stderr.contains("probe attached"),
+            Tracer::Transitions | Tracer::TransitionsTui | Tracer::TraceJson => {
+                self.stderr.contains("probe attached")
+            }
             Tracer::Bpftrace => self.stdout.contains("attached"),
             // tcpstates says nothing. It attaches its one tracepoint program (a perf event, plus
             // a BPF link where libbpf uses one), then opens its perf buffer (a perf event per
@@ -329,6 +366,9 @@ impl Running {
         let (status, usage) = reap(pid)?;
         let stdout = std::mem::replace(&mut self.stdout, Collector::none()).finish();
         let stderr = std::mem::replace(&mut self.stderr, Collector::none()).finish();
+        if let Some(pty) = self.pty.take() {
+            pty.finish();
+        }
         let exited_well = libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0
             || libc::WIFSIGNALED(status) && libc::WTERMSIG(status) == libc::SIGINT;
         if !exited_well {
@@ -343,11 +383,13 @@ impl Running {
         let cpu_s = (cpu_total - self.ticks_at_attach as f64 / clock_ticks_per_s()).max(0.0);
         let mut kernel_misses = kernel_misses;
         let nested_caught = match self.tracer {
-            Tracer::Transitions | Tracer::TraceJson => nested_caught(&stderr),
+            Tracer::Transitions | Tracer::TransitionsTui | Tracer::TraceJson => {
+                nested_caught(&stderr)
+            }
             Tracer::Tcpstates | Tracer::Bpftrace => None,
         };
         let (observed, lost) = match self.tracer {
-            Tracer::Transitions | Tracer::TraceJson => {
+            Tracer::Transitions | Tracer::TransitionsTui | Tracer::TraceJson => {
                 let summary = tcptrace_summary(&stderr).with_context(|| {
                     format!(
                         "{} printed no `N transitions, M lost` line: {}",
@@ -389,6 +431,35 @@ impl Drop for Running {
             let _ = child.wait();
         }
     }
+}
+
+/// A pseudo-terminal of `cols` x `rows`: its master (read by us) and its slave (the tracer's
+/// terminal).
+fn open_pty(cols: u16, rows: u16) -> anyhow::Result<(std::os::fd::OwnedFd, std::os::fd::OwnedFd)> {
+    use std::os::fd::{FromRawFd, OwnedFd};
+    let (mut master, mut slave) = (-1, -1);
+    let size = libc::winsize {
+        ws_row: rows,
+        ws_col: cols,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: openpty writes two descriptors into the given ints; the name buffer may be null,
+    // the terminal settings too, and the window size is read only.
+    let rc = unsafe {
+        libc::openpty(
+            &mut master,
+            &mut slave,
+            std::ptr::null_mut(),
+            std::ptr::null(),
+            &size,
+        )
+    };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error()).context("cannot open a pseudo-terminal");
+    }
+    // SAFETY: both descriptors were just opened by openpty and are owned by nobody else.
+    Ok(unsafe { (OwnedFd::from_raw_fd(master), OwnedFd::from_raw_fd(slave)) })
 }
 
 /// A memory figure of a process (`VmHWM`, `VmRSS` in /proc/PID/status), KiB.

@@ -6,7 +6,7 @@
 use std::path::PathBuf;
 
 use crate::{
-    aggregate::{Config, fed::Fed, snapshot::Snapshot},
+    aggregate::{Config, breakdowns::BreakdownKind, fed::Fed, snapshot::Snapshot},
     core::{
         clock::WallClock,
         counters::TcpCounters,
@@ -334,19 +334,43 @@ fn golden(name: &str, actual: &str) {
 fn golden_text_interval_and_summary() {
     let (first, second) = fixture();
     let mut out = Vec::new();
-    text::interval(&mut out, &first).unwrap();
+    text::interval(&mut out, &first, None).unwrap();
     golden("transitions_interval.txt", &String::from_utf8(out).unwrap());
     let mut out = Vec::new();
-    text::summary(&mut out, &second).unwrap();
+    text::summary(&mut out, &second, None).unwrap();
     golden("transitions_summary.txt", &String::from_utf8(out).unwrap());
+}
+
+#[test]
+fn golden_breakdown_by_process() {
+    let (_, second) = fixture();
+    let mut out = Vec::new();
+    text::summary(&mut out, &second, Some(BreakdownKind::Process)).unwrap();
+    golden(
+        "transitions_summary_by_process.txt",
+        &String::from_utf8(out).unwrap(),
+    );
+    let mut out = Vec::new();
+    json::interval(
+        &mut out,
+        &second,
+        true,
+        &WallClock::default(),
+        Some(BreakdownKind::Process),
+    )
+    .unwrap();
+    let object: serde_json::Value = serde_json::from_slice(&out).unwrap();
+    assert_eq!(object["breakdown"]["by"], "process");
+    assert_eq!(object["breakdown"]["top"][0]["key"], "4242/fixture");
+    assert_eq!(object["breakdown"]["top"][0]["count"], object["events"]);
 }
 
 #[test]
 fn golden_json_lines() {
     let (first, second) = fixture();
     let mut out = Vec::new();
-    json::interval(&mut out, &first, false, &WallClock::default()).unwrap();
-    json::interval(&mut out, &second, true, &WallClock::default()).unwrap();
+    json::interval(&mut out, &first, false, &WallClock::default(), None).unwrap();
+    json::interval(&mut out, &second, true, &WallClock::default(), None).unwrap();
     let text = String::from_utf8(out).unwrap();
     golden("transitions.jsonl", &text);
 
@@ -394,6 +418,14 @@ fn golden_json_lines() {
         assert!(refused["time_in_from_ns"][key].is_u64(), "{key}");
     }
     assert!(refused["histogram"].as_array().unwrap().len() > 1);
+    // The slowest three of its four sockets, slowest first, each with its own cause.
+    let slowest = refused["exemplars"]["slowest"].as_array().unwrap();
+    assert_eq!(slowest.len(), 3);
+    assert_eq!(slowest[0]["cause"], "timeout");
+    assert_eq!(slowest[1]["cause"], "timeout");
+    assert_eq!(slowest[2]["cause"], "connect_abandoned");
+    assert_eq!(slowest[0]["local_port"], 8080);
+    assert!(lines[1].get("breakdown").is_none(), "only with --by");
     assert!(lines[1]["paths"].as_array().unwrap().len() > 3);
     assert_eq!(lines[1]["request_sockets"][0]["count"], 3);
     assert_eq!(lines[1]["kernel_check"]["rows"][0]["verdict"], "agrees");

@@ -10,6 +10,8 @@ use serde::Serialize;
 
 use crate::{
     aggregate::{
+        breakdowns::{BreakdownKind, BreakdownSnapshot, KeyCounts},
+        exemplars::{Exemplar, ExemplarsSnapshot},
         fates::{FateCounts, FatesSnapshot},
         histogram::{HistogramSummary, TimeStats},
         snapshot::Snapshot,
@@ -45,6 +47,104 @@ struct Interval<'a> {
     request_socket_fates: Option<Fates>,
     kernel_check: Option<Check>,
     namespaces: Vec<Namespace>,
+    /// With `--by`: all transitions by that kind.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    breakdown: Option<Breakdown>,
+}
+
+#[derive(Serialize)]
+struct Breakdown {
+    by: &'static str,
+    /// Busiest first.
+    top: Vec<KeyRow>,
+    /// The keys beyond the top ones (and past the bound of distinct keys), summed.
+    other_keys: u64,
+    other: Counts,
+}
+
+#[derive(Serialize)]
+struct KeyRow {
+    key: String,
+    #[serde(flatten)]
+    counts: Counts,
+}
+
+#[derive(Serialize)]
+struct Counts {
+    count: u64,
+    interval_count: u64,
+    abnormal: u64,
+}
+
+impl From<&KeyCounts> for Counts {
+    fn from(c: &KeyCounts) -> Self {
+        Self {
+            count: c.count,
+            interval_count: c.interval_count,
+            abnormal: c.abnormal,
+        }
+    }
+}
+
+impl From<&BreakdownSnapshot> for Breakdown {
+    fn from(b: &BreakdownSnapshot) -> Self {
+        Self {
+            by: b.kind.name(),
+            top: b
+                .top
+                .iter()
+                .map(|(key, counts)| KeyRow {
+                    key: key.to_string(),
+                    counts: counts.into(),
+                })
+                .collect(),
+            other_keys: b.other_keys,
+            other: (&b.other).into(),
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct Exemplars {
+    /// Longest time in the from-state first.
+    slowest: Vec<Socket>,
+    /// Newest first.
+    recent: Vec<Socket>,
+}
+
+#[derive(Serialize)]
+struct Socket {
+    time: String,
+    local_addr: String,
+    local_port: u16,
+    remote_addr: String,
+    remote_port: u16,
+    pid: Option<u32>,
+    comm: String,
+    netns: u32,
+    time_in_from_ns: Option<u64>,
+    cause: Option<&'static str>,
+}
+
+impl Exemplars {
+    fn of(ex: &ExemplarsSnapshot, clock: &WallClock) -> Self {
+        let socket = |e: &Exemplar| Socket {
+            time: clock.rfc3339(e.ts_ns),
+            local_addr: e.laddr.to_string(),
+            local_port: e.lport,
+            remote_addr: e.raddr.to_string(),
+            remote_port: e.rport,
+            pid: e.pid,
+            comm: e.comm.to_string(),
+            netns: e.netns,
+            time_in_from_ns: e.time_in_from_ns,
+            cause: e.cause.map(|c| c.name()),
+        };
+        Self {
+            slowest: ex.slowest.iter().map(socket).collect(),
+            recent: ex.recent.iter().map(socket).collect(),
+        }
+    }
 }
 
 /// A count per fate, named as `Fate::name` says.
@@ -216,6 +316,10 @@ struct Row<'a> {
     retransmits: BTreeMap<String, u64>,
     time_in_from_ns: Option<Times>,
     histogram: Vec<Bucket>,
+    exemplars: Exemplars,
+    /// With `--by`: this transition by that kind.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    breakdown: Option<Breakdown>,
 }
 
 #[derive(Serialize)]
@@ -251,13 +355,14 @@ struct CheckRow {
     verdict: String,
 }
 
-/// One interval's object, on one line.
-/// One interval's object; `clock` gives its wall-clock `time`.
+/// One interval's object, on one line; `clock` gives its wall-clock `time`; with `by`, the
+/// breakdowns of that kind.
 pub fn interval(
     out: &mut impl Write,
     snap: &Snapshot,
     is_final: bool,
     clock: &WallClock,
+    by: Option<BreakdownKind>,
 ) -> io::Result<()> {
     let namespaces = snap
         .namespaces
@@ -336,6 +441,8 @@ pub fn interval(
                     .collect(),
                 time_in_from_ns: r.time.stats.as_ref().map(Times::from),
                 histogram: buckets(&r.time),
+                exemplars: Exemplars::of(&r.exemplars, clock),
+                breakdown: by.and_then(|kind| r.breakdown(kind)).map(Breakdown::from),
             })
             .collect(),
         paths: snap
@@ -362,6 +469,9 @@ pub fn interval(
         }),
         request_socket_fates: snap.fates.as_ref().map(fates),
         namespaces,
+        breakdown: by
+            .and_then(|kind| snap.breakdown(kind))
+            .map(Breakdown::from),
         kernel_check: snap.witness.as_ref().map(|w| Check {
             comparable: w.comparable,
             netns_unknown: w.netns_unknown,

@@ -5,12 +5,15 @@ use std::io::{self, Write};
 
 use crate::{
     aggregate::{
+        breakdowns::{BreakdownKind, BreakdownSnapshot},
         causes::Cause,
+        exemplars::Exemplar,
         fates::{FateCounts, ListenerFates},
         snapshot::{RowSnapshot, Snapshot},
     },
     core::state::Side,
     render::{
+        endpoint,
         histogram::{bar, log2_histogram},
         units::{duration, rate},
     },
@@ -21,8 +24,12 @@ pub const TIME_WAIT_NOTE: &str = "* TIME_WAIT inferred: Linux reports the hand-o
 pub const SYN_RECV_NOTE: &str = "SYN_RECV of an accepted child lasts from the final ACK to ESTABLISHED, not the \
      handshake: the handshake lives on the request socket (see REQUEST SOCKETS).";
 
-/// Header and all tables of one interval.
-pub fn interval(out: &mut impl Write, snap: &Snapshot) -> io::Result<()> {
+/// Header and all tables of one interval; with `by`, the breakdowns of that kind.
+pub fn interval(
+    out: &mut impl Write,
+    snap: &Snapshot,
+    by: Option<BreakdownKind>,
+) -> io::Result<()> {
     header(out, snap)?;
     for side in Side::ALL {
         let rows: Vec<&RowSnapshot> = snap
@@ -68,7 +75,117 @@ pub fn interval(out: &mut impl Write, snap: &Snapshot) -> io::Result<()> {
     request_sockets(out, snap)?;
     fates(out, snap)?;
     witness(out, snap)?;
-    namespaces(out, snap)
+    namespaces(out, snap)?;
+    match by {
+        Some(kind) => breakdowns(out, snap, kind),
+        None => Ok(()),
+    }
+}
+
+/// The breakdown of all transitions, then of each, by `kind`.
+fn breakdowns(out: &mut impl Write, snap: &Snapshot, kind: BreakdownKind) -> io::Result<()> {
+    writeln!(out)?;
+    writeln!(
+        out,
+        "{:<48} {:>9} {:>7} {:>9}",
+        format!("BY {} (top keys, the rest as other)", kind.title()),
+        "COUNT",
+        "+NEW",
+        "ABNORMAL"
+    )?;
+    if let Some(all) = snap.breakdown(kind) {
+        writeln!(out, "  all transitions")?;
+        breakdown_rows(out, all)?;
+    }
+    for r in &snap.rows {
+        if let Some(b) = r.breakdown(kind) {
+            writeln!(out, "  {}: {}", r.side.name(), transition_name(r))?;
+            breakdown_rows(out, b)?;
+        }
+    }
+    Ok(())
+}
+
+fn breakdown_rows(out: &mut impl Write, b: &BreakdownSnapshot) -> io::Result<()> {
+    for (key, c) in &b.top {
+        writeln!(
+            out,
+            "    {:<44} {:>9} {:>7} {:>9}",
+            key.to_string(),
+            c.count,
+            c.interval_count,
+            c.abnormal
+        )?;
+    }
+    if b.other.count > 0 {
+        let o = &b.other;
+        writeln!(
+            out,
+            "    {:<44} {:>9} {:>7} {:>9}",
+            format!("other ({} keys)", b.other_keys),
+            o.count,
+            o.interval_count,
+            o.abnormal
+        )?;
+    }
+    Ok(())
+}
+
+/// `FROM -> TO`, with `*` when TO is an inferred TIME_WAIT, and `, abnormal`.
+pub fn transition_name(r: &RowSnapshot) -> String {
+    format!(
+        "{} -> {}{}{}",
+        r.from.name(),
+        r.to.name(),
+        if r.inferred { "*" } else { "" },
+        if r.abnormal { ", abnormal" } else { "" }
+    )
+}
+
+/// An exemplar's columns: time in the from-state, local, remote, pid/comm, namespace, when
+/// (seconds after `start_ns`), cause.
+pub fn exemplar_cells(e: &Exemplar, start_ns: u64) -> [String; 7] {
+    [
+        e.time_in_from_ns.map_or("-".to_owned(), duration),
+        endpoint(&e.laddr, e.lport),
+        endpoint(&e.raddr, e.rport),
+        match e.pid {
+            Some(pid) if e.comm.is_empty() => pid.to_string(),
+            Some(pid) => format!("{pid}/{}", e.comm),
+            None => "-".to_owned(),
+        },
+        match e.netns {
+            0 => "-".to_owned(),
+            inode => inode.to_string(),
+        },
+        format!("+{:.3}s", e.ts_ns.saturating_sub(start_ns) as f64 / 1e9),
+        e.cause.map_or("", |c| c.name()).to_owned(),
+    ]
+}
+
+pub const EXEMPLAR_TITLES: [&str; 7] = [
+    "IN FROM", "LOCAL", "REMOTE", "PID/COMM", "NETNS", "AT", "CAUSE",
+];
+
+fn exemplars(out: &mut impl Write, r: &RowSnapshot, start_ns: u64) -> io::Result<()> {
+    let ex = &r.exemplars;
+    if ex.slowest.is_empty() && ex.recent.is_empty() {
+        return Ok(());
+    }
+    let line = |out: &mut dyn Write, kind: &str, c: &[String; 7]| {
+        let text = format!(
+            "  {kind:<9} {:>8}  {:<24} {:<24} {:<22} {:<11} {:>9}  {}",
+            c[0], c[1], c[2], c[3], c[4], c[5], c[6]
+        );
+        writeln!(out, "{}", text.trim_end())
+    };
+    line(out, "exemplars", &EXEMPLAR_TITLES.map(str::to_owned))?;
+    for (kind, list) in [("slowest", &ex.slowest), ("recent", &ex.recent)] {
+        for e in list {
+            line(out, kind, &exemplar_cells(e, start_ns))?;
+        }
+    }
+    Ok(())
 }
 
 /// Shown once a second namespace appears: with one, it would repeat the totals.
@@ -411,23 +528,41 @@ fn witness(out: &mut impl Write, snap: &Snapshot) -> io::Result<()> {
 
 /// The final summary: the last interval's tables, a log2 histogram per transition, the top path
 /// signatures and every loss.
-pub fn summary(out: &mut impl Write, snap: &Snapshot) -> io::Result<()> {
+pub fn summary(out: &mut impl Write, snap: &Snapshot, by: Option<BreakdownKind>) -> io::Result<()> {
     // The tables of a summary give rates over the whole run, not its last interval.
-    interval(out, &snap.over_the_run())?;
-    for r in snap.rows.iter().filter(|r| r.time.samples > 0) {
+    interval(out, &snap.over_the_run(), by)?;
+    let start_ns = snap.at_ns.saturating_sub(snap.elapsed_ns);
+    for r in &snap.rows {
+        let has_exemplars = !r.exemplars.recent.is_empty();
+        if r.time.samples == 0 && !has_exemplars {
+            continue;
+        }
         writeln!(out)?;
         let kind = if r.abnormal { ", abnormal" } else { "" };
-        writeln!(
-            out,
-            "{} -> {}{} ({}{kind}): time in {}, {} samples",
+        let name = format!(
+            "{} -> {}{} ({}{kind})",
             r.from.name(),
             r.to.name(),
             if r.inferred { "*" } else { "" },
             r.side.name(),
-            r.from.name(),
-            r.time.samples
-        )?;
-        log2_histogram(out, &r.time)?;
+        );
+        if r.time.samples > 0 {
+            writeln!(
+                out,
+                "{name}: time in {}, {} samples",
+                r.from.name(),
+                r.time.samples
+            )?;
+            log2_histogram(out, &r.time)?;
+        } else {
+            writeln!(
+                out,
+                "{name}: {} transitions, no time in {} (the socket was born or first seen there)",
+                r.count,
+                r.from.name()
+            )?;
+        }
+        exemplars(out, r, start_ns)?;
     }
     if !snap.signatures.is_empty() {
         writeln!(out)?;
