@@ -3,6 +3,7 @@
 
 mod errors;
 mod export;
+mod export_fates;
 mod findings;
 mod owners;
 mod replay;

@@ -18,6 +18,8 @@ use std::{
 
 use serde_json::Value;
 
+pub mod prometheus;
+
 /// How long any awaited condition may take before the test fails.
 pub const DEADLINE: Duration = Duration::from_secs(20);
 /// Output lines a timed-out wait shows.
