@@ -4,6 +4,7 @@
 mod errors;
 mod export;
 mod export_fates;
+mod export_storm;
 mod findings;
 mod owners;
 mod replay;
