@@ -3,6 +3,7 @@
 
 mod errors;
 mod export;
+mod export_dashboard;
 mod export_fates;
 mod export_storm;
 mod findings;

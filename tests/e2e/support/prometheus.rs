@@ -168,11 +168,11 @@ impl Prometheus {
         for (name, content) in options.files {
             fs::write(dir.0.join(name), content).unwrap();
         }
-        // Inside a fresh namespace any port is free; on the host, one nobody holds.
-        let port = if options.netns.is_some() {
-            9090
-        } else {
-            free_port()
+        // Inside a namespace of the test its own ports (one per kind, so that both run side by
+        // side); on the host, one nobody holds.
+        let port = match options.netns {
+            Some(_) => 9090 + u16::from(options.native),
+            None => free_port(),
         };
         let config = dir.0.join("prometheus.yml");
         fs::write(
@@ -217,16 +217,45 @@ impl Prometheus {
 
     /// The result vector, or the body of a refusal (503 while Prometheus starts).
     pub fn try_query(&self, promql: &str) -> Result<Vec<Value>, String> {
-        let (status, body) = self.place.get(
-            self.port,
-            &format!("/api/v1/query?query={}", url_encode(promql)),
-            None,
-        );
+        self.api(&format!("/api/v1/query?query={}", url_encode(promql)))
+    }
+
+    /// The result vector of an instant query evaluated at `time` (Unix seconds).
+    pub fn query_at(&self, promql: &str, time: f64) -> Vec<Value> {
+        self.api(&format!(
+            "/api/v1/query?query={}&time={time:.3}",
+            url_encode(promql)
+        ))
+        .unwrap_or_else(|body| panic!("{promql}: {body}"))
+    }
+
+    /// The values of `label` over the series that match `selector`.
+    pub fn label_values(&self, label: &str, selector: &str) -> Vec<String> {
+        self.api(&format!(
+            "/api/v1/label/{label}/values?match[]={}",
+            url_encode(selector)
+        ))
+        .unwrap_or_else(|body| panic!("{label} of {selector}: {body}"))
+        .iter()
+        .map(|v| v.as_str().unwrap().to_owned())
+        .collect()
+    }
+
+    /// The `data` of an API call (a vector's `result`, or the whole array), or the body of a
+    /// refusal.
+    fn api(&self, path: &str) -> Result<Vec<Value>, String> {
+        let (status, body) = self.place.get(self.port, path, None);
         if status != 200 {
             return Err(String::from_utf8_lossy(&body).into_owned());
         }
         let value: Value = serde_json::from_slice(&body).map_err(|err| err.to_string())?;
-        Ok(value["data"]["result"].as_array().unwrap().clone())
+        let data = &value["data"];
+        Ok(data
+            .get("result")
+            .unwrap_or(data)
+            .as_array()
+            .ok_or_else(|| value.to_string())?
+            .clone())
     }
 
     /// The single sample of an instant query, once there is one.
