@@ -6,6 +6,7 @@ mod export;
 mod export_dashboard;
 mod export_fates;
 mod export_storm;
+mod export_tls;
 mod findings;
 mod owners;
 mod replay;

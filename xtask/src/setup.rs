@@ -156,10 +156,12 @@ fn ensure_bpf_linker() -> anyhow::Result<()> {
 
 /// Programs the end-to-end tests run, and the Debian packages that provide them: `ip` and `ss`
 /// build network namespaces and cross-check counts, `nft` drops packets inside them;
-/// `prometheus` scrapes `tcptrace export` and `promtool` checks its output and alerting rules.
+/// `prometheus` scrapes `tcptrace export` and `promtool` checks its output and alerting rules;
+/// `openssl` makes the certificate of its TLS test.
 const TEST_TOOLS: &[(&str, &str)] = &[
     ("prometheus", "prometheus"),
     ("promtool", "prometheus"),
+    ("openssl", "openssl"),
     ("ip", "iproute2"),
     ("ss", "iproute2"),
     ("nft", "nftables"),

@@ -15,3 +15,4 @@ pub mod record;
 pub mod seed;
 pub mod sockets;
 pub mod state;
+pub mod web_config;

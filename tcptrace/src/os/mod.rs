@@ -1,6 +1,6 @@
 //! The OS edge: socket snapshots over netlink (inet_diag), the owners of sockets under /proc,
 //! network namespaces, the kernel's TCP counters in procfs, sysctls, clocks and the files of
-//! `tcptrace record`.
+//! `tcptrace record`, and the exporter's HTTP server with its web configuration.
 //! Every file this crate reads or writes is opened here.
 
 pub mod clock;
@@ -12,3 +12,4 @@ pub mod owners;
 pub mod procfs;
 pub mod record_file;
 pub mod sysctl;
+pub mod web_config;

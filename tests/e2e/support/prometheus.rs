@@ -147,6 +147,8 @@ pub struct Options<'a> {
     pub job: &'a str,
     /// Files written beside the configuration first (a CA certificate, a password).
     pub files: &'a [(&'a str, &'a [u8])],
+    /// More scrape jobs, as items of `scrape_configs` (YAML, indented by two spaces).
+    pub more_jobs: &'a str,
 }
 
 pub struct Prometheus {
@@ -179,8 +181,9 @@ impl Prometheus {
             &config,
             format!(
                 "global: {{scrape_interval: 1s, scrape_timeout: 900ms, evaluation_interval: 1s}}\n\
-                 scrape_configs:\n  - job_name: tcptrace\n{job}    static_configs:\n      - targets: ['{LO}:{exporter}']\n",
+                 scrape_configs:\n  - job_name: tcptrace\n{job}    static_configs:\n      - targets: ['{LO}:{exporter}']\n{more}",
                 job = options.job,
+                more = options.more_jobs,
             ),
         )
         .unwrap();
