@@ -9,6 +9,7 @@ mod export_storm;
 mod export_tls;
 mod findings;
 mod owners;
+mod packaging;
 mod replay;
 mod states;
 mod support;

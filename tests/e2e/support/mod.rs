@@ -129,7 +129,8 @@ impl Tracer {
         Self::start_command(netns.command(tcptrace_bin()), args)
     }
 
-    fn start_command(mut command: Command, args: &[&str]) -> Self {
+    /// Starts `COMMAND ARGS -v`, where the command runs tcptrace (e.g. through `setpriv`).
+    pub fn start_command(mut command: Command, args: &[&str]) -> Self {
         let _guard = start_lock();
         let mut child = command
             .args(args)
