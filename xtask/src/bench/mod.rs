@@ -4,6 +4,7 @@
 
 mod micro;
 mod report;
+mod scrape;
 mod snapshot;
 mod storm;
 mod tracer;
@@ -44,6 +45,9 @@ pub struct BenchArgs {
     /// states`/`sockets` against `ss` and `netstat`.
     #[arg(long, conflicts_with_all = ["smoke", "memory", "micro"])]
     pub snapshot: bool,
+    /// Scrape latency of `tcptrace export` with 1 and with 100 network namespaces labelled.
+    #[arg(long, conflicts_with_all = ["smoke", "memory", "micro", "snapshot"])]
+    pub scrape: bool,
     /// With --snapshot: established connections (two sockets each).
     #[arg(long, default_value_t = 9_000, requires = "snapshot")]
     pub pairs: usize,
@@ -108,6 +112,10 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<ExitCode> {
     if args.snapshot {
         return snapshot::run(args.pairs, args.time_wait, args.runs as usize);
     }
+    if args.scrape {
+        scrape::run()?;
+        return Ok(ExitCode::SUCCESS);
+    }
     if args.smoke {
         smoke(&dir)?;
     } else if args.memory {
@@ -153,9 +161,12 @@ fn run_once(
     output: Output,
     storm: &StormArgs,
 ) -> anyhow::Result<(StormReport, Option<tracer::Finished>)> {
-    let running = tracer
+    let mut running = tracer
         .map(|tracer| Running::start(tracer, tracer_args, output))
         .transpose()?;
+    if let Some(running) = running.as_mut() {
+        running.scrape_every_second();
+    }
     let report = storm::run(storm)?;
     let finished = running.map(Running::stop).transpose()?;
     Ok((report, finished))
@@ -200,6 +211,15 @@ fn full(args: &BenchArgs) -> anyhow::Result<()> {
                 label(tracer),
                 report.conn_per_s
             );
+            if let Some(scrapes) = finished.as_ref().and_then(|f| f.scrapes) {
+                eprintln!(
+                    "xtask: round {round}: {} scrapes, {} failed, the slowest {:.1} ms",
+                    scrapes.ok, scrapes.failed, scrapes.slowest_ms
+                );
+                if scrapes.failed > 0 {
+                    bail!("round {round}, {}: a scrape failed", label(tracer));
+                }
+            }
             runs.push(RunResult::new(round, tracer, report, finished));
         }
     }
