@@ -5,11 +5,13 @@
 //! sides are built by different compilers for different targets and must agree to the byte.
 //! States and families travel as raw integers; userspace validates them on decode.
 //!
-//! Beside the ABI, [`firing_protocol`]: the protocol of the programs on one tracepoint, kept here
-//! so that the host's tests run the very code the kernel side runs.
+//! Beside the ABI, [`firing_protocol`]: the protocol of the programs on one tracepoint, and
+//! [`drop_fates`]: which fate a dropped packet stands for, both kept here so that the host's
+//! tests run the very code the kernel side runs.
 
 #![cfg_attr(not(test), no_std)]
 
+pub mod drop_fates;
 pub mod firing_protocol;
 
 /// Kinds of record in the event ring buffer (`Event::kind`).
@@ -24,6 +26,27 @@ pub mod kind {
     pub const RETRANSMIT: u8 = 4;
     /// `tcp:tcp_retransmit_synack`: a request socket retransmitted its SYN-ACK.
     pub const RETRANSMIT_SYNACK: u8 = 5;
+    /// `skb:kfree_skb`: the kernel dropped a received TCP segment for one of the [`super::fate`]s
+    /// of a request socket or a closed port. The fields say what the packet said, seen from
+    /// this host: `saddr`/`sport` its destination (the listener's address and port),
+    /// `daddr`/`dport` its source (the peer); `newstate` the [`super::fate`], `oldstate` the
+    /// segment's TCP flags byte, `holders` the kernel's raw `enum skb_drop_reason` value (it
+    /// differs between kernel versions), `skaddr` the receiving socket (`rx_sk`, 0 where the
+    /// tracepoint has none), `tgid`/`comm` the listener's owner from the listener map (0 when
+    /// not known, and for a closed port).
+    pub const DROP: u8 = 6;
+}
+
+/// What a [`kind::DROP`] record says befell the packet (its `newstate`): a value of tcptrace's
+/// own, stable across kernels, unlike the kernel's drop reasons.
+pub mod fate {
+    /// A reset killed a request socket (SYN_RECV → LISTEN on RST; TcpExt EmbryonicRsts).
+    pub const EMBRYONIC_RESET: u16 = 1;
+    /// The final ACK of a handshake found the listener's accept queue full, so no child was
+    /// created (TcpExt ListenOverflows, the part of it that drops a packet).
+    pub const LISTEN_OVERFLOW: u16 = 2;
+    /// A SYN to a port nothing listens on: the server's side of a refused connect.
+    pub const CLOSED_PORT: u16 = 3;
 }
 
 /// Bits of `Event::flags`.
@@ -34,10 +57,30 @@ pub mod flags {
     pub const OWNER_UNKNOWN: u8 = 1 << 0;
 }
 
+/// Bits of `Event::close_flags`: what the kernel knew of the socket at a →CLOSE, and whether a
+/// reset record carries its reason. Kept apart from [`flags`] so that the two sets grow
+/// independently.
+pub mod close {
+    /// `sk_err`, `sk_err_soft`, `retransmits`, `probes_out` and the bits below were read: a
+    /// →CLOSE transition of ABI 3 or later. Without it (other transitions, records of ABI 2)
+    /// nothing is known of the close beyond the signals seen.
+    pub const DETAILS: u8 = 1 << 0;
+    /// `SOCK_DEAD` was set: the owner had already closed the socket (an orphan), so that a
+    /// timer, not the application, ended it.
+    pub const ORPHAN: u8 = 1 << 1;
+    /// `SOCK_KEEPOPEN` was set (`SO_KEEPALIVE`).
+    pub const KEEPALIVE: u8 = 1 << 2;
+    /// `icsk_user_timeout` was not 0 (`TCP_USER_TIMEOUT`): it bounded the retransmissions.
+    pub const USER_TIMEOUT: u8 = 1 << 3;
+    /// A [`super::kind::RESET_SENT`] record: `reset_reason` holds the kernel's
+    /// `enum sk_rst_reason` (the tracepoint carries it since Linux 6.10).
+    pub const RESET_REASON: u8 = 1 << 4;
+}
+
 /// Length of a task's comm, as in the kernel's `TASK_COMM_LEN`.
 pub const COMM_LEN: usize = 16;
 
-/// One record of the event ring buffer: 96 bytes, 8-byte aligned as the ring buffer requires.
+/// One record of the event ring buffer: 104 bytes, 8-byte aligned as the ring buffer requires.
 /// The kernel keeps no state per socket: the time in the old state is the difference between
 /// a socket's consecutive timestamps, taken in userspace, which sees every transition in order.
 #[repr(C)]
@@ -83,18 +126,44 @@ pub struct Event {
     /// through inet_diag, by it: the socket's address `skaddr` is not in inet_diag's answer.
     /// Appended after the fields of version 1, so that their offsets stay put.
     pub cookie: u64,
+    // Appended in version 3: what the kernel knew at a →CLOSE, and a reset's reason. Zero in
+    // every other record; records of version 2 read as if these were zero.
+    /// →CLOSE: the socket's `sk_err`, the error the kernel reports to the owner (ECONNREFUSED,
+    /// ECONNRESET, ETIMEDOUT, …), 0 when none; values past 255 (never an errno) read as 255.
+    pub sk_err: u8,
+    /// →CLOSE: `sk_err_soft`, the last soft error (an ICMP error the retransmissions outlived),
+    /// which a timeout reports in place of ETIMEDOUT.
+    pub sk_err_soft: u8,
+    /// →CLOSE: `icsk_retransmits`, the retransmission timeouts in a row before the close (SYN
+    /// retransmissions in SYN_SENT).
+    pub retransmits: u8,
+    /// →CLOSE: `icsk_probes_out`, the keepalive or zero-window probes unanswered.
+    pub probes_out: u8,
+    /// Bits of [`close`].
+    pub close_flags: u8,
+    pub _pad_close: u8,
+    /// [`kind::RESET_SENT`] with [`close::RESET_REASON`]: the kernel's `enum sk_rst_reason`;
+    /// its names come from the kernel's BTF, as they differ between versions.
+    pub reset_reason: u16,
 }
 
-const _: () = assert!(core::mem::size_of::<Event>() == 96);
+const _: () = assert!(core::mem::size_of::<Event>() == 104);
 const _: () = assert!(core::mem::align_of::<Event>() == 8);
 
 /// Version of [`Event`]'s layout and meaning, bumped whenever either changes (a field added,
-/// moved or reinterpreted, a new [`kind`] or [`flags`] bit). Recordings of the raw event stream
+/// moved or reinterpreted, a new [`flags`] bit; a new [`kind`] needs none, see below). Recordings of the raw event stream
 /// (`tcptrace record`) carry it, so that a replay by a tcptrace built against another layout
 /// refuses the file instead of decoding its bytes as the wrong fields.
 ///
 /// 2: `holders` (was reserved) and `cookie` (appended, 88 → 96 bytes).
-pub const ABI_VERSION: u16 = 2;
+/// 3: the close details and the reset reason (appended, 96 → 104 bytes), and the
+/// [`kind::DROP`] record (a reader that predates a kind rejects its records one by one as
+/// invalid, counted, never decodes them as another).
+pub const ABI_VERSION: u16 = 3;
+
+/// The size of an event of ABI version 2: a reader widens such records to [`Event`], their
+/// appended fields zero.
+pub const EVENT_SIZE_V2: usize = 96;
 
 /// Indices of the per-CPU counter array `COUNTERS`.
 pub mod counter {
@@ -148,9 +217,63 @@ pub struct SockLayout {
     /// `__sk_common.skc_cookie` (an `atomic64_t`), or 0 when the kernel's BTF has no such
     /// field (it is never at offset 0): events then carry cookie 0.
     pub cookie: u32,
+    // Read at →CLOSE only.
+    /// `sk_err` (int).
+    pub sk_err: u32,
+    /// `sk_err_soft` (int).
+    pub sk_err_soft: u32,
+    /// `__sk_common.skc_flags` (`sk_flags`, an unsigned long), whose bits are `enum sock_flags`.
+    pub sk_flags: u32,
+    /// The bits of `SOCK_DEAD` and `SOCK_KEEPOPEN` in `sk_flags`, from the kernel's BTF.
+    pub sock_dead_bit: u32,
+    pub sock_keepopen_bit: u32,
+    /// `icsk_retransmits`, `icsk_probes_out` (u8) and `icsk_user_timeout` (u32) in
+    /// `struct inet_connection_sock`: past `struct sock`, read as `inet_sport` is.
+    pub icsk_retransmits: u32,
+    pub icsk_probes_out: u32,
+    pub icsk_user_timeout: u32,
+    /// 1 when `tcp:tcp_send_reset` has the reset's reason as its third argument (Linux 6.10
+    /// and later), from the tracepoint's BTF prototype; the program reads it only then.
+    pub reset_reason_arg: u32,
+    pub _pad: u32,
 }
 
-const _: () = assert!(core::mem::size_of::<SockLayout>() == 56);
+const _: () = assert!(core::mem::size_of::<SockLayout>() == 96);
+
+/// What the program on `skb:kfree_skb` needs of this kernel, resolved at load time: the values of
+/// the drop reasons it looks for (from the BTF of `enum skb_drop_reason`, whose values change
+/// between versions), the offsets of the `struct sk_buff` fields it reads, and the code ranges of
+/// the TCP receive functions (from /proc/kallsyms) whose reasonless drops it tells apart.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DropLayout {
+    /// `SKB_DROP_REASON_NOT_SPECIFIED`: what a reset to a request socket and (before Linux
+    /// 6.10) a final ACK that overflows the accept queue are freed with.
+    pub reason_not_specified: u32,
+    /// `SKB_DROP_REASON_NO_SOCKET`.
+    pub reason_no_socket: u32,
+    /// `SKB_DROP_REASON_TCP_LISTEN_OVERFLOW`, or [`NO_REASON`] where the kernel has none.
+    pub reason_listen_overflow: u32,
+    /// `sk_buff.head` (a pointer), `network_header` and `transport_header` (u16 offsets from
+    /// head), `protocol` (__be16), `dev` (a `struct net_device *`).
+    pub skb_head: u32,
+    pub skb_network_header: u32,
+    pub skb_transport_header: u32,
+    pub skb_protocol: u32,
+    pub skb_dev: u32,
+    /// `net_device.nd_net.net`: a `struct net *` (0: no network namespaces).
+    pub dev_net: u32,
+    pub _pad: u32,
+    /// `[start, end)` of `tcp_v4_rcv` and `tcp_v6_rcv`; 0, 0 when unknown: reasonless drops
+    /// are then not told apart (the drop's `location` must lie in one of them).
+    pub rcv_v4: [u64; 2],
+    pub rcv_v6: [u64; 2],
+}
+
+const _: () = assert!(core::mem::size_of::<DropLayout>() == 72);
+
+/// A drop reason this kernel does not have: no `u32` reason the kernel passes is this large.
+pub const NO_REASON: u32 = u32::MAX;
 
 /// Maximum number of ports in each of the load-time port filters.
 pub const MAX_FILTER_PORTS: usize = 16;
@@ -202,6 +325,7 @@ pub const LISTENER_MAP_ENTRIES: u32 = 65_536;
 /// Names of the globals and maps, shared so that a rename breaks the build rather than a run.
 pub mod names {
     pub const SOCK_LAYOUT: &str = "SOCK_LAYOUT";
+    pub const DROP_LAYOUT: &str = "DROP_LAYOUT";
     pub const FILTER: &str = "FILTER";
     pub const EVENTS: &str = "EVENTS";
     pub const COUNTERS: &str = "COUNTERS";
@@ -222,6 +346,11 @@ pub mod names {
         "tcp_retransmit_skb",
         "tcp_retransmit_synack",
     ];
+    /// The tracepoint of dropped packets, and its two programs: for kernels whose tracepoint
+    /// passes the receiving socket (`rx_sk`, Linux 6.12 and later) and for those before.
+    pub const DROP_TRACEPOINT: &str = "kfree_skb";
+    pub const DROP_PROGRAM_RX_SK: &str = "kfree_skb_rx_sk";
+    pub const DROP_PROGRAM: &str = "kfree_skb";
 }
 
 #[cfg(feature = "user")]
@@ -235,6 +364,8 @@ mod pod {
     unsafe impl aya::Pod for super::Filter {}
     // SAFETY: as above.
     unsafe impl aya::Pod for super::Owner {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::DropLayout {}
 }
 
 #[cfg(test)]
@@ -248,6 +379,9 @@ mod tests {
         assert_eq!(offset_of!(Event, newstate), 82);
         assert_eq!(offset_of!(Event, holders), 84);
         assert_eq!(offset_of!(Event, cookie), 88);
+        // Version 3 only appended.
+        assert_eq!(offset_of!(Event, sk_err), EVENT_SIZE_V2);
+        assert_eq!(offset_of!(Event, reset_reason), 102);
     }
 
     #[test]

@@ -77,6 +77,18 @@ fn stream() -> Vec<[u8; size_of::<Event>()]> {
                 newstate,
                 holders: 0,
                 cookie: 0,
+                // As the probe fills them: read at every →CLOSE (an orderly one: no error).
+                sk_err: 0,
+                sk_err_soft: 0,
+                retransmits: 0,
+                probes_out: 0,
+                close_flags: if newstate == 7 {
+                    tcptrace_ebpf::close::DETAILS
+                } else {
+                    0
+                },
+                _pad_close: 0,
+                reset_reason: 0,
             };
             encode(&event)
         })
@@ -116,6 +128,7 @@ fn decode_and_aggregate(c: &mut Criterion) {
                 pipeline.push_bytes(black_box(record), &mut |output| match output {
                     Output::Transition(t, socket) => aggregator.feed_transition(t, socket),
                     Output::Signal(s, socket) => aggregator.feed_signal(s, socket),
+                    Output::Drop(d) => aggregator.feed_drop(d),
                 });
             }
             aggregator.end_batch();

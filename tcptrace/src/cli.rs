@@ -166,7 +166,9 @@ Examples:
   tcptrace explain                        every state in one line
   tcptrace explain CLOSE_WAIT
   tcptrace explain 'FIN_WAIT2->CLOSE'
-  tcptrace explain CLOSE_WAIT LAST_ACK    several, one after the other";
+  tcptrace explain CLOSE_WAIT LAST_ACK    several, one after the other
+  tcptrace explain causes                 the causes of abnormal closes and their timers
+  tcptrace explain keepalive_timeout      one cause: how it is told, what to check";
 
 const TRANSITIONS_HELP: &str = "\
 Tables (redrawn each interval on a terminal, printed one after the other otherwise):
@@ -176,11 +178,30 @@ Tables (redrawn each interval on a terminal, printed one after the other otherwi
   LISTENERS      CLOSE -> LISTEN -> CLOSE
   FIRST SEEN MID-LIFE  sockets that predate tracing (or were forgotten): counted, not guessed
   ABNORMAL       closes from SYN_SENT, SYN_RECV, ESTABLISHED, FIN_WAIT1, CLOSE_WAIT, and from
-                 FIN_WAIT2, CLOSING or LAST_ACK after a reset, with their cause: refused (reset
-                 in SYN_SENT), reset_received, reset_sent, timeout (no reset, after N
-                 retransmissions), other (neither was seen, e.g. a keepalive timeout)
+                 FIN_WAIT2, CLOSING or LAST_ACK after a reset or with an error, with their
+                 cause, told from what the kernel knew at the close (the socket's error, its
+                 timers' counts, its resets):
+                   refused            the connect was refused (ECONNREFUSED: a reset in
+                                      SYN_SENT, or ICMP port unreachable)
+                   reset_received     the peer reset the connection
+                   reset_sent         this side aborted it (SO_LINGER 0, unread data, …),
+                                      with the kernel's reason on Linux 6.10 and later
+                   timeout            a timer gave up, with which one (syn_retries,
+                                      retransmissions, user_timeout, orphan_retries,
+                                      zero_window_probes, fin_wait2_timeout)
+                   keepalive_timeout  the keepalive probes went unanswered
+                   connect_abandoned  the application closed a connect in progress
+                   other              none of these could be told
+                 and how many closed after N retransmissions (`tcptrace explain causes`)
   REQUEST SOCKETS  half-open passive connections, from the kernel's counters: counted, without
                  latency
+  REQUEST-SOCKET FATES BY LISTENER  the same fates by listener (address:port, owner) and
+                 peer, from the packets the kernel drops for them (skb:kfree_skb): EMBRYONIC
+                 (a reset killed a request socket: SYN_RECV -> LISTEN on RST), OVERFLOW (the
+                 final ACK found the accept queue full: no child), CLOSED (a SYN to a port
+                 nothing listens on: the server's side of a refused connect). Not seen: SYNs
+                 refused on a full accept queue (consumed, not dropped), SYN cookies. Shown once
+                 one is seen; a kernel whose kfree_skb cannot be traced says so in one warning
   KERNEL AS WITNESS  the kernel's own counters against the stream, over the same window, in
                  tcptrace's network namespace: TcpActiveOpens = CLOSE -> SYN_SENT,
                  TcpPassiveOpens = LISTEN -> SYN_RECV, TcpEstabResets = ESTABLISHED -> CLOSE +
@@ -226,6 +247,12 @@ Columns:
 Linux never reports TIME_WAIT here: a closing socket goes FIN_WAIT2 -> CLOSE (or CLOSING ->
 CLOSE) when the kernel hands it to a timewait socket. Half-open passive connections live as
 request sockets and appear only once the handshake completes (LISTEN -> SYN_RECV).
+
+With --json, every -> CLOSE carries what the kernel knew as the socket closed: `close.error`
+(ETIMEDOUT, ECONNREFUSED, ECONNRESET, …; null when none), `soft_error`, `retransmits` (the
+retransmission timeouts in a row), `probes_out` (keepalive or zero-window probes), `orphan`
+(already closed by its owner), `keepalive`, `user_timeout` (TCP_USER_TIMEOUT set).
+`tcptrace transitions` tells the causes of abnormal closes from them (`tcptrace explain causes`).
 
 Examples:
   tcptrace trace                        every transition on this machine
@@ -492,7 +519,8 @@ impl SocketsArgs {
 #[derive(Debug, Clone, Args)]
 pub struct ExplainArgs {
     /// States (CLOSE_WAIT) or transitions (FIN_WAIT2->CLOSE, or FIN_WAIT2 -> CLOSE), one or
-    /// several; nothing: all states.
+    /// several; `causes` (the causes of abnormal closes) or one cause or timer (timeout,
+    /// syn_retries); nothing: all states.
     // Hyphen values: the `->` of a transition written with spaces is not a flag.
     #[arg(value_name = "STATE | FROM->TO", allow_hyphen_values = true)]
     pub query: Vec<String>,

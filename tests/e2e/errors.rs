@@ -87,7 +87,7 @@ fn broken_pipe_exits_quietly_with_success() {
     let mut stdout = BufReader::new(child.stdout.take().unwrap());
     let mut header = String::new();
     stdout.read_line(&mut header).unwrap();
-    assert!(header.starts_with("TIME"), "{header}");
+    assert!(header.starts_with("  PID COMM "), "{header}");
     drop(stdout);
     // Traffic makes tcptrace write into the closed pipe.
     let status = wait_until("tcptrace to notice the closed pipe", || {

@@ -1,12 +1,14 @@
 //! End-to-end tests: the real probe in the running kernel, real sockets driven by separate
 //! processes on loopback, every assertion filtered to the test's own ports.
 
+mod causes_netns;
 mod errors;
 mod export;
 mod export_dashboard;
 mod export_fates;
 mod export_storm;
 mod export_tls;
+mod fates;
 mod findings;
 mod owners;
 mod packaging;

@@ -7,7 +7,7 @@ use std::{
     process::{Command, Output},
 };
 
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use crate::support::tcptrace_bin;
 
@@ -77,6 +77,82 @@ fn golden_outputs_of_a_recording() {
         assert!(output.status.success(), "{name}: {output:?}");
         golden(name, &output.stdout);
     }
+    for (name, args) in [
+        ("causes.trace.jsonl", &["trace", "--json"][..]),
+        ("causes.transitions.txt", &["transitions"][..]),
+        ("causes.transitions.jsonl", &["transitions", "--json"][..]),
+    ] {
+        let output = tcptrace(&[args, &["--replay", CAUSES]].concat());
+        assert!(output.status.success(), "{name}: {output:?}");
+        golden(name, &output.stdout);
+    }
+}
+
+/// A recording of event ABI 3 on Linux 6.18 (`testdata/causes.tcptrace`: `tcptrace record
+/// --lport` of the ports of `testdata/causes-workload/scenarios.py`, run in a network
+/// namespace of its own): each cause once, told from the recorded close details and the reset
+/// reasons' names the file carries.
+const CAUSES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/e2e/testdata/causes.tcptrace");
+
+#[test]
+fn a_recording_of_the_causes_replays_them_with_their_timers_and_reasons() {
+    let output = tcptrace(&["transitions", "--json", "--replay", CAUSES]);
+    assert!(output.status.success(), "{output:?}");
+    let last = final_object(&output);
+    let abnormal = |path: &str, from: &str| {
+        last["transitions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["path"] == path && r["from"] == from && r["abnormal"] == true)
+            .unwrap_or_else(|| panic!("no {path} {from}->CLOSE in {last}"))
+            .clone()
+    };
+    let syn_sent = abnormal("client", "SYN_SENT");
+    assert_eq!(
+        syn_sent["cause"],
+        serde_json::json!({"refused": 1, "timeout": 1, "connect_abandoned": 1}),
+        "{syn_sent}"
+    );
+    assert_eq!(syn_sent["timers"], serde_json::json!({"syn_retries": 1}));
+    let established = abnormal("client", "ESTABLISHED");
+    assert_eq!(
+        established["cause"],
+        serde_json::json!({"reset_sent": 1, "keepalive_timeout": 1}),
+        "{established}"
+    );
+    // The reason's name comes from the file, not from the replaying kernel.
+    assert_eq!(
+        established["reset_reasons"],
+        serde_json::json!({"tcp_state": 1})
+    );
+    assert_eq!(
+        abnormal("server", "ESTABLISHED")["cause"],
+        serde_json::json!({"reset_received": 2})
+    );
+    // trace --json shows the kernel's facts of each close.
+    let output = tcptrace(&["trace", "--json", "--replay", CAUSES]);
+    let errors: Vec<Value> = String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|l| l["to"] == "CLOSE" && l["from"] != "LISTEN")
+        .map(|l| l["close"]["error"].clone())
+        .collect();
+    assert_eq!(
+        errors,
+        // In the kernel's order: refused, abandoned, the abort's two sides (the aborting one
+        // with no error), the keepalive's two sides, the SYN retries.
+        [
+            json!("ECONNREFUSED"),
+            Value::Null,
+            Value::Null,
+            json!("ECONNRESET"),
+            json!("ETIMEDOUT"),
+            json!("ECONNRESET"),
+            json!("ETIMEDOUT"),
+        ],
+        "{errors:?}"
+    );
 }
 
 /// The default table fits an 80-column terminal for the recording's IPv4 loopback sockets, and

@@ -198,6 +198,22 @@ fn refused_connect() {
     assert_ne!(*lport, 0);
     assert_eq!(lines[0]["lport"], *lport);
     assert_eq!(lines[0]["pid"], client.pid());
+    // The close carries the kernel's error; the opening transition has no close.
+    assert!(lines[0].get("close").is_none(), "{}", lines[0]);
+    assert_eq!(
+        lines[1]["close"],
+        serde_json::json!({
+            "error": "ECONNREFUSED",
+            "soft_error": null,
+            "retransmits": 0,
+            "probes_out": 0,
+            "orphan": false,
+            "keepalive": false,
+            "user_timeout": false
+        }),
+        "{}",
+        lines[1]
+    );
 }
 
 #[test]

@@ -17,7 +17,7 @@ const LO: &str = "127.0.0.1";
 /// Starts `tcptrace transitions --json` inside `netns` and waits for its first interval: the
 /// kernel's counters are first read when the probe is attached, so from then on the namespace's
 /// counters and the stream cover the same window.
-fn start_in(netns: &Netns, filters: &[&str]) -> Tracer {
+pub(crate) fn start_in(netns: &Netns, filters: &[&str]) -> Tracer {
     let mut args = vec!["transitions", "--json", "--interval", "0.2"];
     args.extend_from_slice(filters);
     let tracer = Tracer::start_in(netns, &args);
@@ -26,7 +26,7 @@ fn start_in(netns: &Netns, filters: &[&str]) -> Tracer {
 }
 
 /// A counter of the namespace: `section` is `Tcp` (/proc/net/snmp) or `TcpExt` (/proc/net/netstat).
-fn kernel_counter(netns: &Netns, section: &str, name: &str) -> u64 {
+pub(crate) fn kernel_counter(netns: &Netns, section: &str, name: &str) -> u64 {
     let file = if section == "Tcp" {
         "/proc/net/snmp"
     } else {
@@ -48,7 +48,7 @@ fn kernel_counter(netns: &Netns, section: &str, name: &str) -> u64 {
 
 /// The count of the request-socket row named after the kernel counter or tracepoint `source`
 /// (as in `SYN_RECV -> LISTEN on RST (EmbryonicRsts)`).
-fn request_row(object: &Value, source: &str) -> u64 {
+pub(crate) fn request_row(object: &Value, source: &str) -> u64 {
     let suffix = format!("({source})");
     object["request_sockets"]
         .as_array()
@@ -61,7 +61,7 @@ fn request_row(object: &Value, source: &str) -> u64 {
 }
 
 /// Every `from -> to` row (all paths, abnormal or not), summed: counts and causes.
-fn total(object: &Value, from: &str, to: &str) -> (u64, BTreeMap<String, u64>) {
+pub(crate) fn total(object: &Value, from: &str, to: &str) -> (u64, BTreeMap<String, u64>) {
     let mut n = 0;
     let mut causes = BTreeMap::new();
     for r in object["transitions"].as_array().unwrap() {
@@ -75,7 +75,7 @@ fn total(object: &Value, from: &str, to: &str) -> (u64, BTreeMap<String, u64>) {
     (n, causes)
 }
 
-fn map(pairs: &[(&str, u64)]) -> BTreeMap<String, u64> {
+pub(crate) fn map(pairs: &[(&str, u64)]) -> BTreeMap<String, u64> {
     pairs.iter().map(|(k, n)| ((*k).to_owned(), *n)).collect()
 }
 

@@ -3,6 +3,7 @@
 // The settings' macro is used by the modules declared after it.
 #[macro_use]
 mod settings;
+mod drops;
 mod listeners;
 mod maps;
 mod owner;

@@ -6,7 +6,8 @@ use tcptrace_ebpf::{Event, counter, flags, kind};
 
 use super::{
     maps::{EVENTS, bump, wakeup_flags},
-    socket,
+    socket::{self, CloseDetails},
+    tcp_states::TCP_CLOSE,
     transition::Transition,
 };
 
@@ -22,6 +23,11 @@ pub(crate) fn write(transition: &Transition<'_>) {
         flags::OWNER_UNKNOWN
     } else {
         0
+    };
+    let close = if transition.new == TCP_CLOSE {
+        socket::close_details(transition.sk)
+    } else {
+        CloseDetails::default()
     };
     let event = entry.as_mut_ptr();
     // Fields are written in place, not built on the stack and copied.
@@ -50,6 +56,13 @@ pub(crate) fn write(transition: &Transition<'_>) {
         addr_of_mut!((*event).newstate).write(clamp_state(transition.new));
         addr_of_mut!((*event).holders).write(transition.owner.holders);
         addr_of_mut!((*event).cookie).write(socket::cookie(transition.sk));
+        addr_of_mut!((*event).sk_err).write(close.sk_err);
+        addr_of_mut!((*event).sk_err_soft).write(close.sk_err_soft);
+        addr_of_mut!((*event).retransmits).write(close.retransmits);
+        addr_of_mut!((*event).probes_out).write(close.probes_out);
+        addr_of_mut!((*event).close_flags).write(close.flags);
+        addr_of_mut!((*event)._pad_close).write(0);
+        addr_of_mut!((*event).reset_reason).write(0);
     }
     entry.submit(wakeup_flags());
 }

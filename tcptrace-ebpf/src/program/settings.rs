@@ -20,6 +20,16 @@ pub(crate) static SOCK_LAYOUT: SockLayout = SockLayout {
     net_inum: 0,
     has_netns: 0,
     cookie: 0,
+    sk_err: 0,
+    sk_err_soft: 0,
+    sk_flags: 0,
+    sock_dead_bit: 0,
+    sock_keepopen_bit: 0,
+    icsk_retransmits: 0,
+    icsk_probes_out: 0,
+    icsk_user_timeout: 0,
+    reset_reason_arg: 0,
+    _pad: 0,
 };
 
 /// Wake userspace early once this many bytes wait in the ring buffer (0: the kernel's own

@@ -31,9 +31,14 @@ fuzz_target!(|data: &[u8]| {
         PipelineConfig::default(),
         |update: Update<'_, SocketState>| {
             match update {
-                Update::Started(origin, _) => aggregator.start(origin.start_ns),
+                Update::Started(origin, _) => {
+                    aggregator.start(origin.start_ns);
+                    // Every record decoded reaches the aggregation, drops included.
+                    aggregator.trace_fates();
+                }
                 Update::Transition(t, socket) => aggregator.feed_transition(t, socket),
                 Update::Signal(s, socket) => aggregator.feed_signal(s, socket),
+                Update::Drop(d) => aggregator.feed_drop(d),
                 Update::BatchEnd => aggregator.end_batch(),
                 Update::Tick(_) => {}
             }

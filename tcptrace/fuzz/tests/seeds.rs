@@ -24,7 +24,7 @@ use tcptrace::{
         parse::{ParseError, SocketEntry, parse_batch},
     },
 };
-use tcptrace_ebpf::{COMM_LEN, Event, flags, kind, names};
+use tcptrace_ebpf::{COMM_LEN, Event, close, flags, kind, names};
 
 /// Replaces the seeds of one target by `files` (name, bytes).
 fn write_seeds(target: &str, files: &[(String, Vec<u8>)]) {
@@ -95,6 +95,29 @@ impl Side {
             newstate: to as u16,
             holders: 0,
             cookie: 0,
+            // The close details are read at every →CLOSE: an orderly one has no error.
+            sk_err: 0,
+            sk_err_soft: 0,
+            retransmits: 0,
+            probes_out: 0,
+            close_flags: if to == TcpState::Close {
+                close::DETAILS
+            } else {
+                0
+            },
+            _pad_close: 0,
+            reset_reason: 0,
+        }
+    }
+
+    /// A →CLOSE with the kernel's error, timer counts and close flags.
+    fn closed(self, ts_ns: u64, from: TcpState, err: u8, counts: (u8, u8), bits: u8) -> Event {
+        Event {
+            sk_err: err,
+            retransmits: counts.0,
+            probes_out: counts.1,
+            close_flags: close::DETAILS | bits,
+            ..self.transition(ts_ns, from, TcpState::Close)
         }
     }
 
@@ -126,6 +149,69 @@ fn signal(ts_ns: u64, sk: u64, kind: u8, state: u16) -> Event {
         newstate: 0,
         holders: 0,
         cookie: 0,
+        sk_err: 0,
+        sk_err_soft: 0,
+        retransmits: 0,
+        probes_out: 0,
+        close_flags: 0,
+        _pad_close: 0,
+        reset_reason: 0,
+    }
+}
+
+/// A reset sent with its reason, as the program reads it on Linux 6.10 and later.
+fn reset_with_reason(ts_ns: u64, sk: u64, state: u16, reason: u16) -> Event {
+    Event {
+        close_flags: close::RESET_REASON,
+        reset_reason: reason,
+        ..signal(ts_ns, sk, kind::RESET_SENT, state)
+    }
+}
+
+/// A packet dropped for a fate, as the program on `skb:kfree_skb` fills its record: local is
+/// the packet's destination (the listener), remote its source (the peer).
+fn dropped(
+    ts_ns: u64,
+    fate: u16,
+    family: u16,
+    local: ([u8; 16], u16),
+    remote: ([u8; 16], u16),
+    tcp_flags: u8,
+    owner: Option<(u32, &str)>,
+) -> Event {
+    Event {
+        ts_ns,
+        skaddr: 0,
+        saddr: local.0,
+        daddr: remote.0,
+        comm: comm(owner.map_or("", |(_, comm)| comm)),
+        tgid: owner.map_or(0, |(tgid, _)| tgid),
+        netns: INIT_NETNS,
+        sport: local.1,
+        dport: remote.1,
+        family,
+        kind: kind::DROP,
+        flags: if owner.is_some() {
+            0
+        } else {
+            flags::OWNER_UNKNOWN
+        },
+        oldstate: u16::from(tcp_flags),
+        newstate: fate,
+        // SKB_DROP_REASON_NOT_SPECIFIED, NO_SOCKET and TCP_LISTEN_OVERFLOW on 6.18.
+        holders: match fate {
+            tcptrace_ebpf::fate::CLOSED_PORT => 3,
+            tcptrace_ebpf::fate::LISTEN_OVERFLOW => 40,
+            _ => 2,
+        },
+        cookie: 0,
+        sk_err: 0,
+        sk_err_soft: 0,
+        retransmits: 0,
+        probes_out: 0,
+        close_flags: 0,
+        _pad_close: 0,
+        reset_reason: 0,
     }
 }
 
@@ -293,6 +379,78 @@ fn decode_seeds() -> Vec<(String, Vec<u8>)> {
                 listener.sk,
                 kind::RETRANSMIT_SYNACK,
                 Listen as u16,
+            ),
+        ),
+    ]);
+    // The closes of the causes, with the kernel's facts (Linux 6.18's reset reasons).
+    events.extend([
+        (
+            "v4-client-syn_sent-close-refused",
+            client.closed(s + 1_040_000_000, SynSent, 111, (0, 0), 0),
+        ),
+        (
+            "v4-client-syn_sent-close-syn-retries",
+            client.closed(s + 1_050_000_000, SynSent, 110, (2, 0), 0),
+        ),
+        (
+            "v4-client-syn_sent-close-abandoned",
+            client.closed(s + 1_060_000_000, SynSent, 0, (0, 0), 0),
+        ),
+        (
+            "v4-client-established-close-user-timeout",
+            client.closed(s + 1_070_000_000, Established, 110, (3, 0), close::USER_TIMEOUT),
+        ),
+        (
+            "signal-reset-sent-keepalive-reason",
+            reset_with_reason(s + 1_080_000_000, client.sk, Established as u16, 15),
+        ),
+        (
+            "v4-client-established-close-keepalive",
+            client.closed(s + 1_080_000_001, Established, 110, (0, 1), close::KEEPALIVE),
+        ),
+        (
+            "v4-child-last_ack-close-orphan-retries",
+            child.closed(s + 1_090_000_000, LastAck, 110, (4, 0), close::ORPHAN),
+        ),
+    ]);
+    // Packets dropped for request sockets' fates and closed ports.
+    let d = s + 2_000_000_000;
+    let v6_lo = Ipv6Addr::LOCALHOST.octets();
+    events.extend([
+        (
+            "drop-embryonic-reset-v4-listener-owner",
+            dropped(
+                d,
+                tcptrace_ebpf::fate::EMBRYONIC_RESET,
+                AF_INET,
+                (v4(lo), 8080),
+                (v4(lo), 23_551),
+                0x04,
+                Some((4242, "python3")),
+            ),
+        ),
+        (
+            "drop-listen-overflow-v4",
+            dropped(
+                d + 1_000,
+                tcptrace_ebpf::fate::LISTEN_OVERFLOW,
+                AF_INET,
+                (v4(lo), 8080),
+                (v4(lo), 41_000),
+                0x10,
+                None,
+            ),
+        ),
+        (
+            "drop-closed-port-v6",
+            dropped(
+                d + 2_000,
+                tcptrace_ebpf::fate::CLOSED_PORT,
+                AF_INET6,
+                (v6_lo, 13),
+                (v6_lo, 52_000),
+                0x02,
+                None,
             ),
         ),
     ]);
@@ -793,9 +951,25 @@ const WANTED_MEMBERS: &[&str] = &[
     "inet_sport",
     "ns",
     "inum",
+    "sk_err",
+    "sk_err_soft",
+    "skc_flags",
+    "icsk_inet",
+    "icsk_retransmits",
+    "icsk_probes_out",
+    "icsk_user_timeout",
 ];
 /// Structs kept whole in the subset's graph: a pointer to one of them keeps its target.
-const ROOTS: &[&str] = &["sock", "sock_common", "inet_sock", "net", "ns_common"];
+const ROOTS: &[&str] = &[
+    "sock",
+    "sock_common",
+    "inet_sock",
+    "inet_connection_sock",
+    "net",
+    "ns_common",
+];
+/// Enums kept with their enumerators: the ones `sock_layout` and the reset reasons read.
+const ENUMS: &[&str] = &["sock_flags", "sk_rst_reason"];
 
 /// A real piece of the kernel's BTF: the structs `sock_layout` walks, each with only the members
 /// on its paths (and the anonymous members that lead to them), at their real offsets and with
@@ -862,6 +1036,10 @@ impl Subset<'_> {
                 }
             }
             KIND_PTR if self.points_to_root(ty.size_or_type) => self.keep(ty.size_or_type),
+            // The tracepoints' prototypes: their parameter count is read, not their types.
+            KIND_PTR if self.all[self.resolve(ty.size_or_type) as usize].kind == KIND_FUNC_PROTO => {
+                self.keep(ty.size_or_type)
+            }
             KIND_ARRAY => {
                 let (elem, index) = (ty.trailer[0], ty.trailer[1]);
                 self.keep(elem);
@@ -914,9 +1092,35 @@ impl Subset<'_> {
                     w.word(id(ty.trailer[1]));
                     w.word(ty.trailer[2]);
                 }
-                // Enumerators are not read: the enum keeps its name and size only.
+                // Only the enums read keep their enumerators; the others, their name and size.
+                KIND_ENUM | KIND_ENUM64 if ENUMS.contains(&ty.name.as_str()) => {
+                    let stride = if ty.kind == KIND_ENUM { 2 } else { 3 };
+                    w.record(
+                        &ty.name,
+                        ty.kind,
+                        ty.kind_flag,
+                        ty.trailer.len() / stride,
+                        ty.size_or_type,
+                    );
+                    for value in ty.trailer.chunks(stride) {
+                        let name = w.string(&c_string(self.strings, value[0]));
+                        w.word(name);
+                        for word in &value[1..] {
+                            w.word(*word);
+                        }
+                    }
+                }
                 KIND_ENUM | KIND_ENUM64 => {
                     w.record(&ty.name, ty.kind, ty.kind_flag, 0, ty.size_or_type)
+                }
+                // Parameters unnamed and of type void: only their count is read.
+                KIND_FUNC_PROTO => {
+                    let params = ty.trailer.len() / 2;
+                    w.record("", KIND_FUNC_PROTO, false, params, 0);
+                    for _ in 0..params {
+                        w.word(0);
+                        w.word(0);
+                    }
                 }
                 // A pointer to a type left out points to void.
                 KIND_PTR => w.record("", KIND_PTR, false, 0, id(ty.size_or_type)),
@@ -945,6 +1149,14 @@ fn vmlinux_subset() -> Vec<u8> {
             .position(|ty| ty.kind == KIND_STRUCT && ty.name == *root)
             .unwrap_or_else(|| panic!("no struct {root}"));
         subset.keep(id as u32);
+    }
+    for name in ENUMS {
+        if let Some(id) = all
+            .iter()
+            .position(|ty| matches!(ty.kind, KIND_ENUM | KIND_ENUM64) && ty.name == *name)
+        {
+            subset.keep(id as u32);
+        }
     }
     for tracepoint in std::iter::once(names::PROGRAM).chain(names::SIGNAL_PROGRAMS) {
         let name = format!("btf_trace_{tracepoint}");
@@ -1053,6 +1265,7 @@ fn synthetic() -> Vec<u8> {
         ("skc_net", possible_t, 384),
         ("skc_v6_daddr", in6_addr, 448),
         ("skc_v6_rcv_saddr", in6_addr, 576),
+        ("skc_flags", uint, 768),
     ];
     w.record("sock_common", KIND_STRUCT, false, members.len(), 136);
     for (name, type_id, bits) in members {
@@ -1069,6 +1282,8 @@ fn synthetic() -> Vec<u8> {
         ("sk_userlocks", uint, 4 << 24 | 2948),
         ("sk_protocol", uint, 8 << 24 | 2952),
         ("sk_type", uint, 16 << 24 | 2960),
+        ("sk_err", uint, 2976),
+        ("sk_err_soft", uint, 3008),
     ];
     w.record("sock", KIND_STRUCT, true, members.len(), 760);
     for (name, type_id, bits) in members {
@@ -1077,7 +1292,7 @@ fn synthetic() -> Vec<u8> {
         }
     }
     // [21] struct inet_sock { struct sock sk; ...; __be16 inet_sport @782 }
-    let _inet_sock = id();
+    let inet_sock = id();
     w.record("inet_sock", KIND_STRUCT, false, 2, 864);
     for word in [
         w.string("sk"),
@@ -1128,6 +1343,20 @@ fn synthetic() -> Vec<u8> {
     let _ = id();
     w.record("kernel", KIND_DECL_TAG, false, 0, func);
     w.word(u32::MAX); // tags the function itself
+    // struct inet_connection_sock { struct inet_sock icsk_inet; ... }: the close details.
+    let _ = id();
+    let members = [
+        ("icsk_inet", inet_sock, 0),
+        ("icsk_retransmits", uchar, 1000 * 8),
+        ("icsk_probes_out", uchar, 1004 * 8),
+        ("icsk_user_timeout", uint, 1200 * 8),
+    ];
+    w.record("inet_connection_sock", KIND_STRUCT, false, members.len(), 1400);
+    for (name, type_id, bits) in members {
+        for word in [w.string(name), type_id, bits] {
+            w.word(word);
+        }
+    }
     w.finish()
 }
 
@@ -1196,6 +1425,12 @@ fn make_btf_seeds() {
         (0, 4, 12, 14, 369)
     );
     assert_eq!((layout.net, layout.net_inum), (48, 136));
+    assert_eq!(
+        (layout.sk_err, layout.sk_flags, layout.icsk_probes_out),
+        (372, 96, 1004)
+    );
+    // No reason argument in this tracepoint's prototype (two parameters).
+    assert_eq!(layout.reset_reason_arg, 0);
     let mut seeds = vec![
         ("vmlinux-sock-subset".to_owned(), subset),
         ("synthetic-sock-4x".to_owned(), synthetic),

@@ -43,6 +43,14 @@ impl Fed {
         self.agg.feed_signal(signal, self.table.get_mut(signal.sk));
     }
 
+    pub fn trace_fates(&mut self) {
+        self.agg.trace_fates();
+    }
+
+    pub fn feed_drop(&mut self, drop: &crate::core::event::PacketDrop) {
+        self.agg.feed_drop(drop);
+    }
+
     pub fn end_batch(&mut self) {
         self.agg.end_batch();
     }

@@ -4,6 +4,7 @@
 //! check against. Pure: no clock, no file, no BPF; time comes in as arguments.
 
 pub mod causes;
+pub mod fates;
 #[cfg(test)]
 pub(crate) mod fed;
 pub mod histogram;
@@ -15,7 +16,8 @@ pub mod snapshot;
 use std::collections::HashMap;
 
 use self::{
-    causes::{Cause, SignalMemo},
+    causes::{Cause, SignalMemo, Timer, Verdict},
+    fates::Fates,
     histogram::TimeHistogram,
     namespaces::Namespaces,
     paths::{is_diagram_edge, place},
@@ -27,9 +29,10 @@ use self::{
 };
 use crate::core::{
     counters::TcpCounters,
-    event::{Signal, SignalKind, Transition},
+    event::{PacketDrop, Signal, SignalKind, Transition},
     hash::FastHash,
     losses::Losses,
+    reset_reason::ResetReasons,
     sockets::{Entry, TableStats},
     state::{Side, TcpState},
 };
@@ -72,9 +75,28 @@ struct Row {
     untimed: u64,
     histogram: Option<Box<TimeHistogram>>,
     causes: [u64; Cause::COUNT],
+    /// Of the timeouts, per timer (when the kernel said which).
+    timers: [u64; Timer::ALL.len()],
+    /// Of the resets sent, per reason the kernel reported.
+    reset_reasons: Vec<(u16, u64)>,
     /// Closes per number of retransmissions made in the from-state (last slot: that many or
     /// more).
     retransmits: [u64; RETRANSMIT_SLOTS],
+}
+
+impl Row {
+    fn count_cause(&mut self, verdict: &Verdict) {
+        self.causes[verdict.cause as usize] += 1;
+        if let Some(timer) = verdict.timer {
+            self.timers[timer as usize] += 1;
+        }
+        if let Some(reason) = verdict.reset_reason {
+            match self.reset_reasons.iter_mut().find(|(r, _)| *r == reason) {
+                Some((_, n)) => *n += 1,
+                None => self.reset_reasons.push((reason, 1)),
+            }
+        }
+    }
 }
 
 /// What the aggregation keeps in each socket's entry of the stream's table: the path it took
@@ -107,7 +129,11 @@ pub struct Aggregator {
     /// that `tcp_disconnect` sends (SO_LINGER 0, unread data) right *after* the →CLOSE. Settled
     /// by that signal, or as `other` at the end of the wake-up.
     undetermined: HashMap<u64, usize, FastHash>,
+    /// The names of the kernel's reset reasons.
+    reset_reasons: ResetReasons,
     namespaces: Namespaces,
+    /// `None` unless the program on `skb:kfree_skb` is attached.
+    fates: Option<Fates>,
     signatures: Signatures,
     witness: Witness,
     kernel_first: Option<TcpCounters>,
@@ -166,7 +192,9 @@ impl Aggregator {
             rows: vec![Row::default(); ROWS],
             pending: HashMap::default(),
             undetermined: HashMap::default(),
+            reset_reasons: ResetReasons::default(),
             namespaces: Namespaces::default(),
+            fates: None,
             signatures: Signatures::new(MAX_SIGNATURES),
             witness: Witness::default(),
             kernel_first: None,
@@ -193,6 +221,25 @@ impl Aggregator {
     pub fn set_own_netns(&mut self, own_netns: u32, filtered: bool) {
         self.config.own_netns = own_netns;
         self.config.filtered = filtered;
+    }
+
+    /// The names of the traced kernel's reset reasons, for the reasons that resets carry.
+    pub fn set_reset_reasons(&mut self, reasons: ResetReasons) {
+        self.reset_reasons = reasons;
+    }
+
+    /// The packets dropped for request sockets' fates and closed ports are traced: from now on
+    /// the snapshot has their breakdown (else it says it has none).
+    pub fn trace_fates(&mut self) {
+        self.fates.get_or_insert_with(Fates::default);
+    }
+
+    /// A packet dropped for a request socket's fate or a closed port.
+    pub fn feed_drop(&mut self, drop: &PacketDrop) {
+        let own = drop.netns == 0 || drop.netns == self.config.own_netns;
+        if let Some(fates) = &mut self.fates {
+            fates.record(drop, own);
+        }
     }
 
     /// Starts the clock of rates and elapsed time.
@@ -271,7 +318,10 @@ impl Aggregator {
             socket.signals.forget_before(t.ts_ns);
         }
 
-        let placement = place(t.from, t.to, socket.signals.reset_seen());
+        // A close the kernel reported an error for is abnormal whatever the state (a LAST_ACK
+        // whose FIN retransmissions ran out, say), as one after a reset is.
+        let kernel_error = t.close.is_some_and(|close| close.err != 0);
+        let placement = place(t.from, t.to, socket.signals.reset_seen() || kernel_error);
         self.namespaces.record(t, placement.abnormal);
         let buckets = self.config.buckets;
         let row = &mut self.rows[row_index(side, t.from, placement.to, placement.abnormal)];
@@ -290,15 +340,18 @@ impl Aggregator {
             None => row.untimed += 1,
         }
         if placement.abnormal {
-            let (cause, retransmits) = socket.signals.cause(t.from);
+            let verdict = socket
+                .signals
+                .verdict(t.from, t.close.as_ref(), &self.reset_reasons);
+            let retransmits = verdict.retransmits;
             row.retransmits[(retransmits as usize).min(RETRANSMIT_SLOTS - 1)] += 1;
-            if cause == Cause::Other && t.to == TcpState::Close {
+            if verdict.cause == Cause::Other && t.to == TcpState::Close {
                 let index = row_index(side, t.from, placement.to, placement.abnormal);
                 if let Some(earlier) = self.undetermined.insert(t.sk, index) {
                     self.rows[earlier].causes[Cause::Other as usize] += 1;
                 }
             } else {
-                row.causes[cause as usize] += 1;
+                row.count_cause(&verdict);
             }
         }
         if birth.is_none() {
@@ -329,7 +382,7 @@ impl Aggregator {
             && signal.state.is_none_or(|state| state == TcpState::Close)
             && let Some(index) = self.undetermined.remove(&signal.sk)
         {
-            self.rows[index].causes[Cause::ResetSent as usize] += 1;
+            self.rows[index].count_cause(&Verdict::reset_sent(signal.reset_reason));
             return;
         }
         if let Some(socket) = socket
@@ -434,6 +487,26 @@ impl Aggregator {
                 } else {
                     Vec::new()
                 },
+                timers: Timer::ALL
+                    .iter()
+                    .filter(|t| row.timers[**t as usize] > 0)
+                    .map(|t| (*t, row.timers[*t as usize]))
+                    .collect(),
+                reset_reasons: {
+                    let mut reasons: Vec<(String, u64)> = row
+                        .reset_reasons
+                        .iter()
+                        .map(|(reason, n)| {
+                            let name = self
+                                .reset_reasons
+                                .name(*reason)
+                                .map_or_else(|| format!("reason_{reason}"), str::to_owned);
+                            (name, *n)
+                        })
+                        .collect();
+                    reasons.sort();
+                    reasons
+                },
                 retransmits: if abnormal {
                     row.retransmits
                         .iter()
@@ -519,6 +592,10 @@ impl Aggregator {
             request_sockets,
             witness,
             namespaces: self.namespaces.snapshot(self.config.own_netns),
+            fates: self
+                .fates
+                .as_mut()
+                .map(|fates| fates.snapshot(self.config.own_netns)),
         }
     }
 }

@@ -2,7 +2,10 @@
 //! to the renderers: plain data, no behaviour beyond small derived values.
 
 use super::{
-    causes::Cause, histogram::HistogramSummary, namespaces::NamespacesSnapshot,
+    causes::{Cause, Timer},
+    fates::FatesSnapshot,
+    histogram::HistogramSummary,
+    namespaces::NamespacesSnapshot,
     signatures::SignatureSnapshot,
 };
 use crate::core::{
@@ -36,6 +39,10 @@ pub struct RowSnapshot {
     pub time: HistogramSummary,
     /// Abnormal rows: closes per cause (causes with none left out).
     pub causes: Vec<(Cause, u64)>,
+    /// Of the timeouts, closes per timer that gave up, where the kernel told which.
+    pub timers: Vec<(Timer, u64)>,
+    /// Of the resets sent, closes per reset reason the kernel reported (Linux 6.10 and later).
+    pub reset_reasons: Vec<(String, u64)>,
     /// Abnormal rows: closes per number of retransmissions in the from-state (≥ 1).
     pub retransmits: Vec<(u32, u64)>,
 }
@@ -115,6 +122,9 @@ pub struct Snapshot {
     pub witness: Option<WitnessCheck>,
     /// Per network namespace, busiest first.
     pub namespaces: NamespacesSnapshot,
+    /// Request-socket fates and SYNs to closed ports by listener, from dropped packets;
+    /// `None` when `skb:kfree_skb` is not traced.
+    pub fates: Option<FatesSnapshot>,
 }
 
 impl Snapshot {

@@ -24,7 +24,20 @@ impl Life {
     }
 
     fn go(&mut self, agg: &mut Fed, ts_ns: u64, from: TcpState, to: TcpState) {
+        self.close(agg, ts_ns, from, to, None);
+    }
+
+    /// A transition with the close details the probe read (→CLOSE only).
+    fn close(
+        &mut self,
+        agg: &mut Fed,
+        ts_ns: u64,
+        from: TcpState,
+        to: TcpState,
+        close: Option<crate::core::event::CloseDetails>,
+    ) {
         let t = Transition {
+            close,
             pid: Some(1),
             comm: "test".into(),
             lport: 1000,
@@ -45,6 +58,7 @@ fn signal(sk: u64, ts_ns: u64, kind: SignalKind, state: TcpState) -> Signal {
         kind,
         state: Some(state),
         netns: NETNS,
+        reset_reason: None,
     }
 }
 
@@ -604,6 +618,7 @@ fn request_sockets_from_counter_deltas() {
         kind: SignalKind::SynAckRetransmit,
         state: None,
         netns: NETNS,
+        reset_reason: None,
     });
     snap = agg.snapshot(2 * MS);
     let rs = snap.request_sockets.unwrap();
@@ -701,5 +716,114 @@ fn a_close_awaiting_its_reset_does_not_take_the_next_socket_s() {
     assert_eq!(
         row(&snap, Side::Client, Established, Close, true).causes,
         [(Cause::ResetSent, 1), (Cause::Other, 1)]
+    );
+}
+
+/// Close details as the probe reads them: the kernel's error and its timers' counts.
+fn details(err: u8, retransmits: u8, probes_out: u8) -> Option<crate::core::event::CloseDetails> {
+    Some(crate::core::event::CloseDetails {
+        err,
+        retransmits,
+        probes_out,
+        ..Default::default()
+    })
+}
+
+fn reset_sent_with(sk: u64, ts_ns: u64, state: TcpState, reason: u16) -> Signal {
+    Signal {
+        reset_reason: Some(reason),
+        ..signal(sk, ts_ns, SignalKind::ResetSent, state)
+    }
+}
+
+#[test]
+fn close_details_tell_the_causes_with_their_timers_and_reasons() {
+    let mut agg = aggregator();
+    let mut names = vec![String::new(); 16];
+    names[14] = "tcp_state".into();
+    names[15] = "tcp_keepalive_timeout".into();
+    agg.agg
+        .set_reset_reasons(crate::core::reset_reason::ResetReasons::from_names(names));
+    // The kernel gave up on the SYN retries: ETIMEDOUT after two.
+    let mut syn = Life::new(1);
+    syn.go(&mut agg, 0, Close, SynSent);
+    syn.close(&mut agg, 3_000 * MS, SynSent, Close, details(110, 2, 0));
+    // The application closed a connect in progress: no error.
+    let mut abandoned = Life::new(2);
+    abandoned.go(&mut agg, 0, Close, SynSent);
+    abandoned.close(&mut agg, 200 * MS, SynSent, Close, details(0, 0, 0));
+    // Keepalive: the timer's reset, then the close with ETIMEDOUT.
+    let mut idle = Life::new(3);
+    idle.go(&mut agg, 0, Close, SynSent);
+    idle.go(&mut agg, MS, SynSent, Established);
+    agg.feed_signal(&reset_sent_with(3, 2_000 * MS, Established, 15));
+    idle.close(&mut agg, 2_000 * MS, Established, Close, details(110, 0, 1));
+    // SO_LINGER 0: the close, then its reset with its reason.
+    let mut aborted = Life::new(4);
+    aborted.go(&mut agg, 0, Close, SynSent);
+    aborted.go(&mut agg, MS, SynSent, Established);
+    aborted.close(&mut agg, 5 * MS, Established, Close, details(0, 0, 0));
+    agg.feed_signal(&reset_sent_with(4, 5 * MS, Close, 14));
+    agg.end_batch();
+    let snap = agg.snapshot(4_000 * MS);
+
+    let syn_sent = row(&snap, Side::Client, SynSent, Close, true);
+    assert_eq!(
+        syn_sent.causes,
+        [(Cause::Timeout, 1), (Cause::ConnectAbandoned, 1)]
+    );
+    assert_eq!(syn_sent.timers, [(Timer::SynRetries, 1)]);
+    // The kernel's own count of the SYN retransmissions, though no retransmit signal came.
+    assert_eq!(syn_sent.retransmits, [(2, 1)]);
+    let established = row(&snap, Side::Client, Established, Close, true);
+    assert_eq!(
+        established.causes,
+        [(Cause::ResetSent, 1), (Cause::KeepaliveTimeout, 1)]
+    );
+    assert!(established.timers.is_empty());
+    assert_eq!(established.reset_reasons, [("tcp_state".to_owned(), 1)]);
+}
+
+#[test]
+fn a_close_the_kernel_reports_an_error_for_is_abnormal_in_any_state() {
+    // LAST_ACK -> CLOSE is the normal end, unless the FIN retransmissions ran out.
+    let mut agg = aggregator();
+    let mut orderly = Life::new(1);
+    orderly.go(&mut agg, 0, Listen, SynRecv);
+    orderly.go(&mut agg, MS, SynRecv, Established);
+    orderly.go(&mut agg, 2 * MS, Established, CloseWait);
+    orderly.go(&mut agg, 3 * MS, CloseWait, LastAck);
+    orderly.close(&mut agg, 4 * MS, LastAck, Close, details(0, 0, 0));
+    let mut given_up = Life::new(2);
+    given_up.go(&mut agg, 0, Listen, SynRecv);
+    given_up.go(&mut agg, MS, SynRecv, Established);
+    given_up.go(&mut agg, 2 * MS, Established, CloseWait);
+    given_up.go(&mut agg, 3 * MS, CloseWait, LastAck);
+    given_up.close(
+        &mut agg,
+        900 * MS,
+        LastAck,
+        Close,
+        Some(crate::core::event::CloseDetails {
+            orphan: true,
+            ..details(110, 4, 0).unwrap()
+        }),
+    );
+    // A reason the kernel did not name is shown by its value.
+    let mut odd = Life::new(3);
+    odd.go(&mut agg, 0, Close, SynSent);
+    odd.go(&mut agg, MS, SynSent, Established);
+    odd.close(&mut agg, 2 * MS, Established, Close, details(0, 0, 0));
+    agg.feed_signal(&reset_sent_with(3, 2 * MS, Close, 42));
+    agg.end_batch();
+    let snap = agg.snapshot(MS * 1_000);
+    assert_eq!(row(&snap, Side::Server, LastAck, Close, false).count, 1);
+    let abnormal = row(&snap, Side::Server, LastAck, Close, true);
+    assert_eq!(abnormal.causes, [(Cause::Timeout, 1)]);
+    assert_eq!(abnormal.timers, [(Timer::OrphanRetries, 1)]);
+    assert_eq!(abnormal.retransmits, [(4, 1)]);
+    assert_eq!(
+        row(&snap, Side::Client, Established, Close, true).reset_reasons,
+        [("reason_42".to_owned(), 1)]
     );
 }

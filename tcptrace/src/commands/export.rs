@@ -266,6 +266,8 @@ pub async fn run(args: ExportArgs) -> anyhow::Result<()> {
             }
             Update::Transition(t, socket) => aggregator.feed_transition(t, socket),
             Update::Signal(signal, socket) => aggregator.feed_signal(signal, socket),
+            // The probe attaches no program on skb:kfree_skb here: the fates have no metrics.
+            Update::Drop(drop) => aggregator.feed_drop(drop),
             Update::BatchEnd => aggregator.end_batch(),
             Update::Tick(totals) => publish(&tx, &mut aggregator, totals, programs_attached),
         }

@@ -25,6 +25,7 @@ pub async fn run(args: RecordArgs) -> anyhow::Result<()> {
             filter: kernel_filter,
             // Recorded always, so that both `trace` and `transitions` replay from the file.
             causes: true,
+            drops: true,
             ..ProbeConfig::default()
         },
         // A reading of the counters every second: the intervals of a replay.

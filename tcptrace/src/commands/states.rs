@@ -247,7 +247,7 @@ async fn watch_live<W: Write>(watch: &mut LiveWatch<'_, W>) -> anyhow::Result<()
             Ok(())
         }
         Update::Tick(totals) => watch.tick(totals.now_ns, totals.losses.lost_events()),
-        Update::Signal(..) | Update::BatchEnd => Ok(()),
+        Update::Signal(..) | Update::Drop(..) | Update::BatchEnd => Ok(()),
     })
     .await?;
     Ok(())

@@ -69,7 +69,7 @@ pub async fn run(args: TraceArgs) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Update::Signal(..) => Ok(()),
+        Update::Signal(..) | Update::Drop(..) => Ok(()),
     };
     let (totals, damage) = match &args.replay {
         Some(path) => stream::run_replay(path, pipeline, on_update)?,

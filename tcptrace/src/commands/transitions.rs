@@ -56,6 +56,8 @@ pub async fn run(args: TransitionsArgs) -> anyhow::Result<()> {
             filter: filter.kernel(),
             // The causes of abnormal closes: the reset and retransmission tracepoints.
             causes: true,
+            // Request-socket fates and SYNs to closed ports, by listener and peer.
+            drops: true,
             ..ProbeConfig::default()
         },
         interval,
@@ -91,13 +93,18 @@ pub async fn run(args: TransitionsArgs) -> anyhow::Result<()> {
                         ..filter.clone()
                     } != EventFilter::default(),
                 );
+                aggregator.set_reset_reasons(origin.reset_reasons.clone());
                 aggregator.start(origin.start_ns);
+                if origin.fates {
+                    aggregator.trace_fates();
+                }
                 if let Some(counters) = totals.tcp {
                     aggregator.feed_kernel_counters(counters);
                 }
             }
             Update::Transition(t, socket) => aggregator.feed_transition(t, socket),
             Update::Signal(signal, socket) => aggregator.feed_signal(signal, socket),
+            Update::Drop(drop) => aggregator.feed_drop(drop),
             Update::BatchEnd => aggregator.end_batch(),
             // Not a terminal and no --interval: the final summary only.
             Update::Tick(_) if interval.is_none() => {}

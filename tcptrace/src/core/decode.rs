@@ -6,11 +6,14 @@ use std::{
     net::{IpAddr, Ipv4Addr, Ipv6Addr},
 };
 
-use tcptrace_ebpf::{Event, flags, kind};
+use tcptrace_ebpf::{Event, close, flags, kind};
 use thiserror::Error;
 
 use crate::core::{
-    event::{Comm, Family, OwnerKind, Record, Signal, SignalKind, Transition},
+    event::{
+        CloseDetails, Comm, Family, Fate, OwnerKind, PacketDrop, Record, Signal, SignalKind,
+        Transition,
+    },
     state::TcpState,
 };
 
@@ -28,6 +31,8 @@ pub enum DecodeError {
     UnknownState(u16),
     #[error("unknown address family {0}")]
     UnknownFamily(u16),
+    #[error("unknown packet fate {0}")]
+    UnknownFate(u16),
 }
 
 /// Reinterprets the bytes of one record as the ABI struct.
@@ -49,6 +54,7 @@ pub fn decode(bytes: &[u8]) -> Result<Record, DecodeError> {
         kind::RESET_SENT => decode_signal(&event, SignalKind::ResetSent),
         kind::RETRANSMIT => decode_signal(&event, SignalKind::Retransmit),
         kind::RETRANSMIT_SYNACK => decode_signal(&event, SignalKind::SynAckRetransmit),
+        kind::DROP => decode_drop(&event).map(Record::Drop),
         other => Err(DecodeError::UnknownKind(other)),
     }
 }
@@ -91,7 +97,36 @@ fn decode_signal(event: &Event, kind: SignalKind) -> Result<Record, DecodeError>
         kind,
         state,
         netns: event.netns,
+        reset_reason: (kind == SignalKind::ResetSent
+            && event.close_flags & close::RESET_REASON != 0)
+            .then_some(event.reset_reason),
     }))
+}
+
+/// A dropped packet: the fate in `newstate`, the TCP flags in `oldstate`, the kernel's reason in
+/// `holders`, the listener's owner when the listener map had it.
+fn decode_drop(event: &Event) -> Result<PacketDrop, DecodeError> {
+    let fate = Fate::from_raw(event.newstate).ok_or(DecodeError::UnknownFate(event.newstate))?;
+    let (family, laddr, raddr) = addresses(event)?;
+    let owner_known = event.flags & flags::OWNER_UNKNOWN == 0 && event.tgid != 0;
+    Ok(PacketDrop {
+        ts_ns: event.ts_ns,
+        fate,
+        family,
+        laddr,
+        lport: event.sport,
+        raddr,
+        rport: event.dport,
+        netns: event.netns,
+        tcp_flags: event.oldstate as u8,
+        reason: event.holders,
+        pid: owner_known.then_some(event.tgid),
+        comm: if owner_known {
+            Comm::from_raw(&event.comm)
+        } else {
+            Comm::default()
+        },
+    })
 }
 
 fn decode_transition(event: &Event) -> Result<Transition, DecodeError> {
@@ -126,6 +161,21 @@ fn decode_transition(event: &Event) -> Result<Transition, DecodeError> {
         time_in_from_ns: None,
         netns: event.netns,
         first_seen_midlife: false,
+        close: close_details(event, to),
+    })
+}
+
+/// The close details of a →CLOSE transition, when the probe read them.
+fn close_details(event: &Event, to: TcpState) -> Option<CloseDetails> {
+    let bits = event.close_flags;
+    (to == TcpState::Close && bits & close::DETAILS != 0).then_some(CloseDetails {
+        err: event.sk_err,
+        err_soft: event.sk_err_soft,
+        retransmits: event.retransmits,
+        probes_out: event.probes_out,
+        orphan: bits & close::ORPHAN != 0,
+        keepalive: bits & close::KEEPALIVE != 0,
+        user_timeout: bits & close::USER_TIMEOUT != 0,
     })
 }
 
@@ -164,6 +214,13 @@ pub(crate) mod tests {
             newstate: 1,
             holders: 0,
             cookie: 0x0001_0000_002a,
+            sk_err: 0,
+            sk_err_soft: 0,
+            retransmits: 0,
+            probes_out: 0,
+            close_flags: 0,
+            _pad_close: 0,
+            reset_reason: 0,
         }
     }
 
@@ -219,7 +276,9 @@ pub(crate) mod tests {
     #[test]
     fn short_records_are_rejected() {
         let bytes = encode(&sample());
-        assert_eq!(decode(&bytes[..95]), Err(DecodeError::Short(95)));
+        assert_eq!(decode(&bytes[..103]), Err(DecodeError::Short(103)));
+        // A record of ABI version 2 (96 bytes) is too short for this one: recordings widen them.
+        assert_eq!(decode(&bytes[..96]), Err(DecodeError::Short(96)));
         // A record of ABI version 1 (88 bytes) is too short for this one.
         assert_eq!(decode(&bytes[..88]), Err(DecodeError::Short(88)));
         assert_eq!(decode(&[]), Err(DecodeError::Short(0)));
@@ -242,6 +301,37 @@ pub(crate) mod tests {
         let mut e = sample();
         e.family = 1;
         assert_eq!(decode(&encode(&e)), Err(DecodeError::UnknownFamily(1)));
+    }
+
+    #[test]
+    fn drops_carry_their_fate_ports_and_the_listeners_owner() {
+        let mut e = sample();
+        e.kind = kind::DROP;
+        e.newstate = tcptrace_ebpf::fate::EMBRYONIC_RESET;
+        e.oldstate = 0x14;
+        e.holders = 2;
+        e.sport = 8080;
+        e.dport = 40000;
+        let Ok(Record::Drop(d)) = decode(&encode(&e)) else {
+            panic!("not a drop")
+        };
+        assert_eq!(d.fate, Fate::EmbryonicReset);
+        assert_eq!(
+            (d.lport, d.rport, d.tcp_flags, d.reason),
+            (8080, 40000, 0x14, 2)
+        );
+        assert_eq!(d.laddr, "127.0.0.1".parse::<IpAddr>().unwrap());
+        assert_eq!(d.raddr, "127.0.0.2".parse::<IpAddr>().unwrap());
+        assert_eq!((d.pid, d.comm.as_str()), (Some(4242), "curl"));
+        e.flags = flags::OWNER_UNKNOWN;
+        let Ok(Record::Drop(d)) = decode(&encode(&e)) else {
+            panic!("not a drop")
+        };
+        assert_eq!(d.pid, None);
+        e.newstate = 0;
+        assert_eq!(decode(&encode(&e)), Err(DecodeError::UnknownFate(0)));
+        e.newstate = 4;
+        assert_eq!(decode(&encode(&e)), Err(DecodeError::UnknownFate(4)));
     }
 
     #[test]
@@ -282,6 +372,7 @@ pub(crate) mod tests {
                 kind: SignalKind::ResetReceived,
                 state: Some(TcpState::SynSent),
                 netns: 4026531840,
+                reset_reason: None,
             }))
         );
         e.kind = kind::RETRANSMIT_SYNACK;
@@ -295,5 +386,62 @@ pub(crate) mod tests {
         );
         e.oldstate = 77;
         assert_eq!(decode(&encode(&e)), Err(DecodeError::UnknownState(77)));
+    }
+
+    #[test]
+    fn a_reset_sent_carries_its_reason_only_when_the_probe_read_one() {
+        let mut e = sample();
+        e.kind = kind::RESET_SENT;
+        e.oldstate = 1;
+        e.reset_reason = 15;
+        let reason = |e: &Event| match decode(&encode(e)) {
+            Ok(Record::Signal(signal)) => signal.reset_reason,
+            other => panic!("{other:?}"),
+        };
+        // Before Linux 6.10 the tracepoint has none: the field means nothing.
+        assert_eq!(reason(&e), None);
+        e.close_flags = close::RESET_REASON;
+        assert_eq!(reason(&e), Some(15));
+        // Reason 0 (not specified) is a reason.
+        e.reset_reason = 0;
+        assert_eq!(reason(&e), Some(0));
+        // Other kinds never carry one.
+        e.kind = kind::RESET_RECEIVED;
+        assert_eq!(reason(&e), None);
+    }
+
+    #[test]
+    fn close_details_are_decoded_for_closes_only() {
+        let mut e = sample();
+        e.oldstate = 2;
+        e.newstate = 7;
+        e.sk_err = 110;
+        e.sk_err_soft = 113;
+        e.retransmits = 3;
+        e.probes_out = 1;
+        let details = |e: &Event| match decode(&encode(e)) {
+            Ok(Record::Transition(t)) => t.close,
+            other => panic!("{other:?}"),
+        };
+        // Not read by the probe (a record of ABI 2, widened): nothing known.
+        assert_eq!(details(&e), None);
+        e.close_flags = close::DETAILS | close::ORPHAN | close::USER_TIMEOUT;
+        assert_eq!(
+            details(&e),
+            Some(CloseDetails {
+                err: 110,
+                err_soft: 113,
+                retransmits: 3,
+                probes_out: 1,
+                orphan: true,
+                keepalive: false,
+                user_timeout: true,
+            })
+        );
+        e.close_flags = close::DETAILS | close::KEEPALIVE;
+        assert!(details(&e).is_some_and(|d| d.keepalive && !d.orphan));
+        // A transition to another state has no close to tell of.
+        e.newstate = 1;
+        assert_eq!(details(&e), None);
     }
 }

@@ -170,6 +170,28 @@ pub struct Transition {
     /// The socket existed before it was first seen (before tracing, or forgotten by a full
     /// per-socket table).
     pub first_seen_midlife: bool,
+    /// →CLOSE: what the kernel knew of the socket as it closed; `None` for other transitions
+    /// and in recordings made before the probe read it.
+    pub close: Option<CloseDetails>,
+}
+
+/// What the kernel knew of a socket at its →CLOSE (see `tcptrace_ebpf::Event`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct CloseDetails {
+    /// `sk_err`: the error reported to the owner, 0 when none.
+    pub err: u8,
+    /// `sk_err_soft`: the last soft error (an ICMP error), 0 when none.
+    pub err_soft: u8,
+    /// Retransmission timeouts in a row (SYN retransmissions in SYN_SENT).
+    pub retransmits: u8,
+    /// Keepalive or zero-window probes unanswered.
+    pub probes_out: u8,
+    /// The owner had closed the socket (`SOCK_DEAD`): an orphan, ended by a timer.
+    pub orphan: bool,
+    /// `SO_KEEPALIVE` was on.
+    pub keepalive: bool,
+    /// `TCP_USER_TIMEOUT` was set.
+    pub user_timeout: bool,
 }
 
 #[cfg(test)]
@@ -194,6 +216,7 @@ impl Transition {
             time_in_from_ns: None,
             netns: 0,
             first_seen_midlife: false,
+            close: None,
         }
     }
 }
@@ -221,6 +244,69 @@ pub struct Signal {
     /// The socket's state when it happened, where the tracepoint says.
     pub state: Option<TcpState>,
     pub netns: u32,
+    /// A reset sent: the kernel's `enum sk_rst_reason`, where the tracepoint carries it (Linux
+    /// 6.10 and later); its name is in the probe's `ResetReasons`.
+    pub reset_reason: Option<u16>,
+}
+
+/// What befell a request socket or a connection attempt, told by the packet the kernel dropped
+/// for it (`skb:kfree_skb`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Fate {
+    /// A reset killed a request socket: SYN_RECV → LISTEN on RST (TcpExt EmbryonicRsts).
+    EmbryonicReset,
+    /// The final ACK of a handshake found the accept queue full: no child (part of TcpExt
+    /// ListenOverflows).
+    ListenOverflow,
+    /// A SYN to a port nothing listens on: the server's side of a refused connect.
+    ClosedPort,
+}
+
+impl Fate {
+    pub const ALL: [Fate; 3] = [Self::EmbryonicReset, Self::ListenOverflow, Self::ClosedPort];
+    pub const COUNT: usize = Self::ALL.len();
+
+    /// The name in text and JSON.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::EmbryonicReset => "embryonic_reset",
+            Self::ListenOverflow => "listen_overflow",
+            Self::ClosedPort => "closed_port",
+        }
+    }
+
+    /// From the kernel side's [`tcptrace_ebpf::fate`] value.
+    pub fn from_raw(raw: u16) -> Option<Self> {
+        use tcptrace_ebpf::fate;
+        match raw {
+            fate::EMBRYONIC_RESET => Some(Self::EmbryonicReset),
+            fate::LISTEN_OVERFLOW => Some(Self::ListenOverflow),
+            fate::CLOSED_PORT => Some(Self::ClosedPort),
+            _ => None,
+        }
+    }
+}
+
+/// A received TCP segment the kernel dropped for one of the [`Fate`]s, seen from this host:
+/// local is where the packet went (the listener's address and port), remote where it came from
+/// (the peer).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PacketDrop {
+    pub ts_ns: u64,
+    pub fate: Fate,
+    pub family: Family,
+    pub laddr: IpAddr,
+    pub lport: u16,
+    pub raddr: IpAddr,
+    pub rport: u16,
+    pub netns: u32,
+    /// The segment's TCP flags byte.
+    pub tcp_flags: u8,
+    /// The kernel's own drop reason (`enum skb_drop_reason`, whose values vary by version).
+    pub reason: u32,
+    /// The listener's owner, from the listener map; `None` for a closed port or when unknown.
+    pub pid: Option<u32>,
+    pub comm: Comm,
 }
 
 /// What the kernel side can send.
@@ -228,6 +314,7 @@ pub struct Signal {
 pub enum Record {
     Transition(Transition),
     Signal(Signal),
+    Drop(PacketDrop),
 }
 
 #[cfg(test)]

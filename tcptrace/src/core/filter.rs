@@ -4,7 +4,7 @@
 
 use tcptrace_ebpf::{Filter, MAX_FILTER_PORTS};
 
-use crate::core::event::{Family, Transition};
+use crate::core::event::{Family, PacketDrop, Transition};
 
 const AF_INET: u16 = 2;
 const AF_INET6: u16 = 10;
@@ -47,6 +47,22 @@ impl EventFilter {
     /// [`Self::owner_matches`]).
     pub fn matches(&self, t: &Transition) -> bool {
         self.socket_matches(t) && self.owner_matches(t)
+    }
+
+    /// Whether a dropped packet passes: its family, namespace and ports as the listener's
+    /// (local) and the peer's (remote), and the listener's owner where `--pid` or `--comm` ask
+    /// for one (a closed port has none, so it never passes them).
+    pub fn drop_matches(&self, d: &PacketDrop) -> bool {
+        let port_in = |ports: &[u16], port: u16| ports.is_empty() || ports.contains(&port);
+        (self.family.is_none() || self.family == Some(d.family))
+            && self.netns.is_none_or(|netns| netns == d.netns)
+            && port_in(&self.lports, d.lport)
+            && port_in(&self.rports, d.rport)
+            && (self.pid.is_none() || self.pid == d.pid)
+            && self
+                .comm
+                .as_ref()
+                .is_none_or(|comm| d.comm == comm.as_str())
     }
 
     /// Whether the socket passes what never changes over its life: family, ports, namespace.

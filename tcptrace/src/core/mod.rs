@@ -12,6 +12,7 @@ pub mod losses;
 pub mod peer_fill;
 pub mod pipeline;
 pub mod record;
+pub mod reset_reason;
 pub mod seed;
 pub mod sockets;
 pub mod state;

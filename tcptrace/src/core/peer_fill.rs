@@ -39,6 +39,7 @@ impl Slot {
         match &self.record {
             Record::Transition(t) => t.ts_ns,
             Record::Signal(s) => s.ts_ns,
+            Record::Drop(d) => d.ts_ns,
         }
     }
 }
@@ -76,11 +77,12 @@ impl PeerFill {
     pub fn push(&mut self, record: Record, out: &mut impl FnMut(Record)) {
         let t = match record {
             Record::Transition(t) => t,
-            signal @ Record::Signal(_) if self.queue.is_empty() => {
+            // Signals and drops have nothing to fill: they keep their place in the order.
+            signal @ (Record::Signal(_) | Record::Drop(_)) if self.queue.is_empty() => {
                 out(signal);
                 return;
             }
-            signal @ Record::Signal(_) => {
+            signal @ (Record::Signal(_) | Record::Drop(_)) => {
                 self.queue.push_back(Slot {
                     record: signal,
                     ready: true,
@@ -199,7 +201,7 @@ mod tests {
             .into_iter()
             .filter_map(|r| match r {
                 Record::Transition(t) => Some(t),
-                Record::Signal(_) => None,
+                Record::Signal(_) | Record::Drop(_) => None,
             })
             .collect()
     }
@@ -300,6 +302,7 @@ mod tests {
             kind: SignalKind::ResetReceived,
             state: None,
             netns: 0,
+            reset_reason: None,
         });
         fill.push(
             Record::Transition(t(1, 10, Close, SynSent, 0, 80)),

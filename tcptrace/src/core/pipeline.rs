@@ -15,7 +15,7 @@
 
 use crate::core::{
     decode::decode,
-    event::{Record, Signal, Transition},
+    event::{PacketDrop, Record, Signal, Transition},
     filter::EventFilter,
     losses::{KernelCounters, Losses},
     peer_fill::PeerFill,
@@ -52,6 +52,9 @@ pub enum Output<'a, X> {
     /// A reset or retransmission, with the entry of its socket when the table follows it. Not
     /// filtered: the socket it concerns decides, and only the consumer knows which it shows.
     Signal(&'a Signal, Option<&'a mut Entry<X>>),
+    /// A packet the kernel dropped for a request socket's fate or a closed port, that passed
+    /// the filter. No socket of the table is its: request sockets are never tracked.
+    Drop(&'a PacketDrop),
 }
 
 pub struct Pipeline<X> {
@@ -178,6 +181,11 @@ fn follow<X: Default>(
             Follow::Keep
         }),
         Record::Signal(signal) => out(Output::Signal(&signal, table.get_mut(signal.sk))),
+        Record::Drop(drop) => {
+            if filter.drop_matches(&drop) {
+                out(Output::Drop(&drop));
+            }
+        }
     }
 }
 
@@ -227,6 +235,13 @@ mod tests {
             newstate: new,
             holders: 0,
             cookie: 0,
+            sk_err: 0,
+            sk_err_soft: 0,
+            retransmits: 0,
+            probes_out: 0,
+            close_flags: 0,
+            _pad_close: 0,
+            reset_reason: 0,
         })
         .to_vec()
     }

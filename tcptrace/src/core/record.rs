@@ -11,9 +11,9 @@
 //! | bytes | header field                                                            |
 //! | ----- | ----------------------------------------------------------------------- |
 //! | 0     | magic, the 8 bytes `TCPTRACE`                                           |
-//! | 8     | format version, u16: [`FORMAT_VERSION`] (= 2)                           |
+//! | 8     | format version, u16: [`FORMAT_VERSION`] (= 3)                           |
 //! | 10    | event ABI version, u16: `tcptrace_ebpf::ABI_VERSION`                    |
-//! | 12    | event size, u32: `size_of::<tcptrace_ebpf::Event>()` (= 96)             |
+//! | 12    | event size, u32: `size_of::<tcptrace_ebpf::Event>()` (= 104)            |
 //! | 16    | `WallClock::mono_to_unix_ns`, i128                                      |
 //! | 32    | `WallClock::utc_offset_s`, i64                                          |
 //! | 40    | the recorder's network namespace inode, u32                             |
@@ -29,7 +29,7 @@
 //!
 //! | tag | frame      | payload                                                             |
 //! | --- | ---------- | ------------------------------------------------------------------- |
-//! | 1   | `Event`    | one ring-buffer record as read (96 bytes today; any length is kept) |
+//! | 1   | `Event`    | one ring-buffer record as read (104 bytes today; any length is kept)|
 //! | 2   | `Batch`    | `now_ns`, u64 (8 bytes)                                             |
 //! | 3   | `Counters` | `now_ns`, u64; `KernelCounters` as 4 u64 in field order; a u8 flag, |
 //! |     |            | 1 if the TCP counters follow as 10 u64 in field order (41 or 121)   |
@@ -37,9 +37,20 @@
 //! | 5   | `Seed`     | the owner of a socket that predates tracing, found by the start-up  |
 //! |     |            | census: cookie, u64; pid, u32; holders, u32; comm, 16 bytes,        |
 //! |     |            | NUL-padded (32 bytes). Written before the first counters frame.     |
+//! | 6   | `Reasons`  | the names of the kernel's reset reasons by value (`enum             |
+//! |     |            | sk_rst_reason`, from its BTF): a u16 count, then each name as a u16 |
+//! |     |            | length and that many bytes of UTF-8 (empty: no such value). Written |
+//! |     |            | before the first counters frame, only by a kernel that has them.    |
+//! | 7   | `Fates`    | empty: the recorder traced the packets dropped for request sockets' |
+//! |     |            | fates (`skb:kfree_skb` attached), so that their absence means none. |
+//! |     |            | Written before the first counters frame, or never.                  |
 //!
 //! Version 2 added the seed frame (and came with event ABI version 2); a reader of version 2
-//! reads version 1's layout too, whose events it then refuses by their ABI.
+//! reads version 1's layout too, whose events it then refuses by their ABI. Version 3 added the
+//! reasons and fates frames and came with event ABI version 3 (104-byte events, appended close
+//! details; events of kind `DROP`, which the fates frame announces); a reader of version 3
+//! reads files of version 2 too, and hands their 96-byte events out widened to the current
+//! layout, the appended fields zero: nothing known of their closes, and no fates traced.
 //!
 //! `KernelCounters` in field order: `ringbuf_full`, `skipped_by_kernel`, `nested_caught`,
 //! `listener_update_failed`. `TcpCounters` in field order: `active_opens`, `passive_opens`,
@@ -52,7 +63,7 @@
 
 use std::io::{self, Read, Write};
 
-use tcptrace_ebpf::{ABI_VERSION, Event};
+use tcptrace_ebpf::{ABI_VERSION, EVENT_SIZE_V2, Event};
 use thiserror::Error;
 
 use crate::core::{
@@ -60,13 +71,16 @@ use crate::core::{
     counters::TcpCounters,
     event::Comm,
     losses::KernelCounters,
+    reset_reason::ResetReasons,
     seed::{Holders, SocketSeed},
 };
 
 /// The first bytes of every recording.
 pub const MAGIC: [u8; 8] = *b"TCPTRACE";
 /// The version of this layout that this tcptrace writes, and the newest it reads.
-pub const FORMAT_VERSION: u16 = 2;
+pub const FORMAT_VERSION: u16 = 3;
+/// The event ABI of format version 2, whose events a reader widens.
+const ABI_V2: u16 = 2;
 /// The largest payload of a frame, and the longest header string. A ring-buffer record is 96
 /// bytes; a length beyond this is corruption, never an allocation.
 pub const MAX_PAYLOAD: usize = 64 << 10;
@@ -88,6 +102,8 @@ mod tag {
     pub const COUNTERS: u8 = 3;
     pub const END: u8 = 4;
     pub const SEED: u8 = 5;
+    pub const REASONS: u8 = 6;
+    pub const FATES: u8 = 7;
 }
 
 /// What the recorder knew about its run: what a replay needs besides the events to print what
@@ -133,6 +149,10 @@ pub enum Frame<'a> {
     End { now_ns: u64 },
     /// The owner of a socket that predates tracing, as the start-up census found it.
     Seed(SocketSeed),
+    /// The names of the recording kernel's reset reasons, by value.
+    Reasons(&'a ResetReasons),
+    /// The recorder traced the packets dropped for request sockets' fates.
+    Fates,
 }
 
 /// Why a recording cannot be read (further). Frames returned before the error stay valid.
@@ -210,6 +230,8 @@ pub enum Corruption {
     },
     #[error("data after the end frame (two recordings in one file?)")]
     AfterEnd,
+    #[error("a reasons frame whose names overrun it or are not UTF-8")]
+    BadReasons,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -319,6 +341,12 @@ impl<W: Write> Writer<W> {
         self.out.flush()
     }
 
+    /// The recorder traces the packets dropped for request sockets' fates: before the first
+    /// counters.
+    pub fn fates(&mut self) -> io::Result<()> {
+        self.out.write_all(&frame_head(tag::FATES, 0))
+    }
+
     /// The owner of a socket that predates tracing.
     pub fn seed(&mut self, seed: &SocketSeed) -> io::Result<()> {
         let mut frame = [0u8; FRAME_HEAD + SEED_LEN];
@@ -330,6 +358,28 @@ impl<W: Write> Writer<W> {
         let comm = seed.holders.comm.as_str().as_bytes();
         frame[at..at + comm.len()].copy_from_slice(comm);
         self.out.write_all(&frame)
+    }
+
+    /// The names of the kernel's reset reasons.
+    pub fn reasons(&mut self, reasons: &ResetReasons) -> io::Result<()> {
+        let names = reasons.names();
+        let mut payload = Vec::with_capacity(2 + names.iter().map(|n| 2 + n.len()).sum::<usize>());
+        let count = u16::try_from(names.len())
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "too many reset reasons"))?;
+        payload.extend_from_slice(&count.to_le_bytes());
+        for name in names {
+            let len = u16::try_from(name.len()).map_err(|_| {
+                io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    "a reset reason's name is too long",
+                )
+            })?;
+            payload.extend_from_slice(&len.to_le_bytes());
+            payload.extend_from_slice(name.as_bytes());
+        }
+        let len = payload_len(payload.len(), "reasons frame")?;
+        self.out.write_all(&frame_head(tag::REASONS, len))?;
+        self.out.write_all(&payload)
     }
 
     /// The end frame, at `now_ns`; flushes and hands back the output. Consumes the writer: a
@@ -402,6 +452,10 @@ pub struct Reader<R: Read> {
     /// a frame is longer than any before it.
     payload: Vec<u8>,
     state: State,
+    /// The file's events are of ABI version 2: each is widened to the current layout.
+    widen: bool,
+    /// The names of the last reasons frame.
+    reasons: ResetReasons,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -420,6 +474,8 @@ enum Parsed {
     Counters(u64, KernelCounters, Option<TcpCounters>),
     End(u64),
     Seed(SocketSeed),
+    Reasons,
+    Fates,
 }
 
 impl<R: Read> Reader<R> {
@@ -429,11 +485,13 @@ impl<R: Read> Reader<R> {
             inner: input,
             offset: 0,
         };
-        let header = read_header(&mut input)?;
+        let (header, abi) = read_header(&mut input)?;
         let reader = Self {
             input,
             payload: Vec::with_capacity(EVENT_SIZE as usize),
             state: State::Frames,
+            widen: abi == ABI_V2,
+            reasons: ResetReasons::default(),
         };
         Ok((reader, header))
     }
@@ -475,6 +533,8 @@ impl<R: Read> Reader<R> {
                 Frame::End { now_ns }
             }
             Parsed::Seed(seed) => Frame::Seed(seed),
+            Parsed::Reasons => Frame::Reasons(&self.reasons),
+            Parsed::Fates => Frame::Fates,
         }))
     }
 
@@ -516,12 +576,22 @@ impl<R: Read> Reader<R> {
             tag::BATCH if len as usize != TIME_LEN => return Err(bad_length("batch", "8")),
             tag::END if len as usize != TIME_LEN => return Err(bad_length("end", "8")),
             tag::SEED if len as usize != SEED_LEN => return Err(bad_length("seed", "32")),
+            tag::REASONS if len as usize > MAX_PAYLOAD || len < 2 => {
+                return Err(bad_length("reasons", "2 to 65536"));
+            }
+            tag::FATES if len != 0 => return Err(bad_length("fates", "0")),
             tag::COUNTERS
                 if len as usize != COUNTERS_LEN && len as usize != COUNTERS_WITH_TCP_LEN =>
             {
                 return Err(bad_length("counters", "41 or 121"));
             }
-            tag::EVENT | tag::BATCH | tag::END | tag::COUNTERS | tag::SEED => {}
+            tag::EVENT
+            | tag::BATCH
+            | tag::END
+            | tag::COUNTERS
+            | tag::SEED
+            | tag::REASONS
+            | tag::FATES => {}
             // Whatever its length: that garbage is long says less than that it is garbage.
             other => return Err(corrupt(Corruption::UnknownTag(other))),
         }
@@ -537,10 +607,21 @@ impl<R: Read> Reader<R> {
             });
         }
         Ok(match kind {
+            // Zeroed past its end: the fields ABI version 3 appended, not read then.
+            tag::EVENT if self.widen && len == EVENT_SIZE_V2 => {
+                self.payload.resize(len.max(EVENT_SIZE as usize), 0);
+                self.payload[len..EVENT_SIZE as usize].fill(0);
+                Parsed::Event(EVENT_SIZE as usize)
+            }
             tag::EVENT => Parsed::Event(len),
+            tag::REASONS => {
+                self.reasons = reasons(payload).ok_or(corrupt(Corruption::BadReasons))?;
+                Parsed::Reasons
+            }
             tag::BATCH => Parsed::Batch(Fields(payload).u64()),
             tag::END => Parsed::End(Fields(payload).u64()),
             tag::SEED => Parsed::Seed(seed(payload)),
+            tag::FATES => Parsed::Fates,
             _ => counters(payload, start, bad_length)?,
         })
     }
@@ -580,6 +661,20 @@ fn counters(
         syn_retrans: fields.u64(),
     });
     Ok(Parsed::Counters(now_ns, kernel, tcp))
+}
+
+/// The payload of a reasons frame: `None` when it is not as documented.
+fn reasons(payload: &[u8]) -> Option<ResetReasons> {
+    let (count, mut rest) = payload.split_first_chunk::<2>()?;
+    let mut names = Vec::new();
+    for _ in 0..u16::from_le_bytes(*count) {
+        let (len, after) = rest.split_first_chunk::<2>()?;
+        let len = usize::from(u16::from_le_bytes(*len));
+        let name = after.get(..len)?;
+        names.push(std::str::from_utf8(name).ok()?.to_owned());
+        rest = &after[len..];
+    }
+    rest.is_empty().then(|| ResetReasons::from_names(names))
 }
 
 /// The payload of a seed frame, whose length was checked.
@@ -694,7 +789,8 @@ impl<R: Read> Input<R> {
     }
 }
 
-fn read_header<R: Read>(input: &mut Input<R>) -> Result<Header, RecordError> {
+/// The header, and the ABI version of the file's events.
+fn read_header<R: Read>(input: &mut Input<R>) -> Result<(Header, u16), RecordError> {
     let mut magic = [0u8; MAGIC.len()];
     let got = input.fill(&mut magic)?;
     // A prefix of the magic is a recording cut short (an empty file among them), anything
@@ -745,24 +841,30 @@ fn read_header<R: Read>(input: &mut Input<R>) -> Result<Header, RecordError> {
         filter: input.string("kernel filter")?,
     };
     // Checked once the whole header is read, to name the tcptrace that can replay the file.
-    if abi != ABI_VERSION {
+    // Version 2's events are a prefix of this version's: widened on reading.
+    let expected_size = if abi == ABI_V2 {
+        EVENT_SIZE_V2 as u32
+    } else {
+        EVENT_SIZE
+    };
+    if abi != ABI_VERSION && abi != ABI_V2 {
         return Err(RecordError::AbiMismatch {
             found: abi,
             supported: ABI_VERSION,
             recorder: header.tcptrace_version,
         });
     }
-    if event_size != EVENT_SIZE {
+    if event_size != expected_size {
         return Err(RecordError::Corrupt {
             offset: size_at,
             problem: Corruption::EventSize {
                 found: event_size,
-                expected: EVENT_SIZE,
+                expected: expected_size,
                 abi,
             },
         });
     }
-    Ok(header)
+    Ok((header, abi))
 }
 
 fn flag(value: u8, field: &'static str, offset: u64) -> Result<bool, RecordError> {
@@ -789,6 +891,8 @@ mod tests {
         Counters(u64, KernelCounters, Option<TcpCounters>),
         End(u64),
         Seed(SocketSeed),
+        Reasons(Vec<String>),
+        Fates,
     }
 
     impl From<Frame<'_>> for Owned {
@@ -803,6 +907,8 @@ mod tests {
                 } => Self::Counters(now_ns, kernel, tcp),
                 Frame::End { now_ns } => Self::End(now_ns),
                 Frame::Seed(seed) => Self::Seed(seed),
+                Frame::Reasons(reasons) => Self::Reasons(reasons.names().to_vec()),
+                Frame::Fates => Self::Fates,
             }
         }
     }
@@ -861,6 +967,12 @@ mod tests {
             Owned::Counters(5_000, kernel_counters(), Some(tcp_counters())),
             Owned::Seed(seed(7, "python3", 1)),
             Owned::Seed(seed(u64::MAX, "full-sixteen-chr", u32::MAX)),
+            Owned::Reasons(vec![
+                "not_specified".into(),
+                String::new(),
+                "tcp_keepalive_timeout".into(),
+            ]),
+            Owned::Fates,
             Owned::End(u64::MAX),
         ]
     }
@@ -887,6 +999,10 @@ mod tests {
                     writer.counters(*now_ns, kernel, tcp.as_ref()).unwrap()
                 }
                 Owned::Seed(seed) => writer.seed(seed).unwrap(),
+                Owned::Reasons(names) => writer
+                    .reasons(&ResetReasons::from_names(names.clone()))
+                    .unwrap(),
+                Owned::Fates => writer.fates().unwrap(),
                 Owned::End(_) => {}
             }
         }
@@ -960,24 +1076,24 @@ mod tests {
     fn the_header_is_laid_out_as_documented() {
         let bytes = recording();
         assert_eq!(&bytes[0..8], b"TCPTRACE");
-        assert_eq!(&bytes[8..10], &2u16.to_le_bytes());
+        assert_eq!(&bytes[8..10], &3u16.to_le_bytes());
         assert_eq!(&bytes[10..12], &ABI_VERSION.to_le_bytes());
-        assert_eq!(&bytes[12..16], &96u32.to_le_bytes());
+        assert_eq!(&bytes[12..16], &104u32.to_le_bytes());
         assert_eq!(&bytes[16..32], &1_700_000_000_123_456_789i128.to_le_bytes());
         assert_eq!(&bytes[32..40], &(-7i64 * 3600).to_le_bytes());
         assert_eq!(&bytes[40..44], &4026531840u32.to_le_bytes());
         assert_eq!(bytes[44], 1);
         assert_eq!(&bytes[45..49], &16u32.to_le_bytes());
         assert_eq!(&bytes[49..65], b"6.8.0-45-generic");
-        // The first frame: counters with TCP counters, then a 96-byte event.
+        // The first frame: counters with TCP counters, then a 104-byte event.
         let (header_end, ends) = frame_ends(&bytes);
         let first = header_end as usize;
         assert_eq!(bytes[first], 3);
         assert_eq!(&bytes[first + 1..first + 5], &121u32.to_le_bytes());
         assert_eq!(bytes[first + 5 + 40], 1);
         let second = ends[0] as usize;
-        assert_eq!(&bytes[second..second + 5], &[1, 96, 0, 0, 0]);
-        assert_eq!(ends[1] - ends[0], 5 + 96);
+        assert_eq!(&bytes[second..second + 5], &[1, 104, 0, 0, 0]);
+        assert_eq!(ends[1] - ends[0], 5 + 104);
         // A seed frame: cookie, pid, holders, comm.
         let seed = ends[8] as usize;
         assert_eq!(&bytes[seed..seed + 5], &[5, 32, 0, 0, 0]);
@@ -985,6 +1101,94 @@ mod tests {
         assert_eq!(&bytes[seed + 13..seed + 17], &4242u32.to_le_bytes());
         assert_eq!(&bytes[seed + 17..seed + 21], &1u32.to_le_bytes());
         assert_eq!(&bytes[seed + 21..seed + 37], b"python3\0\0\0\0\0\0\0\0\0");
+        // The reasons frame: a count, then each name by its length.
+        let reasons = ends[10] as usize;
+        let payload = b"\x03\x00\x0d\x00not_specified\x00\x00\x15\x00tcp_keepalive_timeout";
+        assert_eq!(bytes[reasons], 6);
+        assert_eq!(
+            &bytes[reasons + 1..reasons + 5],
+            &(payload.len() as u32).to_le_bytes()
+        );
+        assert_eq!(&bytes[reasons + 5..reasons + 5 + payload.len()], payload);
+    }
+
+    /// A recording of format version 2, as tcptrace wrote them with event ABI version 2:
+    /// 96-byte events, no reasons frame.
+    fn recording_v2(events: &[&[u8]]) -> Vec<u8> {
+        let mut bytes = recording();
+        let header_end = frame_ends(&bytes).0 as usize;
+        bytes.truncate(header_end);
+        bytes[8..10].copy_from_slice(&2u16.to_le_bytes());
+        bytes[10..12].copy_from_slice(&2u16.to_le_bytes());
+        bytes[12..16].copy_from_slice(&96u32.to_le_bytes());
+        for event in events {
+            bytes.push(1);
+            bytes.extend_from_slice(&(event.len() as u32).to_le_bytes());
+            bytes.extend_from_slice(event);
+        }
+        bytes.extend_from_slice(&time_frame(tag::END, 9));
+        bytes
+    }
+
+    #[test]
+    fn events_of_format_2_are_widened_with_nothing_known_of_their_closes() {
+        use crate::core::{decode::decode, event::Record, state::TcpState};
+        let mut close = sample();
+        close.oldstate = 1;
+        close.newstate = 7;
+        let full = encode(&close);
+        // Garbage past 96 bytes in the buffer must not leak into a widened event.
+        let long = [0xee; 200];
+        let bytes = recording_v2(&[&long, &full[..96], &full[..40]]);
+        let (header, frames, err) = read_all(&bytes).unwrap();
+        assert_eq!(header, self::header());
+        assert!(err.is_none(), "{err:?}");
+        let Owned::Event(widened) = &frames[1] else {
+            panic!("{frames:?}")
+        };
+        assert_eq!(widened.len(), 104);
+        assert_eq!(&widened[..96], &full[..96]);
+        assert_eq!(&widened[96..], &[0; 8]);
+        let Ok(Record::Transition(t)) = decode(widened) else {
+            panic!("not a transition")
+        };
+        assert_eq!(
+            (t.from, t.to, t.close),
+            (TcpState::Established, TcpState::Close, None)
+        );
+        // Records of other lengths are kept as they were (and rejected by decode if short).
+        assert!(matches!(&frames[0], Owned::Event(b) if b.len() == 200));
+        assert!(matches!(&frames[2], Owned::Event(b) if b.len() == 40));
+    }
+
+    #[test]
+    fn a_reasons_frame_that_overruns_or_is_not_utf8_is_corruption() {
+        for payload in [
+            &b"\x01\x00\x05\x00abc"[..],
+            b"\x01\x00\x01\x00\xff",
+            b"\x00\x00extra",
+            b"\x01",
+        ] {
+            let mut bytes = recording();
+            let header_end = frame_ends(&bytes).0 as usize;
+            bytes.truncate(header_end);
+            bytes.push(6);
+            bytes.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+            bytes.extend_from_slice(payload);
+            let (_, frames, err) = read_all(&bytes).unwrap();
+            assert!(frames.is_empty());
+            let err = err.expect("an error");
+            assert!(
+                matches!(
+                    err,
+                    RecordError::Corrupt {
+                        problem: Corruption::BadReasons | Corruption::BadLength { .. },
+                        ..
+                    }
+                ),
+                "{err:?}"
+            );
+        }
     }
 
     #[test]
@@ -1014,18 +1218,18 @@ mod tests {
     #[test]
     fn a_newer_format_asks_for_an_upgrade_whatever_follows() {
         let mut bytes = b"TCPTRACE".to_vec();
-        bytes.extend_from_slice(&3u16.to_le_bytes());
+        bytes.extend_from_slice(&4u16.to_le_bytes());
         let err = header_error(&bytes);
         assert!(matches!(
             err,
             RecordError::NewerFormat {
-                found: 3,
-                supported: 2
+                found: 4,
+                supported: 3
             }
         ));
         assert_eq!(
             err.to_string(),
-            "format version 3 is newer than this tcptrace reads (2): upgrade tcptrace"
+            "format version 4 is newer than this tcptrace reads (3): upgrade tcptrace"
         );
         let err = header_error(&patched(8, &0u16.to_le_bytes()));
         assert!(matches!(
@@ -1053,8 +1257,8 @@ mod tests {
         assert_eq!(
             err.to_string(),
             format!(
-                "the events were recorded by tcptrace 0.1.0 with event ABI version 3, this \
-                 tcptrace {} decodes version 2: replay the file with tcptrace 0.1.0",
+                "the events were recorded by tcptrace 0.1.0 with event ABI version 4, this \
+                 tcptrace {} decodes version 3: replay the file with tcptrace 0.1.0",
                 env!("CARGO_PKG_VERSION")
             )
         );
@@ -1069,16 +1273,30 @@ mod tests {
                 offset: 12,
                 problem: Corruption::EventSize {
                     found: 88,
-                    expected: 96,
-                    abi: 2
+                    expected: 104,
+                    abi: 3
                 }
             }
         ));
         assert_eq!(
             err.to_string(),
-            "recording corrupt at byte 12: 88-byte events, where event ABI version 2 has 96-byte \
+            "recording corrupt at byte 12: 88-byte events, where event ABI version 3 has 104-byte \
              ones"
         );
+        // Version 2's events keep their own size.
+        let mut v2 = patched(10, &2u16.to_le_bytes());
+        v2[12..16].copy_from_slice(&104u32.to_le_bytes());
+        assert!(matches!(
+            header_error(&v2),
+            RecordError::Corrupt {
+                problem: Corruption::EventSize {
+                    found: 104,
+                    expected: 96,
+                    abi: 2
+                },
+                ..
+            }
+        ));
     }
 
     #[test]
@@ -1162,7 +1380,7 @@ mod tests {
     fn an_unknown_tag_is_corruption_at_its_frame() {
         let bytes = recording();
         let (_, ends) = frame_ends(&bytes);
-        for tag in [0, 6, 0xff] {
+        for tag in [0, 8, 0xff] {
             let mut bytes = bytes.clone();
             bytes[ends[1] as usize] = tag;
             let err = frame_error(&bytes, 2);

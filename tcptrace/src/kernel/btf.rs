@@ -1,5 +1,6 @@
 //! Struct member offsets from the kernel's BTF (`/sys/kernel/btf/vmlinux`), so that the probe
-//! reads the right bytes of `struct sock` (ports, addresses, namespace) on any kernel build.
+//! reads the right bytes of `struct sock` (ports, addresses, namespace) on any kernel build;
+//! the values of the enums it needs, and how many arguments a tracepoint has.
 //!
 //! A deliberately small reader of the stable BTF format (include/uapi/linux/btf.h): it walks the
 //! type section once and answers "byte offset of member M in struct S", looking through
@@ -11,7 +12,9 @@ use std::{
     fs, io,
 };
 
-use tcptrace_ebpf::SockLayout;
+use tcptrace_ebpf::{DropLayout, NO_REASON, SockLayout};
+
+use crate::core::reset_reason::ResetReasons;
 
 const BTF_MAGIC: u16 = 0xeb9f;
 
@@ -20,6 +23,7 @@ const BTF_MAGIC: u16 = 0xeb9f;
 const TRACEPOINT_TYPEDEF: &str = "btf_trace_";
 
 const KIND_INT: u32 = 1;
+const KIND_PTR: u32 = 2;
 const KIND_ARRAY: u32 = 3;
 const KIND_STRUCT: u32 = 4;
 const KIND_UNION: u32 = 5;
@@ -51,8 +55,14 @@ pub struct Btf {
     by_name: HashMap<String, u32>,
     /// Typedefs and qualifiers: id → the id they refer to.
     aliases: HashMap<u32, u32>,
-    /// Names of the `btf_trace_*` typedefs: one per BTF-typed tracepoint.
-    tracepoints: HashSet<String>,
+    /// The `btf_trace_*` typedefs, one per BTF-typed tracepoint: name → the type they name.
+    tracepoints: HashMap<String, u32>,
+    /// Pointers: id → the id they point to.
+    pointers: HashMap<u32, u32>,
+    /// Function prototypes: id → number of parameters.
+    prototypes: HashMap<u32, usize>,
+    /// Named enums: their values, in declaration order.
+    enums: HashMap<String, Vec<(String, i64)>>,
 }
 
 fn u32_at(data: &[u8], at: usize) -> Option<u32> {
@@ -103,6 +113,35 @@ impl Btf {
                 _ => 0,
             };
             match kind {
+                KIND_PTR => {
+                    btf.pointers.insert(id, size_or_type);
+                }
+                KIND_FUNC_PROTO => {
+                    btf.prototypes.insert(id, vlen);
+                }
+                KIND_ENUM | KIND_ENUM64 => {
+                    let name = string_at(strings, name_off);
+                    let stride = if kind == KIND_ENUM { 8 } else { 12 };
+                    let mut values = Vec::with_capacity(vlen);
+                    for i in 0..vlen {
+                        let v = at + i * stride;
+                        let low = u32_at(types, v + 4)?;
+                        let value = if kind == KIND_ENUM {
+                            // Signed unless kind_flag says unsigned; the kernel's are small.
+                            if kind_flag {
+                                i64::from(low)
+                            } else {
+                                i64::from(low as i32)
+                            }
+                        } else {
+                            ((u64::from(u32_at(types, v + 8)?) << 32) | u64::from(low)) as i64
+                        };
+                        values.push((string_at(strings, u32_at(types, v)?), value));
+                    }
+                    if !name.is_empty() {
+                        btf.enums.entry(name).or_insert(values);
+                    }
+                }
                 KIND_STRUCT | KIND_UNION => {
                     let mut members = Vec::with_capacity(vlen);
                     for i in 0..vlen {
@@ -131,7 +170,7 @@ impl Btf {
                     if kind == KIND_TYPEDEF {
                         let name = string_at(strings, name_off);
                         if let Some(tracepoint) = name.strip_prefix(TRACEPOINT_TYPEDEF) {
-                            btf.tracepoints.insert(tracepoint.to_owned());
+                            btf.tracepoints.insert(tracepoint.to_owned(), size_or_type);
                         }
                     }
                 }
@@ -210,6 +249,10 @@ impl Btf {
                 .ok_or_else(|| format!("struct sock has no {}", path.join(".")))
         };
         let common = |field: &str| sock(&["__sk_common", field]);
+        let icsk = |field: &str| {
+            self.offset_of("inet_connection_sock", &[field])
+                .ok_or_else(|| format!("struct inet_connection_sock has no {field}"))
+        };
         let netns = sock(&["__sk_common", "skc_net", "net"])
             .ok()
             .zip(self.offset_of("net", &["ns", "inum"]));
@@ -230,14 +273,92 @@ impl Btf {
             net_inum: netns.map_or(0, |(_, inum)| inum),
             has_netns: u32::from(netns.is_some()),
             cookie: common("skc_cookie").unwrap_or(0),
+            sk_err: sock(&["sk_err"])?,
+            sk_err_soft: sock(&["sk_err_soft"])?,
+            sk_flags: common("skc_flags")?,
+            // The first two flags of `enum sock_flags` since Linux 2.6; read from the BTF when
+            // it has them, which it always has.
+            sock_dead_bit: self.enum_value("sock_flags", "SOCK_DEAD").unwrap_or(0) as u32,
+            sock_keepopen_bit: self.enum_value("sock_flags", "SOCK_KEEPOPEN").unwrap_or(3) as u32,
+            icsk_retransmits: icsk("icsk_retransmits")?,
+            icsk_probes_out: icsk("icsk_probes_out")?,
+            icsk_user_timeout: icsk("icsk_user_timeout")?,
+            reset_reason_arg: u32::from(
+                self.tracepoint_arguments(RESET_SENT_TRACEPOINT)
+                    .is_some_and(|n| n >= 3),
+            ),
+            _pad: 0,
         })
     }
 
     /// Whether the kernel has a BTF-typed tracepoint of this name (`btf_trace_<name>`).
     pub fn has_tracepoint(&self, name: &str) -> bool {
-        self.tracepoints.contains(name)
+        self.tracepoints.contains_key(name)
+    }
+
+    /// How many arguments the tracepoint hands its programs: the parameters of its
+    /// `btf_trace_<name>` prototype but the first (`void *`, the tracepoint's own data).
+    pub fn tracepoint_arguments(&self, name: &str) -> Option<usize> {
+        let typedef = *self.tracepoints.get(name)?;
+        let pointer = self.resolve(typedef);
+        let prototype = self.resolve(*self.pointers.get(&pointer)?);
+        self.prototypes.get(&prototype).map(|n| n.saturating_sub(1))
+    }
+
+    /// The value of `name` in enum `enumeration`.
+    pub fn enum_value(&self, enumeration: &str, name: &str) -> Option<i64> {
+        self.enums
+            .get(enumeration)?
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| *v)
+    }
+
+    /// The names of the kernel's reset reasons (`enum sk_rst_reason`, Linux 6.10 and later) by
+    /// value, for the reason `tcp:tcp_send_reset` carries: empty when the kernel has none.
+    pub fn reset_reasons(&self) -> ResetReasons {
+        ResetReasons::from_enum(
+            self.enums
+                .get("sk_rst_reason")
+                .map_or(&[][..], Vec::as_slice),
+        )
+    }
+
+    /// What the program on `skb:kfree_skb` needs of this kernel but the code ranges (which
+    /// come from /proc/kallsyms). `Err` names what is missing: then that program is not loaded.
+    pub fn drop_layout(&self) -> Result<DropLayout, String> {
+        let reason = |name: &str| {
+            self.enum_value("skb_drop_reason", &format!("SKB_DROP_REASON_{name}"))
+                .and_then(|value| u32::try_from(value).ok())
+        };
+        let skb = |field: &str| {
+            self.offset_of("sk_buff", &[field])
+                .ok_or_else(|| format!("struct sk_buff has no {field}"))
+        };
+        Ok(DropLayout {
+            reason_not_specified: reason("NOT_SPECIFIED")
+                .ok_or("enum skb_drop_reason has no SKB_DROP_REASON_NOT_SPECIFIED")?,
+            reason_no_socket: reason("NO_SOCKET")
+                .ok_or("enum skb_drop_reason has no SKB_DROP_REASON_NO_SOCKET")?,
+            // Linux 6.10 and later.
+            reason_listen_overflow: reason("TCP_LISTEN_OVERFLOW").unwrap_or(NO_REASON),
+            skb_head: skb("head")?,
+            skb_network_header: skb("network_header")?,
+            skb_transport_header: skb("transport_header")?,
+            skb_protocol: skb("protocol")?,
+            skb_dev: skb("dev")?,
+            dev_net: self
+                .offset_of("net_device", &["nd_net", "net"])
+                .unwrap_or(0),
+            _pad: 0,
+            rcv_v4: [0; 2],
+            rcv_v6: [0; 2],
+        })
     }
 }
+
+/// The tracepoint whose third argument is the reset's reason on Linux 6.10 and later.
+const RESET_SENT_TRACEPOINT: &str = "tcp_send_reset";
 
 /// Reads the running kernel's BTF.
 pub fn read_kernel_btf() -> io::Result<Btf> {
@@ -417,6 +538,61 @@ mod tests {
     }
 
     #[test]
+    fn reads_enum_values_and_tracepoint_arguments() {
+        let mut b = Builder::new();
+        let uint = b.int("unsigned int", 4);
+        // enum sk_rst_reason { SK_RST_REASON_NOT_SPECIFIED = 0, SK_RST_REASON_TCP_STATE = 14 }
+        let name = b.string("sk_rst_reason");
+        let (a, z) = (
+            b.string("SK_RST_REASON_NOT_SPECIFIED"),
+            b.string("SK_RST_REASON_TCP_STATE"),
+        );
+        b.push(&[name, (KIND_ENUM << 24) | 2, 4, a, 0, z, 14]);
+        // An enum64 with a value past 32 bits, and a negative 32-bit one.
+        let name = b.string("wide");
+        let big = b.string("BIG");
+        b.push(&[name, (KIND_ENUM64 << 24) | 1, 8, big, 5, 1]);
+        let name = b.string("signed");
+        let neg = b.string("NEG");
+        b.push(&[name, (KIND_ENUM << 24) | 1, 4, neg, u32::MAX]);
+        // typedef void (*btf_trace_tcp_send_reset)(void *, sk, skb, reason): three arguments.
+        let proto = b.push(&[
+            0,
+            (KIND_FUNC_PROTO << 24) | 4,
+            0,
+            0,
+            0,
+            0,
+            uint,
+            0,
+            uint,
+            0,
+            uint,
+        ]);
+        let ptr = b.ptr(proto);
+        let name = b.string("btf_trace_tcp_send_reset");
+        b.push(&[name, KIND_TYPEDEF << 24, ptr]);
+        let proto = b.push(&[0, (KIND_FUNC_PROTO << 24) | 2, 0, 0, 0, 0, uint]);
+        let ptr = b.ptr(proto);
+        let name = b.string("btf_trace_tcp_receive_reset");
+        b.push(&[name, KIND_TYPEDEF << 24, ptr]);
+        let btf = Btf::parse(&b.build()).unwrap();
+        assert_eq!(
+            btf.enum_value("sk_rst_reason", "SK_RST_REASON_TCP_STATE"),
+            Some(14)
+        );
+        assert_eq!(btf.enum_value("sk_rst_reason", "SK_RST_REASON_NOPE"), None);
+        assert_eq!(btf.enum_value("wide", "BIG"), Some((1 << 32) | 5));
+        assert_eq!(btf.enum_value("signed", "NEG"), Some(-1));
+        let reasons = btf.reset_reasons();
+        assert_eq!(reasons.name(0), Some("not_specified"));
+        assert_eq!(reasons.name(14), Some("tcp_state"));
+        assert_eq!(btf.tracepoint_arguments("tcp_send_reset"), Some(3));
+        assert_eq!(btf.tracepoint_arguments("tcp_receive_reset"), Some(1));
+        assert_eq!(btf.tracepoint_arguments("inet_sock_set_state"), None);
+    }
+
+    #[test]
     fn finds_tracepoints_by_their_typedef() {
         let btf = Btf::parse(&synthetic()).unwrap();
         assert!(btf.has_tracepoint("inet_sock_set_state"));
@@ -448,6 +624,28 @@ mod tests {
                 );
                 assert!(layout.has_netns == 1 && layout.net > 0 && layout.net_inum > 0);
                 assert!(layout.cookie > 0, "{layout:?}");
+                // What the close details read, and the reset reason from Linux 6.10.
+                assert!(layout.sk_err > 0 && layout.sk_err_soft > 0 && layout.sk_flags > 0);
+                assert_eq!((layout.sock_dead_bit, layout.sock_keepopen_bit), (0, 3));
+                assert!(layout.icsk_retransmits > 0 && layout.icsk_user_timeout > 0);
+                assert!(layout.icsk_probes_out > layout.icsk_retransmits);
+                let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap();
+                let mut numbers = release
+                    .split(|c: char| !c.is_ascii_digit())
+                    .filter_map(|n| n.parse::<u32>().ok());
+                let version = (numbers.next().unwrap(), numbers.next().unwrap());
+                assert_eq!(
+                    layout.reset_reason_arg == 1,
+                    version >= (6, 10),
+                    "{release}"
+                );
+                if version >= (6, 10) {
+                    let reasons = btf.reset_reasons();
+                    assert!(
+                        reasons.value("tcp_keepalive_timeout").is_some(),
+                        "{reasons:?}"
+                    );
+                }
                 for tracepoint in std::iter::once(names::PROGRAM).chain(names::SIGNAL_PROGRAMS) {
                     assert!(btf.has_tracepoint(tracepoint), "{tracepoint}");
                 }

@@ -3,6 +3,7 @@
 //! code that imports aya.
 
 pub mod btf;
+pub mod kallsyms;
 pub mod listeners;
 pub mod privileges;
 pub mod probe;

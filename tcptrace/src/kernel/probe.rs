@@ -4,10 +4,13 @@
 use std::{io, os::fd::AsFd as _};
 
 use aya::{Btf as AyaBtf, Ebpf, EbpfLoader, programs::BtfTracePoint};
-use tcptrace_ebpf::{Filter, names};
+use tcptrace_ebpf::{DropLayout, Filter, names};
 use thiserror::Error;
 
-use crate::kernel::{btf, privileges};
+use crate::{
+    core::reset_reason::ResetReasons,
+    kernel::{btf, kallsyms, privileges},
+};
 
 /// The object built from `tcptrace-ebpf` by `build.rs`.
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/tcptrace-probe"));
@@ -49,6 +52,9 @@ pub struct ProbeConfig {
     pub wakeup_bytes: u64,
     /// Also attach the `tcp:*` tracepoints that explain transitions (resets, retransmissions).
     pub causes: bool,
+    /// Also attach the program on `skb:kfree_skb` that tells the fates of request sockets and
+    /// closed ports; optional: where it cannot attach, the rest works without it.
+    pub drops: bool,
 }
 
 impl Default for ProbeConfig {
@@ -58,6 +64,7 @@ impl Default for ProbeConfig {
             ring_bytes: DEFAULT_RING_BYTES,
             wakeup_bytes: DEFAULT_WAKEUP_BYTES,
             causes: false,
+            drops: false,
         }
     }
 }
@@ -65,8 +72,46 @@ impl Default for ProbeConfig {
 /// The loaded, attached probe. Dropping it detaches everything.
 pub struct Probe {
     pub ebpf: Ebpf,
+    /// The names of the reasons that reset records carry; empty when the kernel reports none
+    /// (before Linux 6.10).
+    pub reset_reasons: ResetReasons,
     /// Names of the attached programs.
     attached: Vec<&'static str>,
+    /// Whether the program on `skb:kfree_skb` is attached.
+    drops: bool,
+}
+
+/// The kernel's TCP receive functions, whose own reasonless drops are a request socket's.
+const TCP_RECEIVE: [&str; 2] = ["tcp_v4_rcv", "tcp_v6_rcv"];
+
+/// The drop program for this kernel and its settings, or why there is none.
+fn drop_program(kernel_btf: &btf::Btf) -> Result<(&'static str, DropLayout), String> {
+    let arguments = kernel_btf
+        .tracepoint_arguments(names::DROP_TRACEPOINT)
+        .ok_or("the kernel has no kfree_skb tracepoint with BTF")?;
+    // (skb, location), then the reason since Linux 5.17, then rx_sk since 6.12.
+    let program = match arguments {
+        0..=2 => return Err("the kernel's kfree_skb tracepoint passes no drop reason".into()),
+        3 => names::DROP_PROGRAM,
+        _ => names::DROP_PROGRAM_RX_SK,
+    };
+    let mut layout = kernel_btf.drop_layout()?;
+    match kallsyms::read(&TCP_RECEIVE) {
+        Ok(ranges) => {
+            let [v4, v6] = [ranges[0], ranges[1]];
+            if v4.is_none() {
+                log::warn!(
+                    "tcp_v4_rcv not found in /proc/kallsyms: embryonic resets are not told apart"
+                );
+            }
+            layout.rcv_v4 = v4.unwrap_or_default();
+            layout.rcv_v6 = v6.unwrap_or_default();
+        }
+        Err(err) => {
+            log::warn!("cannot read /proc/kallsyms ({err}): embryonic resets are not told apart")
+        }
+    }
+    Ok((program, layout))
 }
 
 /// `struct bpf_prog_info` (include/uapi/linux/bpf.h) up to `recursion_misses` (Linux 5.12).
@@ -278,6 +323,11 @@ impl Probe {
             return Err(ProbeError::MissingTracepoint((*missing).to_owned()));
         }
         let layout = kernel_btf.sock_layout().map_err(ProbeError::Layout)?;
+        let drops = if config.drops {
+            drop_program(&kernel_btf)
+        } else {
+            Err(String::new())
+        };
         if layout.has_netns == 0 {
             log::info!("the kernel has no network namespaces: events carry namespace 0");
         }
@@ -287,6 +337,15 @@ impl Probe {
                  carry no owner (the children of listeners that predate it still do)"
             );
         }
+        let reset_reasons = if layout.reset_reason_arg != 0 {
+            kernel_btf.reset_reasons()
+        } else {
+            log::info!(
+                "tcp:tcp_send_reset carries no reason on this kernel (Linux 6.10 has it): resets \
+                 sent are shown without one"
+            );
+            ResetReasons::default()
+        };
         drop(kernel_btf);
         release_freed_memory();
         // `EbpfLoader::new` parses the kernel's BTF for itself, out of reach of the attach below,
@@ -301,18 +360,51 @@ impl Probe {
             .override_global(names::SOCK_LAYOUT, &layout, true)
             .override_global(names::WAKEUP_BYTES, &config.wakeup_bytes, true)
             .override_global(names::FILTER, &config.filter, true)
+            .override_global(
+                names::DROP_LAYOUT,
+                drops.as_ref().map_or(&DropLayout::default(), |(_, l)| l),
+                true,
+            )
             .map_max_entries(names::EVENTS, config.ring_bytes)
             .load(OBJECT)
             .map_err(|err| load_error(&err))?;
         for (name, tracepoint) in &programs {
             attach_program(&mut ebpf, &aya_btf, name, tracepoint)?;
         }
+        let mut attached: Vec<&'static str> = programs.into_iter().map(|(name, _)| name).collect();
+        let drops = match drops {
+            Ok((name, _)) => {
+                match attach_program(&mut ebpf, &aya_btf, name, names::DROP_TRACEPOINT) {
+                    Ok(()) => {
+                        attached.push(name);
+                        true
+                    }
+                    Err(err) => {
+                        log::warn!("request-socket fates by listener unavailable: {err}");
+                        false
+                    }
+                }
+            }
+            Err(why) => {
+                if config.drops {
+                    log::warn!("request-socket fates by listener unavailable: {why}");
+                }
+                false
+            }
+        };
         drop(aya_btf);
         release_freed_memory();
         Ok(Self {
             ebpf,
-            attached: programs.into_iter().map(|(name, _)| name).collect(),
+            reset_reasons,
+            attached,
+            drops,
         })
+    }
+
+    /// Whether the program on `skb:kfree_skb` is attached (asked for, and the kernel allowed it).
+    pub fn drops_attached(&self) -> bool {
+        self.drops
     }
 
     fn program_stats(&self, name: &str) -> io::Result<ProgramStats> {
@@ -324,6 +416,15 @@ impl Probe {
             .map_err(io::Error::other)?;
         let fd = program.fd().map_err(io::Error::other)?;
         program_stats(fd.as_fd())
+    }
+
+    /// Statistics of the program on `skb:kfree_skb`, when it is attached: it runs for every
+    /// packet the machine drops, which is its cost.
+    pub fn drop_stats(&self) -> Option<io::Result<ProgramStats>> {
+        self.attached
+            .iter()
+            .find(|name| [names::DROP_PROGRAM, names::DROP_PROGRAM_RX_SK].contains(name))
+            .map(|name| self.program_stats(name))
     }
 
     /// Names of the attached programs.
@@ -349,7 +450,9 @@ impl Probe {
             signals: 0,
         };
         for name in &self.attached {
-            if names::SIGNAL_PROGRAMS.contains(name) {
+            if names::SIGNAL_PROGRAMS.contains(name)
+                || [names::DROP_PROGRAM, names::DROP_PROGRAM_RX_SK].contains(name)
+            {
                 misses.signals += self.program_stats(name)?.recursion_misses;
             }
         }

@@ -93,6 +93,16 @@ impl Session {
         })
     }
 
+    /// Whether the program on `skb:kfree_skb` is attached.
+    pub fn drops_attached(&self) -> bool {
+        self.probe.drops_attached()
+    }
+
+    /// The kernel's statistics of the program on `skb:kfree_skb`, when attached.
+    pub fn drop_program_stats(&self) -> Option<io::Result<crate::kernel::probe::ProgramStats>> {
+        self.probe.drop_stats()
+    }
+
     /// The kernel's statistics of the attached programs.
     pub fn program_stats(&self) -> io::Result<crate::kernel::probe::ProgramStats> {
         self.probe.stats()

@@ -4,6 +4,7 @@
 
 use thiserror::Error;
 
+use super::{cause_texts, wrap};
 use crate::core::state::TcpState;
 
 /// The explanation of one state.
@@ -203,6 +204,12 @@ pub const TRANSITIONS: &[TransitionText] = &[
         cause: "A connection was requested. On Linux this is the new child socket, created when the final ACK of the handshake arrives (the SYN itself only makes a request socket).",
     },
     TransitionText {
+        from: TcpState::SynRecv,
+        to: TcpState::Listen,
+        side: "server",
+        cause: "A reset killed a half-open connection (an embryonic reset, TcpExt EmbryonicRsts): the peer gave up, or a SYN from a spoofed or reused address was answered by a host that never sent it. Linux keeps it in a request socket, which never passes through the state tracepoint: `transitions` counts it in REQUEST SOCKETS and, by listener and peer, in REQUEST-SOCKET FATES BY LISTENER.",
+    },
+    TransitionText {
         from: TcpState::Listen,
         to: TcpState::Close,
         side: "server",
@@ -338,7 +345,10 @@ pub const TRANSITIONS: &[TransitionText] = &[
 
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum ExplainError {
-    #[error("unknown TCP state `{0}` (try one of: {list})", list = state_names())]
+    #[error(
+        "unknown TCP state `{0}` (try one of: {list}; or `causes`, or a cause such as timeout)",
+        list = state_names()
+    )]
     UnknownState(String),
     #[error(
         "{0} -> {1} is not a transition of the TCP state diagram (`tcptrace explain {0}` lists where it goes)"
@@ -401,6 +411,12 @@ pub fn queries(words: &[String]) -> Vec<String> {
 }
 
 pub fn explain(query: &str) -> Result<String, ExplainError> {
+    if query.trim().eq_ignore_ascii_case("causes") {
+        return Ok(cause_texts::page());
+    }
+    if let Some(text) = cause_texts::explain(query) {
+        return Ok(text);
+    }
     if let Some((from, to)) = query.split_once("->") {
         let (from, to) = (parse_state(from)?, parse_state(to)?);
         let t = TRANSITIONS
@@ -446,30 +462,11 @@ pub fn overview() -> String {
             first.trim_end_matches('.')
         ));
     }
-    out.push_str("\n`tcptrace explain STATE` or `tcptrace explain FROM->TO` for details.\n");
+    out.push_str(
+        "\n`tcptrace explain STATE` or `tcptrace explain FROM->TO` for details, \
+         `tcptrace explain causes` for the causes of abnormal closes.\n",
+    );
     out
-}
-
-/// Wraps text at 88 columns with an indent, so the explanations read well in a terminal.
-fn wrap(text: &str, indent: usize) -> String {
-    const WIDTH: usize = 88;
-    let pad = " ".repeat(indent);
-    let mut lines = Vec::new();
-    let mut line = String::new();
-    for word in text.split_whitespace() {
-        if !line.is_empty() && indent + line.len() + 1 + word.len() > WIDTH {
-            lines.push(format!("{pad}{line}"));
-            line.clear();
-        }
-        if !line.is_empty() {
-            line.push(' ');
-        }
-        line.push_str(word);
-    }
-    if !line.is_empty() {
-        lines.push(format!("{pad}{line}"));
-    }
-    lines.join("\n")
 }
 
 #[cfg(test)]
@@ -551,6 +548,13 @@ mod tests {
             "{err}"
         );
         assert!(explain("FOO->CLOSE").is_err());
+    }
+
+    #[test]
+    fn an_embryonic_reset_points_to_where_transitions_shows_it() {
+        let text = explain("SYN_RECV->LISTEN").unwrap();
+        assert!(text.contains("EmbryonicRsts"), "{text}");
+        assert!(text.contains("REQUEST-SOCKET FATES BY LISTENER"), "{text}");
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Renderers: typed data in, bytes out to any `io::Write`, one text and one JSON renderer per
 //! command. No clocks; terminal control lives in [`terminal`] alone.
 
+pub mod cause_texts;
 pub mod explain;
 pub mod histogram;
 pub mod metrics;
@@ -18,6 +19,28 @@ pub fn endpoint(addr: &IpAddr, port: u16) -> String {
         IpAddr::V4(v4) => format!("{v4}:{port}"),
         IpAddr::V6(v6) => format!("[{v6}]:{port}"),
     }
+}
+
+/// Wraps text at 88 columns with an indent, so that explanations read well in a terminal.
+pub fn wrap(text: &str, indent: usize) -> String {
+    const WIDTH: usize = 88;
+    let pad = " ".repeat(indent);
+    let mut lines = Vec::new();
+    let mut line = String::new();
+    for word in text.split_whitespace() {
+        if !line.is_empty() && indent + line.len() + 1 + word.len() > WIDTH {
+            lines.push(format!("{pad}{line}"));
+            line.clear();
+        }
+        if !line.is_empty() {
+            line.push(' ');
+        }
+        line.push_str(word);
+    }
+    if !line.is_empty() {
+        lines.push(format!("{pad}{line}"));
+    }
+    lines.join("\n")
 }
 
 #[cfg(test)]

@@ -17,6 +17,7 @@ use crate::{
         losses::KernelCounters,
         pipeline::PipelineConfig,
         record::{Reader, RecordError},
+        reset_reason::ResetReasons,
     },
     kernel::{
         probe::{Probe, ProbeConfig},
@@ -89,7 +90,9 @@ pub fn live_origin() -> Origin {
         own_netns,
         wall: clock::wall_clock(),
         start_ns: clock::monotonic_ns(),
+        reset_reasons: ResetReasons::default(),
         programs_attached: 0,
+        fates: false,
     }
 }
 
@@ -140,6 +143,7 @@ pub async fn run_live(config: LiveConfig, sink: &mut impl RawSink) -> anyhow::Re
         Some(filter) => census::take(&mut probe, filter).0,
         None => Vec::new(),
     };
+    let reset_reasons = probe.reset_reasons.clone();
     let programs_attached = u32::try_from(probe.attached().len()).unwrap_or(u32::MAX);
     let mut session = Session::new(probe).context("reading the probe's maps")?;
     for seed in &seeds {
@@ -162,7 +166,9 @@ pub async fn run_live(config: LiveConfig, sink: &mut impl RawSink) -> anyhow::Re
     // The sink takes its baselines first: whoever waits for the "attached" line to start a
     // workload must find them taken.
     let origin = Origin {
+        reset_reasons,
         programs_attached,
+        fates: session.drops_attached(),
         ..live_origin()
     };
     let reading = Reading {
@@ -249,6 +255,16 @@ fn log_probe_stats(session: &Session, kernel: &KernelCounters) {
             "kernel probe: {} runs, {} ns per run on average",
             stats.run_count,
             stats.run_time_ns / stats.run_count
+        );
+    }
+    if let Some(Ok(stats)) = session.drop_program_stats()
+        && stats.run_count > 0
+    {
+        log::info!(
+            "skb:kfree_skb program: {} runs, {} ns per run on average, {} ns in all",
+            stats.run_count,
+            stats.run_time_ns / stats.run_count,
+            stats.run_time_ns
         );
     }
     log::info!(

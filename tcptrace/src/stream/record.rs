@@ -67,8 +67,14 @@ impl<W: Write> RawSink for Recorder<W> {
         self.writer()?.seed(seed)
     }
 
-    fn started(&mut self, _origin: &Origin, reading: &Reading) -> io::Result<()> {
+    fn started(&mut self, origin: &Origin, reading: &Reading) -> io::Result<()> {
         let writer = self.writer()?;
+        if !origin.reset_reasons.is_empty() {
+            writer.reasons(&origin.reset_reasons)?;
+        }
+        if origin.fates {
+            writer.fates()?;
+        }
         writer.counters(reading.now_ns, &reading.kernel, reading.tcp.as_ref())?;
         writer.flush()
     }

@@ -9,7 +9,10 @@
 use std::io::{self, Read};
 
 use crate::{
-    core::record::{Frame, Header, Reader, RecordError},
+    core::{
+        record::{Frame, Header, Reader, RecordError},
+        reset_reason::ResetReasons,
+    },
     stream::sink::{Origin, RawSink, Reading},
 };
 
@@ -21,13 +24,16 @@ pub struct Replayed {
     pub damage: Option<RecordError>,
 }
 
-/// The origin a recording describes: the recorder's namespace and clock, and its first time.
-fn origin(header: &Header, start_ns: u64) -> Origin {
+/// The origin a recording describes: the recorder's namespace, clock and reset reasons, whether
+/// it traced request sockets' fates, and its first time.
+fn origin(header: &Header, reset_reasons: &ResetReasons, start_ns: u64, fates: bool) -> Origin {
     Origin {
         own_netns: (header.netns != 0).then_some(header.netns),
         wall: header.clock,
         start_ns,
+        reset_reasons: reset_reasons.clone(),
         programs_attached: 0,
+        fates,
     }
 }
 
@@ -39,9 +45,12 @@ pub fn replay<R: Read>(
     sink: &mut impl RawSink,
 ) -> Result<Replayed, ReplayError> {
     let mut started = false;
+    // Whether the recorder traced dropped packets: said before the baseline, or never.
+    let mut fates = false;
     // A reading is held until the next frame: the last one before the end is the final one.
     let mut held: Option<Reading> = None;
     let mut last = Reading::default();
+    let mut reasons = ResetReasons::default();
     let damage = loop {
         let frame = match reader.next_frame() {
             Ok(Some(frame)) => frame,
@@ -51,6 +60,14 @@ pub fn replay<R: Read>(
         // Written before the baseline: not a frame of the stream proper.
         if let Frame::Seed(seed) = frame {
             sink.seed(&seed).map_err(ReplayError::Sink)?;
+            continue;
+        }
+        if let Frame::Reasons(names) = frame {
+            reasons = names.clone();
+            continue;
+        }
+        if matches!(frame, Frame::Fates) {
+            fates = true;
             continue;
         }
         // The reading before the end frame is the final one, not a tick.
@@ -74,7 +91,7 @@ pub fn replay<R: Read>(
                 held = Some(last);
             } else {
                 started = true;
-                sink.started(&origin(&header, now_ns), &last)
+                sink.started(&origin(&header, &reasons, now_ns, fates), &last)
                     .map_err(ReplayError::Sink)?;
             }
             continue;
@@ -82,7 +99,7 @@ pub fn replay<R: Read>(
         if !started {
             // A recorder writes its baseline first; without one, start from nothing.
             started = true;
-            sink.started(&origin(&header, 0), &last)
+            sink.started(&origin(&header, &reasons, 0, fates), &last)
                 .map_err(ReplayError::Sink)?;
         }
         match frame {
@@ -95,7 +112,7 @@ pub fn replay<R: Read>(
                 last.now_ns = now_ns;
                 Ok(())
             }
-            Frame::Counters { .. } | Frame::Seed(_) => Ok(()),
+            Frame::Counters { .. } | Frame::Seed(_) | Frame::Reasons(_) | Frame::Fates => Ok(()),
         }
         .map_err(ReplayError::Sink)?;
     };
@@ -143,8 +160,8 @@ mod tests {
         }
         fn started(&mut self, origin: &Origin, reading: &Reading) -> io::Result<()> {
             self.0.push(format!(
-                "started {:?} {} {}",
-                origin.own_netns, origin.start_ns, reading.kernel.ringbuf_full
+                "started {:?} {} {} fates {}",
+                origin.own_netns, origin.start_ns, reading.kernel.ringbuf_full, origin.fates
             ));
             Ok(())
         }
@@ -186,9 +203,15 @@ mod tests {
 
     /// What the live loop would feed: a baseline, two wake-ups with a tick between, the end.
     fn live(sink: &mut impl RawSink) {
+        live_with(sink, true);
+    }
+
+    /// The same, with `fates`: whether dropped packets are traced.
+    fn live_with(sink: &mut impl RawSink, fates: bool) {
         let origin = Origin {
             own_netns: Some(7),
             start_ns: 100,
+            fates,
             ..Origin::default()
         };
         for cookie in [7, 8] {
@@ -236,6 +259,25 @@ mod tests {
     }
 
     #[test]
+    fn a_recording_says_whether_it_traced_dropped_packets() {
+        for fates in [false, true] {
+            let header = Header::default();
+            let mut recorder = Recorder::new(Writer::new(Vec::new(), &header).unwrap());
+            live_with(&mut recorder, fates);
+            let bytes = recorder.into_bytes();
+            let (reader, header) = Reader::new(&bytes[..]).unwrap();
+            let mut replayed = Log::default();
+            replay(reader, header, &mut replayed).unwrap();
+            let started = replayed
+                .0
+                .iter()
+                .find(|c| c.starts_with("started"))
+                .unwrap();
+            assert!(started.ends_with(&format!("fates {fates}")), "{started}");
+        }
+    }
+
+    #[test]
     fn a_damaged_recording_stops_the_sink_with_the_last_reading() {
         let bytes = recording();
         // Cut inside the last frames: after the tick's reading, before the final one.
@@ -255,7 +297,7 @@ mod tests {
         }
         let log = cut.expect("some cut keeps the tick");
         assert_eq!(log.0[..2], ["seed 7 42 nginx 3", "seed 8 42 nginx 3"]);
-        assert_eq!(log.0[2], "started Some(7) 100 0");
+        assert_eq!(log.0[2], "started Some(7) 100 0 fates true");
         // Stopped with the last reading seen, never a made-up zero.
         assert!(log.0.last().unwrap().starts_with("stopped"), "{log:?}");
         assert!(!log.0.last().unwrap().ends_with(" 0"), "{log:?}");

@@ -4,7 +4,8 @@
 use std::io;
 
 use crate::core::{
-    clock::WallClock, counters::TcpCounters, losses::KernelCounters, seed::SocketSeed,
+    clock::WallClock, counters::TcpCounters, losses::KernelCounters, reset_reason::ResetReasons,
+    seed::SocketSeed,
 };
 
 /// What is known of the traced machine when tracing starts.
@@ -15,8 +16,13 @@ pub struct Origin {
     pub wall: WallClock,
     /// Kernel time at the start.
     pub start_ns: u64,
+    /// The names of the traced kernel's reset reasons (empty before Linux 6.10).
+    pub reset_reasons: ResetReasons,
     /// BPF programs the probe attached (0 when replaying).
     pub programs_attached: u32,
+    /// Whether the program on `skb:kfree_skb` is attached (live), or was (a recording that
+    /// says so): the fates of request sockets and closed ports are seen.
+    pub fates: bool,
 }
 
 /// One reading of the counters: the probe's, and the kernel's TCP counters when asked for.

@@ -6,7 +6,7 @@ use std::io;
 use crate::{
     core::{
         counters::TcpCounters,
-        event::{Signal, Transition},
+        event::{PacketDrop, Signal, Transition},
         losses::Losses,
         pipeline::{Output, Pipeline, PipelineConfig},
         seed::SocketSeed,
@@ -24,6 +24,9 @@ pub enum Update<'a, X> {
     /// A reset or retransmission (only when the probe attaches the cause tracepoints), with its
     /// socket's entry when the table follows it. Not filtered: the socket it concerns decides.
     Signal(&'a Signal, Option<&'a mut Entry<X>>),
+    /// A packet dropped for a request socket's fate or a closed port (only when the probe
+    /// attaches `skb:kfree_skb`), filtered.
+    Drop(&'a PacketDrop),
     /// The transitions of one wake-up were handed out: a good moment to flush output.
     BatchEnd,
     /// The command's interval elapsed: redraw.
@@ -95,6 +98,7 @@ where
         let result = match output {
             Output::Transition(t, entry) => on_update(Update::Transition(t, entry)),
             Output::Signal(s, entry) => on_update(Update::Signal(s, entry)),
+            Output::Drop(d) => on_update(Update::Drop(d)),
         };
         if let Err(err) = result {
             *failed = Some(err);

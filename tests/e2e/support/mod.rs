@@ -438,6 +438,11 @@ impl Netns {
         ));
     }
 
+    /// Removes what [`Self::drop_inbound`] added: segments pass again.
+    pub fn stop_dropping(&self) {
+        self.output("nft", &["delete", "table", "inet", "tcptrace_drop"]);
+    }
+
     /// Loads an nftables ruleset into the namespace (nft reads it from stdin).
     pub fn nft(&self, ruleset: &str) {
         assert!(

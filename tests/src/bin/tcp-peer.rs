@@ -2,9 +2,12 @@
 //! each side has its own pid. Reads one command per line on stdin, answers one line on stdout
 //! (`ok [value]` or `error <reason>`).
 //!
-//! Commands: `listen ADDR [PORT]` (port 0 unless given; answers the port), `accept` (answers the peer's port),
-//! `connect ADDR PORT` (answers the local port), `linger0`, `keepalive IDLE_S`, `close`,
-//! `shutdown-write`, `wait-eof`, `send N`, `sleep MS`, `close-listener`, `pid`, `exit`;
+//! Commands: `listen ADDR [PORT]` (port 0 unless given; answers the port), `backlog N` (listen()
+//! again with backlog N: Linux then takes the new bound), `accept` (answers the peer's port),
+//! `connect ADDR PORT` (answers the local port), `connect-nowait ADDR PORT` (a non-blocking
+//! connect left in progress; answers the local port), `linger0`, `keepalive IDLE_S [INTVL_S CNT]`,
+//! `user-timeout MS`, `close`, `shutdown-write`, `wait-eof`, `send N`, `sleep MS`,
+//! `close-listener`, `pid`, `exit`;
 //! for accept queues: `listen-backlog ADDR N` (IPv4, listen(N); answers the port),
 //! `connect-held ADDR PORT` (a non-blocking connect kept beside the others, given 300 ms to
 //! complete; answers `PORT established` or `PORT pending`), `close-pending` (closes the held
@@ -75,6 +78,15 @@ fn handle(
             *listener = Some(l);
             Ok(Some(port.to_string()))
         }
+        "backlog" => {
+            let l = listener.as_ref().ok_or("no listener")?;
+            let backlog: libc::c_int = arg(1)?.parse().map_err(|_| "bad backlog")?;
+            // SAFETY: listen(2) on the listener's open fd.
+            if unsafe { libc::listen(l.as_raw_fd(), backlog) } != 0 {
+                return Err(io::Error::last_os_error().to_string());
+            }
+            Ok(None)
+        }
         "accept" => {
             let l = listener.as_ref().ok_or("no listener")?;
             let (s, peer) = l.accept().map_err(err)?;
@@ -90,6 +102,25 @@ fn handle(
             let local = s.local_addr().map_err(err)?.port();
             *stream = Some(s);
             Ok(Some(local.to_string()))
+        }
+        "connect-nowait" => {
+            let addr: Ipv4Addr = arg(1)?.parse().map_err(|_| "bad IPv4 address")?;
+            let port: u16 = arg(2)?.parse().map_err(|_| "bad port")?;
+            let s = connect_nowait(addr, port)?;
+            let local = s.local_addr().map_err(err)?.port();
+            *stream = Some(s);
+            Ok(Some(local.to_string()))
+        }
+        "user-timeout" => {
+            conn(stream)?;
+            let ms: libc::c_uint = arg(1)?.parse().map_err(|_| "bad milliseconds")?;
+            setsockopt(
+                stream.as_ref().unwrap(),
+                libc::IPPROTO_TCP,
+                libc::TCP_USER_TIMEOUT,
+                &ms,
+            )?;
+            Ok(None)
         }
         "linger0" => {
             conn(stream)?;
@@ -111,6 +142,12 @@ fn handle(
             let s = stream.as_ref().unwrap();
             setsockopt(s, libc::SOL_SOCKET, libc::SO_KEEPALIVE, &1 as &libc::c_int)?;
             setsockopt(s, libc::IPPROTO_TCP, libc::TCP_KEEPIDLE, &idle)?;
+            if let (Some(intvl), Some(cnt)) = (words.get(2), words.get(3)) {
+                let intvl: libc::c_int = intvl.parse().map_err(|_| "bad seconds")?;
+                let cnt: libc::c_int = cnt.parse().map_err(|_| "bad count")?;
+                setsockopt(s, libc::IPPROTO_TCP, libc::TCP_KEEPINTVL, &intvl)?;
+                setsockopt(s, libc::IPPROTO_TCP, libc::TCP_KEEPCNT, &cnt)?;
+            }
             Ok(None)
         }
         "send" => {
@@ -258,6 +295,38 @@ fn connect_nonblocking(addr: Ipv4Addr, port: u16) -> io::Result<(TcpStream, bool
     let ready = unsafe { libc::poll(&mut pfd, 1, 300) };
     let established = ready == 1 && stream.take_error()?.is_none() && stream.peer_addr().is_ok();
     Ok((stream, established))
+}
+
+/// A TCP socket whose connect to `addr:port` was started without waiting: it stays in
+/// SYN_SENT until answered, given up or closed.
+fn connect_nowait(addr: Ipv4Addr, port: u16) -> Result<TcpStream, String> {
+    let os_err = || io::Error::last_os_error().to_string();
+    // SAFETY: socket(2) with constant arguments; the result is checked.
+    let fd = unsafe {
+        libc::socket(
+            libc::AF_INET,
+            libc::SOCK_STREAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+            0,
+        )
+    };
+    if fd < 0 {
+        return Err(os_err());
+    }
+    // SAFETY: `fd` is a socket we own; the stream closes it from here on.
+    let stream = unsafe { TcpStream::from_raw_fd(fd) };
+    let sin = sockaddr_in(addr, port);
+    // SAFETY: a valid sockaddr_in of the length passed, an open socket.
+    let rc = unsafe {
+        libc::connect(
+            fd,
+            (&sin as *const libc::sockaddr_in).cast(),
+            size_of::<libc::sockaddr_in>() as libc::socklen_t,
+        )
+    };
+    if rc != 0 && io::Error::last_os_error().raw_os_error() != Some(libc::EINPROGRESS) {
+        return Err(os_err());
+    }
+    Ok(stream)
 }
 
 fn sockaddr_in(addr: Ipv4Addr, port: u16) -> libc::sockaddr_in {

@@ -1,7 +1,9 @@
 //! `cargo xtask bench`: a connection storm on loopback, alone and under each tracer, in
 //! interleaved rounds; what each tracer costs the storm and itself, and whether it kept up.
-//! Also the smoke check CI runs, the memory run and the criterion microbenchmark.
+//! Also the smoke check CI runs, the memory run, the cost of the request-socket fates' program
+//! (`--fates`) and the criterion microbenchmark.
 
+mod fates;
 mod micro;
 mod report;
 mod scrape;
@@ -46,8 +48,16 @@ pub struct BenchArgs {
     #[arg(long, conflicts_with_all = ["smoke", "memory", "micro"])]
     pub snapshot: bool,
     /// Scrape latency of `tcptrace export` with 1 and with 100 network namespaces labelled.
-    #[arg(long, conflicts_with_all = ["smoke", "memory", "micro", "snapshot"])]
+    #[arg(long, conflicts_with_all = ["smoke", "memory", "micro", "snapshot", "fates"])]
     pub scrape: bool,
+    /// The cost of the program on `skb:kfree_skb` (request-socket fates by listener): the storm
+    /// and a SYN flood, alone and under `tcptrace transitions`, with the kernel timing the
+    /// program (`kernel.bpf_stats_enabled=1` for the run).
+    #[arg(long, conflicts_with_all = ["smoke", "memory", "micro", "snapshot"])]
+    pub fates: bool,
+    /// With --fates: SYNs of the SYN flood.
+    #[arg(long, default_value_t = 200_000, requires = "fates", value_parser = clap::value_parser!(u64).range(1..=4_000_000_000))]
+    pub syns: u64,
     /// With --snapshot: established connections (two sockets each).
     #[arg(long, default_value_t = 9_000, requires = "snapshot")]
     pub pairs: usize,
@@ -114,6 +124,10 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<ExitCode> {
     }
     if args.scrape {
         scrape::run()?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    if args.fates {
+        fates::run(args)?;
         return Ok(ExitCode::SUCCESS);
     }
     if args.smoke {

@@ -250,6 +250,9 @@ pub struct Finished {
     pub rss_kib: u64,
     /// The scrapes of `export` during the run.
     pub scrapes: Option<ScrapeCounts>,
+    /// Everything it wrote to stderr (its `-v` log for tcptrace).
+    #[serde(skip)]
+    pub stderr: String,
 }
 
 /// Text read from a pipe as it comes, so the tracer never blocks on a full pipe.
@@ -504,6 +507,7 @@ impl Running {
             peak_rss_kib,
             rss_kib,
             scrapes,
+            stderr,
         })
     }
 }

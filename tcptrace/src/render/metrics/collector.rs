@@ -226,7 +226,7 @@ impl ExpositionCollector {
             encoder,
             "tcptrace_abnormal_closes",
             "Abnormal closes, by path, from-state and cause (refused, reset_received, \
-             reset_sent, timeout, other).",
+             reset_sent, timeout, keepalive_timeout, connect_abandoned, other).",
             snap.rows.iter().filter(|row| row.abnormal).flat_map(|row| {
                 Cause::ALL.iter().map(move |cause| {
                     let count = row

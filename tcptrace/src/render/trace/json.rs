@@ -4,7 +4,11 @@ use std::io::{self, Write};
 
 use serde::Serialize;
 
-use crate::core::{clock::WallClock, event::Transition};
+use crate::core::{
+    clock::WallClock,
+    event::{CloseDetails, Transition},
+    reset_reason::errno_name,
+};
 
 #[derive(Serialize)]
 struct Line<'a> {
@@ -31,6 +35,41 @@ struct Line<'a> {
     time_in_from_ns: Option<u64>,
     netns: u32,
     first_seen: bool,
+    /// →CLOSE: what the kernel knew of the socket as it closed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    close: Option<Close>,
+}
+
+/// The kernel's facts of a close, as `--json` shows them.
+#[derive(Serialize)]
+struct Close {
+    /// The socket's error (`ETIMEDOUT`, `ECONNREFUSED`, …); null when none.
+    error: Option<String>,
+    /// The last soft error (an ICMP error); null when none.
+    soft_error: Option<String>,
+    /// Retransmission timeouts in a row (SYN retransmissions in SYN_SENT).
+    retransmits: u8,
+    /// Keepalive or zero-window probes unanswered.
+    probes_out: u8,
+    /// The owner had already closed the socket: a timer ended it.
+    orphan: bool,
+    keepalive: bool,
+    user_timeout: bool,
+}
+
+impl From<&CloseDetails> for Close {
+    fn from(d: &CloseDetails) -> Self {
+        let errno = |e: u8| (e != 0).then(|| errno_name(e));
+        Self {
+            error: errno(d.err),
+            soft_error: errno(d.err_soft),
+            retransmits: d.retransmits,
+            probes_out: d.probes_out,
+            orphan: d.orphan,
+            keepalive: d.keepalive,
+            user_timeout: d.user_timeout,
+        }
+    }
 }
 
 /// One transition; `clock` gives its wall-clock `time`.
@@ -54,6 +93,7 @@ pub fn line(out: &mut impl Write, t: &Transition, clock: &WallClock) -> io::Resu
         time_in_from_ns: t.time_in_from_ns,
         netns: t.netns,
         first_seen: t.first_seen_midlife,
+        close: t.close.as_ref().map(Close::from),
     };
     serde_json::to_writer(&mut *out, &line)?;
     out.write_all(b"\n")
@@ -94,6 +134,30 @@ mod tests {
              \"comm\":\"\",\"family\":\"inet6\",\"laddr\":\"::1\",\"lport\":8080,\
              \"raddr\":\"127.0.0.1\",\"rport\":40000,\"from\":\"ESTABLISHED\",\
              \"to\":\"CLOSE_WAIT\",\"time_in_from_ns\":null,\"netns\":0,\"first_seen\":true}\n"
+        );
+    }
+
+    #[test]
+    fn a_close_carries_the_kernel_s_facts_when_the_probe_read_them() {
+        let t = Transition {
+            close: Some(CloseDetails {
+                err: 110,
+                retransmits: 2,
+                user_timeout: true,
+                ..CloseDetails::default()
+            }),
+            ..Transition::fixture(1, 5, TcpState::SynSent, TcpState::Close)
+        };
+        let mut out = Vec::new();
+        line(&mut out, &t, &WallClock::default()).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert!(
+            text.ends_with(
+                "\"first_seen\":false,\"close\":{\"error\":\"ETIMEDOUT\",\"soft_error\":null,\
+                 \"retransmits\":2,\"probes_out\":0,\"orphan\":false,\"keepalive\":false,\
+                 \"user_timeout\":true}}\n"
+            ),
+            "{text}"
         );
     }
 

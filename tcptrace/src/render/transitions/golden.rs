@@ -10,8 +10,9 @@ use crate::{
     core::{
         clock::WallClock,
         counters::TcpCounters,
-        event::{Signal, SignalKind, Transition},
+        event::{CloseDetails, Comm, Family, Fate, PacketDrop, Signal, SignalKind, Transition},
         losses::{KernelCounters, Losses},
+        reset_reason::ResetReasons,
         state::TcpState::{self, *},
     },
     render::transitions::{json, text},
@@ -49,6 +50,7 @@ fn signal(sk: u64, ts_ns: u64, kind: SignalKind, state: TcpState) -> Signal {
         kind,
         state: Some(state),
         netns: NETNS,
+        reset_reason: None,
     }
 }
 
@@ -64,14 +66,45 @@ fn counters(active: u64, passive: u64, resets: u64, embryonic: u64) -> TcpCounte
     }
 }
 
+/// A packet dropped for `fate`, to `port` of this host from `peer`.
+fn dropped(
+    fate: Fate,
+    netns: u32,
+    port: u16,
+    peer: &str,
+    owner: Option<(u32, &str)>,
+) -> PacketDrop {
+    PacketDrop {
+        ts_ns: 1_500 * MS,
+        fate,
+        family: Family::Inet,
+        laddr: "10.0.0.1".parse().unwrap(),
+        lport: port,
+        raddr: peer.parse().unwrap(),
+        rport: 40123,
+        netns,
+        tcp_flags: 0x04,
+        reason: 2,
+        pid: owner.map(|(pid, _)| pid),
+        comm: owner.map_or(Comm::default(), |(_, comm)| comm.into()),
+    }
+}
+
 /// Two intervals of a small web server and its clients, with one refused connect, one reset,
-/// one socket that predates tracing and one lost event; the snapshots after each.
+/// one socket that predates tracing and one lost event; the snapshots after each. In the
+/// second, the request sockets' fates by listener: an embryonic reset of the server's (the
+/// kernel counts it too), SYNs to a closed port, one in another namespace.
 fn fixture() -> (Snapshot, Snapshot) {
     let mut agg = Fed::with(Config {
         own_netns: NETNS,
         ..Config::default()
     });
     agg.start(0);
+    let mut reasons = vec![String::new(); 16];
+    reasons[14] = "tcp_state".into();
+    reasons[15] = "tcp_keepalive_timeout".into();
+    agg.agg.set_reset_reasons(ResetReasons::from_names(reasons));
+    agg.trace_fates();
     agg.feed_kernel_counters(counters(1000, 2000, 30, 5));
     life(&mut agg, 1, 0, &[(Close, Listen, 0.0)]);
     for i in 0..20u64 {
@@ -172,9 +205,102 @@ fn fixture() -> (Snapshot, Snapshot) {
         Close,
         Some(10_000),
     ));
+    let server = Some((4242, "fixture"));
+    agg.feed_drop(&dropped(
+        Fate::EmbryonicReset,
+        NETNS,
+        8080,
+        "10.0.0.9",
+        server,
+    ));
+    agg.feed_drop(&dropped(
+        Fate::ListenOverflow,
+        NETNS,
+        8080,
+        "10.0.0.8",
+        server,
+    ));
+    for _ in 0..2 {
+        agg.feed_drop(&dropped(Fate::ClosedPort, NETNS, 9, "10.0.0.7", None));
+    }
+    agg.feed_drop(&dropped(Fate::ClosedPort, 4026532000, 22, "10.0.0.6", None));
     agg.feed_transition(&transition(1, 1_950 * MS, Listen, Close, Some(1_950 * MS)));
+    // Closes with the kernel's close details: a connect the application abandoned, a
+    // connect whose SYN retries ran out, an idle client whose keepalive probe went unanswered,
+    // a client whose data retransmissions ran out, and one that aborted (SO_LINGER 0), its
+    // reset traced right after the close with the reason Linux 6.10+ gives it.
+    let details = |err, retransmits, probes_out| {
+        Some(CloseDetails {
+            err,
+            retransmits,
+            probes_out,
+            ..CloseDetails::default()
+        })
+    };
+    let close = |agg: &mut Fed, sk, ts_ns, from, close, time| {
+        agg.feed_transition(&Transition {
+            close,
+            ..transition(sk, ts_ns, from, Close, Some(time))
+        });
+    };
+    life(&mut agg, 310, 1_500 * MS, &[(Close, SynSent, 0.0)]);
+    close(
+        &mut agg,
+        310,
+        1_700 * MS,
+        SynSent,
+        details(0, 0, 0),
+        200 * MS,
+    );
+    life(&mut agg, 311, 1_000 * MS, &[(Close, SynSent, 0.0)]);
+    close(
+        &mut agg,
+        311,
+        1_900 * MS,
+        SynSent,
+        details(110, 1, 0),
+        900 * MS,
+    );
+    for (sk, err, retransmits, probes_out, reason) in [
+        (312, 110, 0, 1, Some(15)),
+        (313, 110, 5, 0, None),
+        (314, 0, 0, 0, Some(14)),
+    ] {
+        life(
+            &mut agg,
+            sk,
+            1_000 * MS,
+            &[(Close, SynSent, 0.0), (SynSent, Established, 0.05)],
+        );
+        if err != 0
+            && let Some(reason) = reason
+        {
+            agg.feed_signal(&Signal {
+                reset_reason: Some(reason),
+                ..signal(sk, 1_800 * MS, SignalKind::ResetSent, Established)
+            });
+        }
+        close(
+            &mut agg,
+            sk,
+            1_800 * MS,
+            Established,
+            details(err, retransmits, probes_out),
+            800 * MS,
+        );
+        if err == 0 {
+            agg.feed_signal(&Signal {
+                reset_reason: reason,
+                ..signal(sk, 1_800 * MS, SignalKind::ResetSent, Close)
+            });
+        }
+    }
     agg.end_batch();
-    agg.feed_kernel_counters(counters(1023, 2022, 31, 8));
+    // One listen overflow dropped its ACK (seen above), one refused a SYN (not seen).
+    agg.feed_kernel_counters(TcpCounters {
+        listen_overflows: 3,
+        ..counters(1028, 2022, 34, 8)
+    });
     agg.set_losses(Losses {
         kernel: KernelCounters {
             ringbuf_full: 1,
@@ -241,8 +367,29 @@ fn golden_json_lines() {
     assert_eq!(refused["abnormal"], true);
     assert_eq!(refused["path"], "client");
     assert_eq!(refused["cause"]["refused"], 1);
-    assert_eq!(refused["cause"]["timeout"], 1);
+    // One told by its retransmissions alone (no close details), one by the kernel's error.
+    assert_eq!(refused["cause"]["timeout"], 2);
     assert_eq!(refused["retransmits"]["2"], 1);
+    assert_eq!(refused["cause"]["connect_abandoned"], 1);
+    assert_eq!(refused["timers"], serde_json::json!({"syn_retries": 1}));
+    let established = lines[1]["transitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["path"] == "client" && t["from"] == "ESTABLISHED" && t["to"] == "CLOSE")
+        .unwrap();
+    assert_eq!(
+        established["cause"],
+        serde_json::json!({"keepalive_timeout": 1, "reset_sent": 1, "timeout": 1})
+    );
+    assert_eq!(
+        established["timers"],
+        serde_json::json!({"retransmissions": 1})
+    );
+    assert_eq!(
+        established["reset_reasons"],
+        serde_json::json!({"tcp_state": 1})
+    );
     for key in ["min", "p50", "p90", "p99", "max", "mean"] {
         assert!(refused["time_in_from_ns"][key].is_u64(), "{key}");
     }

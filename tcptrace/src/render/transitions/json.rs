@@ -10,6 +10,7 @@ use serde::Serialize;
 
 use crate::{
     aggregate::{
+        fates::{FateCounts, FatesSnapshot},
         histogram::{HistogramSummary, TimeStats},
         snapshot::Snapshot,
     },
@@ -36,12 +37,93 @@ struct Interval<'a> {
     skipped_by_kernel: u64,
     invalid_records: u64,
     sockets: Sockets,
-    transitions: Vec<Row>,
+    transitions: Vec<Row<'a>>,
     paths: Vec<Path<'a>>,
     paths_other: u64,
     request_sockets: Option<Vec<Counted>>,
+    /// `null` when `skb:kfree_skb` is not traced (it could not attach, or a replay).
+    request_socket_fates: Option<Fates>,
     kernel_check: Option<Check>,
     namespaces: Vec<Namespace>,
+}
+
+/// A count per fate, named as `Fate::name` says.
+#[derive(Serialize)]
+struct FateCountsJson {
+    embryonic_reset: u64,
+    listen_overflow: u64,
+    closed_port: u64,
+}
+
+impl From<&FateCounts> for FateCountsJson {
+    fn from(c: &FateCounts) -> Self {
+        Self {
+            embryonic_reset: c[0],
+            listen_overflow: c[1],
+            closed_port: c[2],
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct Fates {
+    listeners: Vec<ListenerFatesJson>,
+    other_listeners: FateCountsJson,
+    /// In tcptrace's own namespace: what its kernel counters (`request_sockets`) count.
+    own_namespace: FateCountsJson,
+    total: FateCountsJson,
+}
+
+#[derive(Serialize)]
+struct ListenerFatesJson {
+    netns: u32,
+    own: bool,
+    /// `null` when its packets came to several local addresses.
+    local: Option<String>,
+    port: u16,
+    pid: Option<u32>,
+    comm: Option<String>,
+    count: FateCountsJson,
+    interval_count: FateCountsJson,
+    peers: Vec<PeerFates>,
+    other_peers: FateCountsJson,
+}
+
+#[derive(Serialize)]
+struct PeerFates {
+    addr: String,
+    count: FateCountsJson,
+}
+
+fn fates(f: &FatesSnapshot) -> Fates {
+    Fates {
+        listeners: f
+            .listeners
+            .iter()
+            .map(|l| ListenerFatesJson {
+                netns: l.netns,
+                own: l.own,
+                local: l.laddr.map(|a| a.to_string()),
+                port: l.port,
+                pid: l.pid,
+                comm: l.pid.map(|_| l.comm.to_string()),
+                count: (&l.counts).into(),
+                interval_count: (&l.interval).into(),
+                peers: l
+                    .peers
+                    .iter()
+                    .map(|(addr, counts)| PeerFates {
+                        addr: addr.to_string(),
+                        count: counts.into(),
+                    })
+                    .collect(),
+                other_peers: (&l.other_peers).into(),
+            })
+            .collect(),
+        other_listeners: (&f.other_listeners).into(),
+        own_namespace: (&f.own_namespace).into(),
+        total: (&f.total).into(),
+    }
 }
 
 #[derive(Serialize)]
@@ -110,7 +192,7 @@ fn buckets(h: &HistogramSummary) -> Vec<Bucket> {
 }
 
 #[derive(Serialize)]
-struct Row {
+struct Row<'a> {
     from: &'static str,
     to: &'static str,
     path: &'static str,
@@ -124,6 +206,12 @@ struct Row {
     /// Transitions without a time in the from-state (socket first seen in it).
     untimed: u64,
     cause: BTreeMap<&'static str, u64>,
+    /// Of the timeouts, per timer that gave up (`syn_retries`, …), where the kernel told.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    timers: BTreeMap<&'static str, u64>,
+    /// Of the resets sent, per reason the kernel reported (`tcp_abort_on_linger`, …).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    reset_reasons: BTreeMap<&'a str, u64>,
     /// Abnormal closes per number of retransmissions made in the from-state.
     retransmits: BTreeMap<String, u64>,
     time_in_from_ns: Option<Times>,
@@ -235,6 +323,12 @@ pub fn interval(
                 rate_per_s: round(r.rate_per_s),
                 untimed: r.untimed,
                 cause: r.causes.iter().map(|(c, n)| (c.name(), *n)).collect(),
+                timers: r.timers.iter().map(|(t, n)| (t.name(), *n)).collect(),
+                reset_reasons: r
+                    .reset_reasons
+                    .iter()
+                    .map(|(reason, n)| (reason.as_str(), *n))
+                    .collect(),
                 retransmits: r
                     .retransmits
                     .iter()
@@ -266,6 +360,7 @@ pub fn interval(
                 })
                 .collect()
         }),
+        request_socket_fates: snap.fates.as_ref().map(fates),
         namespaces,
         kernel_check: snap.witness.as_ref().map(|w| Check {
             comparable: w.comparable,

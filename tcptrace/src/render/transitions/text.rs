@@ -4,7 +4,11 @@
 use std::io::{self, Write};
 
 use crate::{
-    aggregate::snapshot::{RowSnapshot, Snapshot},
+    aggregate::{
+        causes::Cause,
+        fates::{FateCounts, ListenerFates},
+        snapshot::{RowSnapshot, Snapshot},
+    },
     core::state::Side,
     render::{
         histogram::{bar, log2_histogram},
@@ -53,7 +57,7 @@ pub fn interval(out: &mut impl Write, snap: &Snapshot) -> io::Result<()> {
             let causes: Vec<String> = r
                 .causes
                 .iter()
-                .map(|(cause, n)| format!("{} {n}", cause.name()))
+                .map(|(cause, n)| cause_text(r, *cause, *n))
                 .chain(r.retransmits.iter().map(|(retries, n)| {
                     format!("{n} after {retries}{} retransmits", plus(*retries))
                 }))
@@ -62,6 +66,7 @@ pub fn interval(out: &mut impl Write, snap: &Snapshot) -> io::Result<()> {
         }
     }
     request_sockets(out, snap)?;
+    fates(out, snap)?;
     witness(out, snap)?;
     namespaces(out, snap)
 }
@@ -117,6 +122,29 @@ fn namespaces(out: &mut impl Write, snap: &Snapshot) -> io::Result<()> {
         )?;
     }
     Ok(())
+}
+
+/// `timeout 2 (syn_retries 2)`, `reset_sent 1 (tcp_abort_on_linger 1)`: a cause with the
+/// timers or reset reasons the kernel told of it.
+fn cause_text(r: &RowSnapshot, cause: Cause, n: u64) -> String {
+    let details: Vec<String> = match cause {
+        Cause::Timeout => r
+            .timers
+            .iter()
+            .map(|(timer, k)| format!("{} {k}", timer.name()))
+            .collect(),
+        Cause::ResetSent => r
+            .reset_reasons
+            .iter()
+            .map(|(reason, k)| format!("{reason} {k}"))
+            .collect(),
+        _ => Vec::new(),
+    };
+    if details.is_empty() {
+        format!("{} {n}", cause.name())
+    } else {
+        format!("{} {n} ({})", cause.name(), details.join(", "))
+    }
 }
 
 fn plus(retries: u32) -> &'static str {
@@ -213,6 +241,84 @@ fn request_sockets(out: &mut impl Write, snap: &Snapshot) -> io::Result<()> {
         writeln!(out, "  {name:<50} {total:>9} {new:>7}")?;
     }
     Ok(())
+}
+
+/// What the fates section says of what it does not see.
+pub const FATES_NOTE: &str = "From the packets the kernel drops (skb:kfree_skb). Not seen here: SYNs \
+     refused on a full accept queue (consumed, not dropped: in ListenOverflows only), SYN cookies, \
+     embryonic resets by a SYN.";
+
+/// The listener as shown: `127.0.0.1:8080`, `*:8080` when reached at several addresses, with
+/// its namespace when it is not tcptrace's own.
+pub fn listener_label(l: &ListenerFates) -> String {
+    let addr = match l.laddr {
+        Some(std::net::IpAddr::V6(v6)) => format!("[{v6}]"),
+        Some(addr) => addr.to_string(),
+        None => "*".to_owned(),
+    };
+    let mut label = format!("{addr}:{}", l.port);
+    if !l.own {
+        label.push_str(&format!(" (netns {})", l.netns));
+    }
+    label
+}
+
+fn fate_columns(counts: &FateCounts) -> String {
+    format!("{:>9} {:>9} {:>9}", counts[0], counts[1], counts[2])
+}
+
+/// The request-socket fates by listener and peer: a table once any was seen.
+fn fates(out: &mut impl Write, snap: &Snapshot) -> io::Result<()> {
+    let Some(fates) = &snap.fates else {
+        return Ok(());
+    };
+    if fates.total.iter().all(|n| *n == 0) {
+        return Ok(());
+    }
+    writeln!(out)?;
+    writeln!(
+        out,
+        "{:<52} {:>9} {:>9} {:>9}",
+        "REQUEST-SOCKET FATES BY LISTENER (dropped packets)", "EMBRYONIC", "OVERFLOW", "CLOSED"
+    )?;
+    for l in &fates.listeners {
+        let owner = match l.pid {
+            Some(pid) => format!("  {}/{pid}", l.comm),
+            None => String::new(),
+        };
+        let name = format!("{}{owner}", listener_label(l));
+        writeln!(out, "  {name:<50} {}", fate_columns(&l.counts))?;
+        for (addr, counts) in &l.peers {
+            let peer = format!("from {addr}");
+            writeln!(out, "    {peer:<48} {}", fate_columns(counts))?;
+        }
+        if l.other_peers.iter().any(|n| *n > 0) {
+            writeln!(
+                out,
+                "    {:<48} {}",
+                "from other peers",
+                fate_columns(&l.other_peers)
+            )?;
+        }
+    }
+    if fates.other_listeners.iter().any(|n| *n > 0) {
+        writeln!(
+            out,
+            "  {:<50} {}",
+            "other listeners",
+            fate_columns(&fates.other_listeners)
+        )?;
+    }
+    if let Some(rs) = &snap.request_sockets {
+        let own = &fates.own_namespace;
+        writeln!(
+            out,
+            "  This namespace: {} of EmbryonicRsts {}; {} of ListenOverflows {} (the rest: SYNs \
+             refused on a full accept queue).",
+            own[0], rs.total.embryonic_rsts, own[1], rs.total.listen_overflows
+        )?;
+    }
+    writeln!(out, "  {FATES_NOTE}")
 }
 
 /// The request-socket rows: name (with its source), total, interval.
