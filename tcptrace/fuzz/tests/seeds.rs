@@ -398,7 +398,13 @@ fn decode_seeds() -> Vec<(String, Vec<u8>)> {
         ),
         (
             "v4-client-established-close-user-timeout",
-            client.closed(s + 1_070_000_000, Established, 110, (3, 0), close::USER_TIMEOUT),
+            client.closed(
+                s + 1_070_000_000,
+                Established,
+                110,
+                (3, 0),
+                close::USER_TIMEOUT,
+            ),
         ),
         (
             "signal-reset-sent-keepalive-reason",
@@ -406,7 +412,13 @@ fn decode_seeds() -> Vec<(String, Vec<u8>)> {
         ),
         (
             "v4-client-established-close-keepalive",
-            client.closed(s + 1_080_000_001, Established, 110, (0, 1), close::KEEPALIVE),
+            client.closed(
+                s + 1_080_000_001,
+                Established,
+                110,
+                (0, 1),
+                close::KEEPALIVE,
+            ),
         ),
         (
             "v4-child-last_ack-close-orphan-retries",
@@ -1037,7 +1049,9 @@ impl Subset<'_> {
             }
             KIND_PTR if self.points_to_root(ty.size_or_type) => self.keep(ty.size_or_type),
             // The tracepoints' prototypes: their parameter count is read, not their types.
-            KIND_PTR if self.all[self.resolve(ty.size_or_type) as usize].kind == KIND_FUNC_PROTO => {
+            KIND_PTR
+                if self.all[self.resolve(ty.size_or_type) as usize].kind == KIND_FUNC_PROTO =>
+            {
                 self.keep(ty.size_or_type)
             }
             KIND_ARRAY => {
@@ -1351,7 +1365,13 @@ fn synthetic() -> Vec<u8> {
         ("icsk_probes_out", uchar, 1004 * 8),
         ("icsk_user_timeout", uint, 1200 * 8),
     ];
-    w.record("inet_connection_sock", KIND_STRUCT, false, members.len(), 1400);
+    w.record(
+        "inet_connection_sock",
+        KIND_STRUCT,
+        false,
+        members.len(),
+        1400,
+    );
     for (name, type_id, bits) in members {
         for word in [w.string(name), type_id, bits] {
             w.word(word);
