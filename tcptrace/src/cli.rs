@@ -476,6 +476,13 @@ pub struct ExportArgs {
     #[arg(long, value_name = "ADDR:PORT", default_value_t = SocketAddr::from(([127, 0, 0, 1], EXPORT_PORT)),
           value_parser = parse_listen)]
     pub listen: SocketAddr,
+    /// TLS and basic auth, in the web configuration format of Prometheus's exporter-toolkit
+    /// (as node_exporter reads it): `tls_server_config` with `cert_file` and `key_file`
+    /// (PEM, relative to the file's folder; `min_version`/`max_version` TLS12 or TLS13) and
+    /// `basic_auth_users` (user: bcrypt hash, e.g. from `htpasswd -nBC 10 USER`). Unknown
+    /// keys are refused.
+    #[arg(long, value_name = "FILE")]
+    pub web_config: Option<std::path::PathBuf>,
     /// Seconds between two snapshots handed to the HTTP server (fractions allowed): how
     /// fresh a scrape's transitions are.
     #[arg(long, value_name = "SECS", default_value = "1", value_parser = parse_duration)]

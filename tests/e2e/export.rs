@@ -5,175 +5,26 @@
 //! checks the text formats and the alerting rules; hostile HTTP clients leave it serving.
 
 use std::{
-    fs,
     io::{Read, Write},
     net::TcpStream,
-    path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
+    path::PathBuf,
+    process::{Command, Stdio},
     thread,
     time::{Duration, Instant},
 };
 
-use serde_json::Value;
+use crate::support::{
+    Netns, Peer, Tracer, privileged,
+    prometheus::{LO, Options, Place, Prometheus, free_port, tool},
+    wait_until,
+};
 
-use crate::support::{Netns, Peer, Tracer, privileged, wait_until};
-
-const LO: &str = "127.0.0.1";
 /// Client connections of the workload, each held ESTABLISHED for [`HOLD_MS`].
 const CONNECTIONS: u64 = 4;
 const HOLD_MS: u64 = 300;
 
-fn tool(name: &str) -> Option<PathBuf> {
-    let path = PathBuf::from("/usr/bin").join(name);
-    if path.exists() {
-        return Some(path);
-    }
-    assert!(
-        std::env::var("CI").as_deref() != Ok("true"),
-        "{name} is missing: `cargo xtask test` installs Debian's prometheus package"
-    );
-    eprintln!("SKIPPED: {name} is missing (apt-get install prometheus)");
-    None
-}
-
-/// A free loopback port, unique to this test process (other suites run beside it).
-fn free_port() -> u16 {
-    std::net::TcpListener::bind((LO, 0))
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// One HTTP/1.0 GET on loopback: status and body.
 fn get(port: u16, path: &str, accept: Option<&str>) -> (u16, Vec<u8>) {
-    let mut stream = TcpStream::connect((LO, port)).expect("connect");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    let accept = accept.map_or(String::new(), |a| format!("Accept: {a}\r\n"));
-    write!(stream, "GET {path} HTTP/1.0\r\nHost: {LO}\r\n{accept}\r\n").unwrap();
-    let mut response = Vec::new();
-    stream
-        .read_to_end(&mut response)
-        .expect("read the response");
-    let head_end = response
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .expect("a response head");
-    let head = String::from_utf8_lossy(&response[..head_end]).into_owned();
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .expect("a status");
-    (status, response[head_end + 4..].to_vec())
-}
-
-struct Prometheus {
-    child: Child,
-    port: u16,
-    _dir: TempDir,
-}
-
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> Self {
-        let dir = std::env::temp_dir().join(format!("tcptrace-{name}-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&dir);
-        fs::create_dir_all(&dir).unwrap();
-        Self(dir)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.0);
-    }
-}
-
-impl Prometheus {
-    fn start(binary: &Path, exporter: u16, native: bool) -> Self {
-        let dir = TempDir::new(if native { "prom-native" } else { "prom" });
-        let port = free_port();
-        let config = dir.0.join("prometheus.yml");
-        fs::write(
-            &config,
-            format!(
-                "global: {{scrape_interval: 1s, scrape_timeout: 900ms, evaluation_interval: 1s}}\n\
-                 scrape_configs:\n  - job_name: tcptrace\n    static_configs:\n      - targets: ['{LO}:{exporter}']\n"
-            ),
-        )
-        .unwrap();
-        let mut command = Command::new(binary);
-        command
-            .arg(format!("--config.file={}", config.display()))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                dir.0.join("data").display()
-            ))
-            .arg(format!("--web.listen-address={LO}:{port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
-        if native {
-            command.arg("--enable-feature=native-histograms");
-        }
-        let child = command.spawn().expect("start prometheus");
-        Self {
-            child,
-            port,
-            _dir: dir,
-        }
-    }
-
-    /// The result vector of an instant query.
-    fn query(&self, promql: &str) -> Vec<Value> {
-        self.try_query(promql)
-            .unwrap_or_else(|body| panic!("{promql}: {body}"))
-    }
-
-    /// The result vector, or the body of a refusal (503 while Prometheus starts).
-    fn try_query(&self, promql: &str) -> Result<Vec<Value>, String> {
-        let encoded: String = promql
-            .bytes()
-            .map(|b| {
-                if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
-                    (b as char).to_string()
-                } else {
-                    format!("%{b:02X}")
-                }
-            })
-            .collect();
-        let (status, body) = get(self.port, &format!("/api/v1/query?query={encoded}"), None);
-        if status != 200 {
-            return Err(String::from_utf8_lossy(&body).into_owned());
-        }
-        let value: Value = serde_json::from_slice(&body).map_err(|err| err.to_string())?;
-        Ok(value["data"]["result"].as_array().unwrap().clone())
-    }
-
-    /// The single sample of an instant query, once there is one.
-    fn scalar(&self, promql: &str) -> Option<f64> {
-        let result = self.query(promql);
-        let sample = result.first()?;
-        sample["value"][1].as_str()?.parse().ok()
-    }
-
-    fn wait_ready(&self) {
-        wait_until("Prometheus to scrape the exporter", || {
-            TcpStream::connect((LO, self.port)).ok()?;
-            let up = self.try_query("up{job=\"tcptrace\"}").ok()?;
-            (up.first()?["value"][1].as_str()? == "1").then_some(())
-        });
-    }
-}
-
-impl Drop for Prometheus {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+    Place::host().get(port, path, accept)
 }
 
 /// The workload, in `netns`: [`CONNECTIONS`] connections the client closes first after
@@ -260,7 +111,14 @@ fn scraped(native: bool, check: impl FnOnce(&Prometheus, u16)) {
     let port = free_port();
     let listen = format!("{LO}:{port}");
     let exporter = Tracer::start(&["export", "--listen", &listen, "--netns", &inode]);
-    let prometheus = Prometheus::start(&binary, port, native);
+    let prometheus = Prometheus::start(
+        &binary,
+        port,
+        Options {
+            native,
+            ..Options::default()
+        },
+    );
     prometheus.wait_ready();
     workload(&netns);
     let all = expected();

@@ -4,9 +4,14 @@
 mod causes_netns;
 mod errors;
 mod export;
+mod export_dashboard;
+mod export_fates;
+mod export_storm;
+mod export_tls;
 mod fates;
 mod findings;
 mod owners;
+mod packaging;
 mod replay;
 mod states;
 mod support;

@@ -2,6 +2,7 @@
 //! does the set-up.
 
 mod bench;
+mod container;
 mod fuzz;
 mod layout;
 mod matrix;
@@ -64,6 +65,10 @@ enum Task {
     /// Set up, build, then benchmark (as root): a connection storm alone and under each
     /// tracer, in interleaved rounds. `--smoke`: the correctness check CI runs.
     Bench(bench::BenchArgs),
+    /// Set up, build, then build the container image of tcptrace/dist/container (offline:
+    /// FROM scratch, the binary and its libraries) with podman, installing it when missing,
+    /// and run `tcptrace export --help` in it.
+    Container,
     /// Check the module layout of tcptrace/src: layers, import cycles, commands that import
     /// one another, files and sockets opened outside kernel/ and os/, files' `//!` comments.
     Layout,
@@ -88,6 +93,7 @@ fn main() -> ExitCode {
         }
         Task::GuestSmoke => matrix::guest_smoke(),
         Task::Bench(args) => setup::run_for_tests().and_then(|_| bench::run(&args)),
+        Task::Container => setup::run().and_then(|_| container::run()),
         Task::Layout => layout::run(),
         Task::Fuzz(args) => setup::run().and_then(|_| fuzz::run(&args)),
     };

@@ -23,6 +23,7 @@ pub fn run() -> anyhow::Result<ExitCode> {
 pub fn run_for_tests() -> anyhow::Result<ExitCode> {
     run()?;
     ensure_test_tools()?;
+    ensure_kubernetes_validate()?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -157,10 +158,13 @@ fn ensure_bpf_linker() -> anyhow::Result<()> {
 /// Programs the end-to-end tests run, and the Debian packages that provide them: `ip` and `ss`
 /// build network namespaces and cross-check counts, `nft` drops packets inside them;
 /// `prometheus` scrapes `tcptrace export` and `promtool` checks its output and alerting rules;
+/// `openssl` makes the certificate of its TLS test; `systemd-analyze` verifies the unit;
 /// `tmux` runs the full-screen view in a pane of known size and reads it back.
 const TEST_TOOLS: &[(&str, &str)] = &[
     ("prometheus", "prometheus"),
     ("promtool", "prometheus"),
+    ("openssl", "openssl"),
+    ("systemd-analyze", "systemd"),
     ("ip", "iproute2"),
     ("ss", "iproute2"),
     ("nft", "nftables"),
@@ -266,4 +270,36 @@ pub fn ensure_virtme_ng() -> anyhow::Result<PathBuf> {
         &format!("virtme-ng=={VIRTME_NG_VERSION}"),
     ]))?;
     Ok(bin)
+}
+
+/// kubernetes-validate's version: the Kubernetes schemas the manifest is checked against
+/// ship inside it, so that the check runs offline.
+const KUBERNETES_VALIDATE_VERSION: &str = "1.37.0";
+
+/// Installs kubernetes-validate in a virtual environment of its own under the cache, as
+/// virtme-ng; returns the path of its command (the end-to-end tests get it as
+/// `KUBERNETES_VALIDATE`).
+pub fn ensure_kubernetes_validate() -> anyhow::Result<PathBuf> {
+    let venv = home().join(format!(
+        ".cache/tcptrace/kubernetes-validate-{KUBERNETES_VALIDATE_VERSION}"
+    ));
+    let command = venv.join("bin/kubernetes-validate");
+    let fits = output(Command::new(&command).arg("--version"))
+        .is_ok_and(|version| version.trim() == KUBERNETES_VALIDATE_VERSION);
+    if fits {
+        return Ok(command);
+    }
+    eprintln!(
+        "xtask: installing kubernetes-validate {KUBERNETES_VALIDATE_VERSION} (pip, in {})",
+        venv.display()
+    );
+    status(Command::new("python3").arg("-m").arg("venv").arg(&venv)).context(
+        "cannot create a Python virtual environment (on Debian: apt-get install python3-venv)",
+    )?;
+    status(Command::new(venv.join("bin/pip")).args([
+        "install",
+        "--quiet",
+        &format!("kubernetes-validate=={KUBERNETES_VALIDATE_VERSION}"),
+    ]))?;
+    Ok(command)
 }

@@ -13,7 +13,7 @@ use crate::{
     bench, fuzz, layout,
     matrix::{self, MatrixArgs, TestCounts},
     run::{self, workspace_root},
-    setup::status,
+    setup::{self, status},
 };
 
 /// The fuzz targets' time in the test command, split over them.
@@ -71,7 +71,8 @@ pub fn run(e2e_args: &[String], matrix_args: Option<&MatrixArgs>) -> anyhow::Res
     let e2e = e2e_counting(
         cargo(&["test", "--package", "tcptrace-tests", "--"])
             .args(e2e_args)
-            .env("TCPTRACE_BIN", run::binary()),
+            .env("TCPTRACE_BIN", run::binary())
+            .env("KUBERNETES_VALIDATE", setup::ensure_kubernetes_validate()?),
     )?;
     let smoke = smoke()?;
     let host = matrix::host_line(e2e, smoke.as_ref(), host_started.elapsed());

@@ -24,6 +24,7 @@ use crate::{
         diag::{DiagSocket, Families, SocketEntry},
         http::{self, Handler, Limits, Request, Response, ServerStats},
         netns, owners, sysctl,
+        web_config::{self, WebSetup},
     },
     render::metrics::{
         self, CensusFacts, Exposition, ListenerQueue, Published, landing,
@@ -195,6 +196,13 @@ fn publish(
 }
 
 pub async fn run(args: ExportArgs) -> anyhow::Result<()> {
+    // Before anything listens: a bad file must not leave a server without its TLS.
+    let web = match &args.web_config {
+        Some(path) => web_config::load(path)
+            .map_err(|err| UsageError(format!("--web-config {}: {err}", path.display())))?,
+        None => WebSetup::default(),
+    };
+    let scheme = if web.tls.is_some() { "https" } else { "http" };
     let listener = http::bind(args.listen)
         .map_err(|err| UsageError(format!("cannot listen on {}: {err}", args.listen)))?;
     let filter = args.filter.to_filter();
@@ -215,7 +223,7 @@ pub async fn run(args: ExportArgs) -> anyhow::Result<()> {
         max_connections: args.max_connections,
         ..Limits::default()
     };
-    http::spawn(listener, limits, handler, stats)?;
+    http::spawn(listener, limits, handler, stats, web)?;
 
     let live = LiveConfig {
         probe: ProbeConfig {
@@ -255,7 +263,7 @@ pub async fn run(args: ExportArgs) -> anyhow::Result<()> {
                 aggregator.start(origin.start_ns);
                 programs_attached = origin.programs_attached;
                 publish(&tx, &mut aggregator, totals, programs_attached);
-                log::info!("serving the metrics on http://{listen}/metrics");
+                log::info!("serving the metrics on {scheme}://{listen}/metrics");
             }
             Update::Transition(t, socket) => aggregator.feed_transition(t, socket),
             Update::Signal(signal, socket) => aggregator.feed_signal(signal, socket),

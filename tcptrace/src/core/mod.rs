@@ -16,3 +16,4 @@ pub mod reset_reason;
 pub mod seed;
 pub mod sockets;
 pub mod state;
+pub mod web_config;

@@ -1,6 +1,7 @@
 //! The OS edge: socket snapshots over netlink (inet_diag), the owners of sockets under /proc,
 //! network namespaces, the kernel's TCP counters in procfs, sysctls, clocks and the files of
-//! `tcptrace record`, and the terminal of the full-screen view.
+//! `tcptrace record`, the terminal of the full-screen view, and the exporter's HTTP server with
+//! its web configuration.
 //! Every file this crate reads or writes is opened here.
 
 pub mod clock;
@@ -13,3 +14,4 @@ pub mod procfs;
 pub mod record_file;
 pub mod sysctl;
 pub mod terminal;
+pub mod web_config;

@@ -18,6 +18,8 @@ use std::{
 
 use serde_json::Value;
 
+pub mod prometheus;
+
 /// How long any awaited condition may take before the test fails.
 pub const DEADLINE: Duration = Duration::from_secs(20);
 /// Output lines a timed-out wait shows.
@@ -127,7 +129,8 @@ impl Tracer {
         Self::start_command(netns.command(tcptrace_bin()), args)
     }
 
-    fn start_command(mut command: Command, args: &[&str]) -> Self {
+    /// Starts `COMMAND ARGS -v`, where the command runs tcptrace (e.g. through `setpriv`).
+    pub fn start_command(mut command: Command, args: &[&str]) -> Self {
         let _guard = start_lock();
         let mut child = command
             .args(args)

@@ -6,6 +6,7 @@
 mod fates;
 mod micro;
 mod report;
+mod scrape;
 mod snapshot;
 mod storm;
 mod tracer;
@@ -46,6 +47,9 @@ pub struct BenchArgs {
     /// states`/`sockets` against `ss` and `netstat`.
     #[arg(long, conflicts_with_all = ["smoke", "memory", "micro"])]
     pub snapshot: bool,
+    /// Scrape latency of `tcptrace export` with 1 and with 100 network namespaces labelled.
+    #[arg(long, conflicts_with_all = ["smoke", "memory", "micro", "snapshot", "fates"])]
+    pub scrape: bool,
     /// The cost of the program on `skb:kfree_skb` (request-socket fates by listener): the storm
     /// and a SYN flood, alone and under `tcptrace transitions`, with the kernel timing the
     /// program (`kernel.bpf_stats_enabled=1` for the run).
@@ -118,6 +122,10 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<ExitCode> {
     if args.snapshot {
         return snapshot::run(args.pairs, args.time_wait, args.runs as usize);
     }
+    if args.scrape {
+        scrape::run()?;
+        return Ok(ExitCode::SUCCESS);
+    }
     if args.fates {
         fates::run(args)?;
         return Ok(ExitCode::SUCCESS);
@@ -167,9 +175,12 @@ fn run_once(
     output: Output,
     storm: &StormArgs,
 ) -> anyhow::Result<(StormReport, Option<tracer::Finished>)> {
-    let running = tracer
+    let mut running = tracer
         .map(|tracer| Running::start(tracer, tracer_args, output))
         .transpose()?;
+    if let Some(running) = running.as_mut() {
+        running.scrape_every_second();
+    }
     let report = storm::run(storm)?;
     let finished = running.map(Running::stop).transpose()?;
     Ok((report, finished))
@@ -214,6 +225,15 @@ fn full(args: &BenchArgs) -> anyhow::Result<()> {
                 label(tracer),
                 report.conn_per_s
             );
+            if let Some(scrapes) = finished.as_ref().and_then(|f| f.scrapes) {
+                eprintln!(
+                    "xtask: round {round}: {} scrapes, {} failed, the slowest {:.1} ms",
+                    scrapes.ok, scrapes.failed, scrapes.slowest_ms
+                );
+                if scrapes.failed > 0 {
+                    bail!("round {round}, {}: a scrape failed", label(tracer));
+                }
+            }
             runs.push(RunResult::new(round, tracer, report, finished));
         }
     }

@@ -4,9 +4,13 @@
 use std::{
     fs::{self, File},
     io::Read,
+    net::{Ipv4Addr, TcpListener},
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
-    sync::{Arc, Mutex},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, Ordering},
+    },
     thread::{self, JoinHandle},
     time::{Duration, Instant},
 };
@@ -33,15 +37,17 @@ pub enum Tracer {
     /// `transitions` on a terminal: its full-screen view redrawn every second, in a
     /// pseudo-terminal of 200x60 whose output is read and discarded.
     TransitionsTui,
+    Export,
     TraceJson,
     Tcpstates,
     Bpftrace,
 }
 
 impl Tracer {
-    pub const ALL: [Tracer; 5] = [
+    pub const ALL: [Tracer; 6] = [
         Self::Transitions,
         Self::TransitionsTui,
+        Self::Export,
         Self::TraceJson,
         Self::Tcpstates,
         Self::Bpftrace,
@@ -51,6 +57,7 @@ impl Tracer {
         match self {
             Self::Transitions => "tcptrace transitions",
             Self::TransitionsTui => "tcptrace transitions, TUI in a pty",
+            Self::Export => "tcptrace export, scraped every second",
             Self::TraceJson => "tcptrace trace --json",
             Self::Tcpstates => "libbpf-tools tcpstates",
             Self::Bpftrace => "bpftrace, counting in the kernel",
@@ -69,6 +76,16 @@ impl Tracer {
                     .is_ok_and(|status| status.success());
                 ok.then_some(())
                     .ok_or_else(|| "this build of tcptrace has no `transitions` command".to_owned())
+            }
+            Self::Export => {
+                let ok = Command::new(run::binary())
+                    .args(["export", "--help"])
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .status()
+                    .is_ok_and(|status| status.success());
+                ok.then_some(())
+                    .ok_or_else(|| "this build of tcptrace has no `export` command".to_owned())
             }
             Self::TraceJson => Ok(()),
             Self::Tcpstates => {
@@ -132,6 +149,89 @@ pub struct Running {
     /// CPU time (user + sys, clock ticks) the tracer had used when it was attached: start-up
     /// (BTF parsing, verification) is not part of the cost per event.
     ticks_at_attach: u64,
+    /// The scrapes of `export`, while it runs.
+    scraper: Option<Scraper>,
+    /// The port `export` serves on.
+    port: Option<u16>,
+}
+
+/// Scrapes `export` every second, as a Prometheus would (OpenMetrics asked for), from a
+/// thread of its own; counts the scrapes that succeeded and those that did not.
+struct Scraper {
+    stop: Arc<AtomicBool>,
+    thread: JoinHandle<ScrapeCounts>,
+}
+
+#[derive(Clone, Copy, Debug, Default, Serialize)]
+pub struct ScrapeCounts {
+    pub ok: u64,
+    pub failed: u64,
+    /// The slowest scrape, milliseconds.
+    pub slowest_ms: f64,
+}
+
+/// One GET of /metrics on loopback `port`: the time it took, when it answered 200.
+pub fn scrape(port: u16, accept: &str) -> Option<Duration> {
+    use std::io::Write as _;
+    let started = Instant::now();
+    let mut stream = std::net::TcpStream::connect((Ipv4Addr::LOCALHOST, port)).ok()?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .ok()?;
+    write!(
+        stream,
+        "GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\nAccept: {accept}\r\n\r\n"
+    )
+    .ok()?;
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).ok()?;
+    let elapsed = started.elapsed();
+    // `HTTP/1.0 200 OK`: the status after the version.
+    (response.starts_with(b"HTTP/1.") && response.get(9..12) == Some(b"200")).then_some(elapsed)
+}
+
+/// What Prometheus 2.42 sends by default.
+pub const OPENMETRICS: &str =
+    "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5";
+
+impl Scraper {
+    fn start(port: u16) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopped = stop.clone();
+        let thread = thread::spawn(move || {
+            let mut counts = ScrapeCounts::default();
+            while !stopped.load(Ordering::Relaxed) {
+                match scrape(port, OPENMETRICS) {
+                    Some(took) => {
+                        counts.ok += 1;
+                        counts.slowest_ms = counts.slowest_ms.max(took.as_secs_f64() * 1e3);
+                    }
+                    None => counts.failed += 1,
+                }
+                // A second between scrapes, woken early by the stop.
+                for _ in 0..10 {
+                    if stopped.load(Ordering::Relaxed) {
+                        break;
+                    }
+                    thread::sleep(Duration::from_millis(100));
+                }
+            }
+            counts
+        });
+        Self { stop, thread }
+    }
+
+    fn finish(self) -> ScrapeCounts {
+        self.stop.store(true, Ordering::Relaxed);
+        self.thread.join().unwrap_or_default()
+    }
+}
+
+/// A free loopback port for the exporter.
+pub fn free_port() -> anyhow::Result<u16> {
+    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+        .context("cannot bind a loopback port for the exporter")?;
+    Ok(listener.local_addr()?.port())
 }
 
 /// What a stopped tracer saw and cost.
@@ -156,6 +256,8 @@ pub struct Finished {
     pub peak_rss_kib: u64,
     /// Resident set size (VmRSS) once it has caught up, KiB: what a long run keeps.
     pub rss_kib: u64,
+    /// The scrapes of `export` during the run.
+    pub scrapes: Option<ScrapeCounts>,
     /// Everything it wrote to stderr (its `-v` log for tcptrace).
     #[serde(skip)]
     pub stderr: String,
@@ -226,10 +328,22 @@ fn lock(text: &Mutex<String>) -> std::sync::MutexGuard<'_, String> {
 impl Running {
     /// Starts the tracer with `args` and waits until its probe is attached.
     pub fn start(tracer: Tracer, args: &[String], output: Output) -> anyhow::Result<Self> {
+        let export_port = match tracer {
+            Tracer::Export => Some(free_port()?),
+            _ => None,
+        };
         let mut cmd = match tracer {
             Tracer::Transitions | Tracer::TransitionsTui => {
                 let mut cmd = Command::new(run::binary());
                 cmd.arg("transitions").args(args).arg("-v");
+                cmd
+            }
+            Tracer::Export => {
+                let mut cmd = Command::new(run::binary());
+                cmd.args(["export", "--listen"])
+                    .arg(format!("127.0.0.1:{}", export_port.unwrap_or(0)))
+                    .args(args)
+                    .arg("-v");
                 cmd
             }
             Tracer::TraceJson => {
@@ -300,6 +414,8 @@ impl Running {
             stdout,
             stderr,
             ticks_at_attach: 0,
+            scraper: None,
+            port: export_port,
         };
         let started = Instant::now();
         loop {
@@ -330,10 +446,20 @@ impl Running {
         Ok(running)
     }
 
+    /// Scrapes `export` every second until it is stopped.
+    pub fn scrape_every_second(&mut self) {
+        self.scraper = self.port.map(Scraper::start);
+    }
+
+    /// The port `export` serves on.
+    pub fn port(&self) -> Option<u16> {
+        self.port
+    }
+
     fn attached(&self, pid: u32) -> bool {
         match self.tracer {
             // Logged once the program is attached (`-v`).
-            Tracer::Transitions | Tracer::TransitionsTui | Tracer::TraceJson => {
+            Tracer::Transitions | Tracer::TransitionsTui | Tracer::Export | Tracer::TraceJson => {
                 self.stderr.contains("probe attached")
             }
             Tracer::Bpftrace => self.stdout.contains("attached"),
@@ -355,6 +481,8 @@ impl Running {
             bail!("{} is not running", self.tracer.name());
         };
         let pid = child.id();
+        // Scraped until the storm's end; then left to catch up, as the others.
+        let scrapes = self.scraper.take().map(Scraper::finish);
         wait_idle(pid);
         let kernel_misses = recursion_misses(pid);
         // Not the rusage maxrss: a child started through vfork (posix_spawn) inherits the
@@ -383,13 +511,13 @@ impl Running {
         let cpu_s = (cpu_total - self.ticks_at_attach as f64 / clock_ticks_per_s()).max(0.0);
         let mut kernel_misses = kernel_misses;
         let nested_caught = match self.tracer {
-            Tracer::Transitions | Tracer::TransitionsTui | Tracer::TraceJson => {
+            Tracer::Transitions | Tracer::TransitionsTui | Tracer::Export | Tracer::TraceJson => {
                 nested_caught(&stderr)
             }
             Tracer::Tcpstates | Tracer::Bpftrace => None,
         };
         let (observed, lost) = match self.tracer {
-            Tracer::Transitions | Tracer::TransitionsTui | Tracer::TraceJson => {
+            Tracer::Transitions | Tracer::TransitionsTui | Tracer::Export | Tracer::TraceJson => {
                 let summary = tcptrace_summary(&stderr).with_context(|| {
                     format!(
                         "{} printed no `N transitions, M lost` line: {}",
@@ -418,6 +546,7 @@ impl Running {
             cpu_s,
             peak_rss_kib,
             rss_kib,
+            scrapes,
             stderr,
         })
     }
