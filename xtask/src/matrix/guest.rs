@@ -67,6 +67,8 @@ pub struct ScriptParams<'a> {
     /// Arguments for the e2e binary (a test filter), as `cargo xtask test ARGS` passes them.
     pub e2e_args: &'a [String],
     pub accel: Accel,
+    /// `kubernetes-validate`, which the packaging tests run, as on the host.
+    pub kubernetes_validate: &'a Path,
 }
 
 /// The e2e tests' allowance for two probes' clock reads of one transition (50 µs natively):
@@ -97,6 +99,7 @@ exec 2>&1
 export CI=true
 export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 export TCPTRACE_BIN={tcptrace}
+export KUBERNETES_VALIDATE={kubernetes_validate}
 export RUST_BACKTRACE=1
 {slack}echo "{MARKER} kernel $(uname -r)"
 # vng mounts tracefs and brings loopback up; the e2e tests rely on both, so make sure.
@@ -117,6 +120,7 @@ echo "{MARKER} smoke exit $?"
 echo "{MARKER} done"
 "#,
         tcptrace = q(params.tcptrace),
+        kubernetes_validate = q(params.kubernetes_validate),
         tests_dir = q(params.tests_dir),
         e2e = q(params.e2e),
         e2e_args = e2e_args.join(" "),
@@ -505,10 +509,12 @@ mod tests {
             xtask: Path::new("/w/target/debug/xtask"),
             e2e_args: &args,
             accel: Accel::Tcg,
+            kubernetes_validate: Path::new("/k/bin/kubernetes-validate"),
         });
         for needle in [
             "export CI=true\n",
             "export TCPTRACE_E2E_CLOCK_SLACK_US=1000\n",
+            "export KUBERNETES_VALIDATE='/k/bin/kubernetes-validate'\n",
             "export TCPTRACE_BIN='/w/target/release/tcptrace'\n",
             "cd '/w/tests' || exit 1\n",
             "'/w/target/debug/deps/e2e-0123' --test-threads 1 'trace::' 'it'\\''s'\n",

@@ -425,7 +425,9 @@ fn run_guest(
     let label = kernel.label();
     let dir = output_dir().join(kernel.slug());
     fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let kubernetes_validate = setup::ensure_kubernetes_validate()?;
     let script = guest::script(&ScriptParams {
+        kubernetes_validate: &kubernetes_validate,
         e2e: &artifacts.e2e,
         tests_dir: &workspace_root().join("tests"),
         tcptrace: &run::binary(),
