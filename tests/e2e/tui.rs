@@ -124,6 +124,33 @@ fn table_row(screen: &str, edge: &str) -> Option<Vec<String>> {
         .map(|l| l.split_whitespace().map(str::to_owned).collect())
 }
 
+/// Runs `command` in an 80×24 pane and waits for the header's first interval (the probe is
+/// attached then); returns that screen. After the command: its exit status, then whether the
+/// terminal is back in cooked mode with echo; the shell stays so that the pane can be read.
+fn start_in_pane(tmux: &Tmux, command: &str) -> String {
+    let script = format!(
+        "{command}; echo TCPTRACE-EXIT=$?; \
+         stty -a | tr ' ;' '\\n\\n' | grep -x -e '-*icanon' -e '-*echo' | sed 's/^/TTY-/'; \
+         sleep 600",
+    );
+    // Until the probe is attached.
+    let _guard = start_lock();
+    tmux.run(&[
+        "new-session",
+        "-d",
+        "-s",
+        "tui",
+        "-x",
+        "80",
+        "-y",
+        "24",
+        "sh",
+        "-c",
+        &script,
+    ]);
+    tmux.wait_screen("the header's first interval", |s| s.contains("elapsed"))
+}
+
 #[test]
 fn the_full_screen_view_under_a_known_workload() {
     if !privileged("the_full_screen_view_under_a_known_workload") || !tmux_present() {
@@ -137,32 +164,15 @@ fn the_full_screen_view_under_a_known_workload() {
     let tmux = Tmux::new("view");
     let bin = tcptrace_bin();
     assert!(Path::new(&bin).exists());
-    // After tcptrace: its exit status, then whether the terminal is back in cooked mode with
-    // echo; the shell stays so that the pane can be read.
-    let script = format!(
-        "ip netns exec {} {} transitions --lport {PORT}; echo TCPTRACE-EXIT=$?; \
-         stty -a | tr ' ;' '\\n\\n' | grep -x -e '-*icanon' -e '-*echo' | sed 's/^/TTY-/'; \
-         sleep 600",
-        netns.name,
-        bin.display()
-    );
     {
-        // Until the probe is attached, which the first interval in the header tells.
-        let _guard = start_lock();
-        tmux.run(&[
-            "new-session",
-            "-d",
-            "-s",
-            "tui",
-            "-x",
-            "80",
-            "-y",
-            "24",
-            "sh",
-            "-c",
-            &script,
-        ]);
-        let screen = tmux.wait_screen("the header's first interval", |s| s.contains("elapsed"));
+        let screen = start_in_pane(
+            &tmux,
+            &format!(
+                "ip netns exec {} {} transitions --lport {PORT}",
+                netns.name,
+                bin.display()
+            ),
+        );
         let header = screen.lines().next().unwrap();
         assert!(header.starts_with("tcptrace transitions"), "{screen}");
         assert!(header.contains("0 lost"), "{screen}");
@@ -288,29 +298,10 @@ fn a_signal_ends_the_full_screen_view_with_the_terminal_restored_and_the_summary
     const SIGNALLED_PORT: u16 = 47932;
     let tmux = Tmux::new("signal");
     let bin = tcptrace_bin();
-    let script = format!(
-        "{} transitions --lport {SIGNALLED_PORT}; echo TCPTRACE-EXIT=$?; \
-         stty -a | tr ' ;' '\\n\\n' | grep -x -e '-*icanon' -e '-*echo' | sed 's/^/TTY-/'; \
-         sleep 600",
-        bin.display()
+    start_in_pane(
+        &tmux,
+        &format!("{} transitions --lport {SIGNALLED_PORT}", bin.display()),
     );
-    {
-        let _guard = start_lock();
-        tmux.run(&[
-            "new-session",
-            "-d",
-            "-s",
-            "tui",
-            "-x",
-            "80",
-            "-y",
-            "24",
-            "sh",
-            "-c",
-            &script,
-        ]);
-        tmux.wait_screen("the header's first interval", |s| s.contains("elapsed"));
-    }
     let reaped = Reaped::find(format!("--lport {SIGNALLED_PORT}"));
     let pid = reaped.0;
     // SAFETY: kill has no memory preconditions; the pid is the tcptrace this test started.
