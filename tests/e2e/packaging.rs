@@ -8,10 +8,12 @@ use std::{
     env,
     path::{Path, PathBuf},
     process::{Command, Output},
+    thread,
+    time::Duration,
 };
 
 use crate::support::{
-    Tracer, privileged,
+    Peer, Tracer, privileged,
     prometheus::{LO, Place, TempDir, free_port},
     tcptrace_bin, wait_until,
 };
@@ -145,8 +147,122 @@ fn the_units_capabilities_are_enough_for_the_exporter() {
     let status = std::fs::read_to_string(format!("/proc/{}/status", exporter.pid())).unwrap();
     let uid = status.lines().find(|l| l.starts_with("Uid:")).unwrap();
     assert!(uid.contains("65534"), "{uid}");
+    // Attached: CAP_BPF and CAP_PERFMON are given up by every thread; what is kept still reads
+    // another user's (root's) process: the holder of a CLOSE_WAIT socket is named.
+    for thread in thread_capabilities(exporter.pid()) {
+        assert_eq!(thread.permitted, AFTER_ATTACH, "{thread:?}");
+        assert_eq!(thread.effective, AFTER_ATTACH, "{thread:?}");
+        assert_eq!(thread.ambient, 0, "{thread:?}");
+    }
+    let mut server = Peer::spawn();
+    let mut client = Peer::spawn();
+    let server_port = server.port(&format!("listen {LO}"));
+    client.cmd(&format!("connect {LO} {server_port}"));
+    server.cmd("accept");
+    client.cmd("close");
+    server.cmd("wait-eof");
+    wait_until("the CLOSE_WAIT socket's holder named", || {
+        let (_, body) = Place::host().get(port, "/metrics", None);
+        String::from_utf8_lossy(&body)
+            .lines()
+            .any(|l| l.starts_with(r#"tcptrace_close_wait_sockets{comm="tcp-peer"}"#))
+            .then_some(())
+    });
     let finished = exporter.stop();
     assert!(finished.status.success(), "{}", finished.stderr);
+}
+
+/// CAP_SYS_PTRACE and CAP_DAC_READ_SEARCH: what the exporter keeps once attached.
+const AFTER_ATTACH: u64 = (1 << 19) | (1 << 2);
+
+/// The capability sets of one thread, from `/proc/PID/task/TID/status`.
+#[derive(Debug)]
+struct ThreadCapabilities {
+    name: String,
+    effective: u64,
+    permitted: u64,
+    inheritable: u64,
+    ambient: u64,
+    bounding: u64,
+}
+
+fn thread_capabilities(pid: u32) -> Vec<ThreadCapabilities> {
+    let threads: Vec<_> = std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .map(|task| {
+            let status = std::fs::read_to_string(task.unwrap().path().join("status")).unwrap();
+            let field = |key: &str| {
+                status
+                    .lines()
+                    .find_map(|l| l.strip_prefix(key))
+                    .unwrap_or_else(|| panic!("no {key} in {status}"))
+                    .trim()
+                    .to_owned()
+            };
+            let mask = |key: &str| u64::from_str_radix(&field(key), 16).unwrap();
+            ThreadCapabilities {
+                name: field("Name:"),
+                effective: mask("CapEff:"),
+                permitted: mask("CapPrm:"),
+                inheritable: mask("CapInh:"),
+                ambient: mask("CapAmb:"),
+                bounding: mask("CapBnd:"),
+            }
+        })
+        .collect();
+    // The event loop and the HTTP server at least.
+    assert!(threads.len() >= 2, "{threads:?}");
+    threads
+}
+
+#[test]
+fn the_exporter_run_as_root_keeps_only_what_reading_proc_needs() {
+    if !privileged("the_exporter_run_as_root_keeps_only_what_reading_proc_needs") {
+        return;
+    }
+    let port = free_port();
+    let listen = format!("{LO}:{port}");
+    let exporter = Tracer::start(&["export", "--listen", &listen]);
+    wait_until("metrics from the exporter", || {
+        let (status, body) = Place::host().get(port, "/metrics", None);
+        (status == 200 && String::from_utf8_lossy(&body).contains("tcptrace_census_up 1"))
+            .then_some(())
+    });
+    let threads = thread_capabilities(exporter.pid());
+    assert!(
+        threads.iter().any(|t| t.name == "tcptrace-http"),
+        "{threads:?}"
+    );
+    for thread in &threads {
+        // Root may lower its bounding set too: no exec can bring the others back.
+        assert_eq!(
+            (thread.permitted, thread.effective, thread.bounding),
+            (AFTER_ATTACH, AFTER_ATTACH, AFTER_ATTACH),
+            "{thread:?}"
+        );
+        assert_eq!((thread.inheritable, thread.ambient), (0, 0), "{thread:?}");
+    }
+    // The loop still reads the probe's maps (its loss counters) without CAP_BPF: a scrape
+    // after a tick of the counters has them, and the summary counts the scrapes' transitions.
+    thread::sleep(Duration::from_millis(1200));
+    let (status, body) = Place::host().get(port, "/metrics", None);
+    let body = String::from_utf8_lossy(&body).into_owned();
+    assert_eq!(status, 200);
+    assert!(
+        body.contains(r#"tcptrace_lost_events_total{reason="ring_buffer_full"} 0"#),
+        "{body}"
+    );
+    let finished = exporter.stop();
+    assert!(finished.status.success(), "{}", finished.stderr);
+    assert!(
+        finished
+            .stderr
+            .contains("capabilities: kept CAP_DAC_READ_SEARCH, CAP_SYS_PTRACE only"),
+        "{}",
+        finished.stderr
+    );
+    assert!(!finished.stderr.contains("warning"), "{}", finished.stderr);
+    assert!(finished.stderr.contains(", 0 lost"), "{}", finished.stderr);
 }
 
 const MANIFEST: &str = "kubernetes/tcptrace.yaml";

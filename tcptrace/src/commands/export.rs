@@ -5,6 +5,10 @@
 //! HTTP side every `--refresh` through a watch channel: a scrape clones the latest `Arc` and
 //! never waits on the loop, and the loop never waits on a scraper. The HTTP server runs on a
 //! thread of its own; each scrape takes the census of sockets there, on a blocking thread.
+//!
+//! Once the probe is attached, every thread holds only what reading other processes' /proc
+//! entries needs (CAP_SYS_PTRACE, CAP_DAC_READ_SEARCH): the server's from its start, the event
+//! loop's from the attach.
 
 use std::{
     collections::HashMap,
@@ -20,7 +24,7 @@ use crate::{
     core::{cgroup, filter::EventFilter, pipeline::PipelineConfig, state::TcpState},
     kernel::probe::ProbeConfig,
     os::{
-        clock,
+        capabilities, clock,
         diag::{DiagSocket, Families, SocketEntry},
         http::{self, Handler, Limits, Request, Response, ServerStats},
         netns, owners, sysctl,
@@ -223,7 +227,12 @@ pub async fn run(args: ExportArgs) -> anyhow::Result<()> {
         max_connections: args.max_connections,
         ..Limits::default()
     };
-    http::spawn(listener, limits, handler, stats, web)?;
+    // The server never touches the probe: it gives up at once what only attaching needs.
+    http::spawn(listener, limits, handler, stats, web, || {
+        if let Err(err) = capabilities::keep_only(&capabilities::AFTER_ATTACH) {
+            log::warn!("the HTTP server cannot give up its capabilities: {err}");
+        }
+    })?;
 
     let live = LiveConfig {
         probe: ProbeConfig {
@@ -236,6 +245,7 @@ pub async fn run(args: ExportArgs) -> anyhow::Result<()> {
         tcp_counters: true,
         census: Some(filter.clone()),
         stop: None,
+        drop_capabilities: true,
     };
     let pipeline = PipelineConfig {
         filter: filter.clone(),

@@ -35,6 +35,7 @@ pub async fn run(args: RecordArgs) -> anyhow::Result<()> {
         // Its seeds are recorded, for the replay's socket table.
         census: Some(filter.clone()),
         stop: None,
+        drop_capabilities: false,
     };
     let origin = stream::live_origin();
     let header = record::header(&origin, true, filter.kernel_text());

@@ -296,6 +296,7 @@ async fn watch_live<W: Write>(
         tcp_counters: false,
         census: Some(filter.clone()),
         stop: Some(stopped),
+        drop_capabilities: false,
     };
     let pipeline = PipelineConfig {
         filter,

@@ -29,6 +29,7 @@ pub async fn run(args: TraceArgs) -> anyhow::Result<()> {
         tcp_counters: false,
         census: Some(filter.clone()),
         stop: None,
+        drop_capabilities: false,
     };
     let pipeline = PipelineConfig {
         filter,

@@ -117,6 +117,7 @@ pub async fn run(args: TransitionsArgs) -> anyhow::Result<()> {
         tcp_counters: true,
         census: Some(filter.clone()),
         stop: view.is_some().then_some(stopped),
+        drop_capabilities: false,
     };
     let pipeline = PipelineConfig {
         filter: filter.clone(),

@@ -91,13 +91,16 @@ pub fn bind(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
     Ok(listener)
 }
 
-/// Serves `handler` on `listener` from a thread of its own, until the process ends.
+/// Serves `handler` on `listener` from a thread of its own, until the process ends; that
+/// thread runs `setup` first (giving up capabilities, say: the threads of its blocking pool
+/// inherit its own).
 pub fn spawn(
     listener: std::net::TcpListener,
     limits: Limits,
     handler: Handler,
     stats: Arc<ServerStats>,
     web: WebSetup,
+    setup: impl FnOnce() + Send + 'static,
 ) -> io::Result<thread::JoinHandle<()>> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -105,6 +108,7 @@ pub fn spawn(
     thread::Builder::new()
         .name("tcptrace-http".into())
         .spawn(move || {
+            setup();
             runtime.block_on(async move {
                 match tokio::net::TcpListener::from_std(listener) {
                     Ok(listener) => serve(listener, limits, handler, stats, web).await,

@@ -1,9 +1,10 @@
 //! The OS edge: socket snapshots over netlink (inet_diag), the owners of sockets under /proc,
 //! network namespaces, the kernel's TCP counters in procfs, sysctls, clocks and the files of
 //! `tcptrace record`, the terminal of the full-screen view, and the exporter's HTTP server with
-//! its web configuration.
+//! its web configuration, and the capabilities a thread gives up.
 //! Every file this crate reads or writes is opened here.
 
+pub mod capabilities;
 pub mod clock;
 pub mod diag;
 pub mod host;

@@ -25,7 +25,7 @@ use crate::{
     },
     os::{clock, procfs, record_file},
     stream::{
-        census,
+        census, privileges,
         replay::{ReplayError, replay},
         sink::{Origin, RawSink, Reading},
         updates::{Totals, Update, Updates},
@@ -49,6 +49,9 @@ pub struct LiveConfig {
     /// Ends tracing as Ctrl-C does once it holds true or its sender is dropped: the
     /// full-screen view's quit, which in raw mode comes as a key, not a signal.
     pub stop: Option<tokio::sync::watch::Receiver<bool>>,
+    /// Give up, once the probe is attached and the census taken, every capability the loop no
+    /// longer needs (a long-running exporter's hardening).
+    pub drop_capabilities: bool,
 }
 
 /// Reads the kernel's TCP counters, warning once if they cannot be read: the request-socket
@@ -153,6 +156,9 @@ pub async fn run_live(mut config: LiveConfig, sink: &mut impl RawSink) -> anyhow
         sink.seed(seed)?;
     }
     drop(seeds);
+    if config.drop_capabilities {
+        privileges::drop_after_attach(&session);
+    }
     let mut tcp = TcpCounterReader {
         wanted: config.tcp_counters,
         warned: false,

@@ -13,6 +13,7 @@
 
 pub mod census;
 pub mod live;
+pub mod privileges;
 pub mod record;
 pub mod replay;
 pub mod sink;
