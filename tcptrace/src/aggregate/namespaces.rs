@@ -4,8 +4,14 @@ use std::collections::HashMap;
 
 use crate::core::{event::Transition, hash::FastHash, state::TcpState};
 
-/// Namespaces followed one by one; the rest are summed into one row.
+/// Namespaces followed one by one. Past it, those idle the longest are forgotten (summed into
+/// one row), so that a host churning through short-lived namespaces keeps telling new ones
+/// apart.
 pub const MAX_NAMESPACES: usize = 4096;
+
+/// A full table forgets down to this many at once: one pass per [`MAX_NAMESPACES`] / 8 new
+/// namespaces, not one per namespace.
+const KEPT_AFTER_FORGETTING: usize = MAX_NAMESPACES - MAX_NAMESPACES / 8;
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct NamespaceCounts {
@@ -15,10 +21,22 @@ pub struct NamespaceCounts {
     pub abnormal: u64,
 }
 
+impl NamespaceCounts {
+    pub fn add(&mut self, other: &Self) {
+        self.transitions += other.transitions;
+        self.active_opens += other.active_opens;
+        self.passive_opens += other.passive_opens;
+        self.abnormal += other.abnormal;
+    }
+}
+
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct NamespaceRow {
     /// The namespace inode; 0 when the kernel could not read it.
     pub netns: u32,
+    /// When this row began: its first transition's time. A namespace forgotten and seen again
+    /// (or an inode the kernel reused for a new namespace) starts a new row, counted from zero.
+    pub since_ns: u64,
     /// This is tcptrace's own namespace.
     pub own: bool,
     pub counts: NamespaceCounts,
@@ -26,34 +44,45 @@ pub struct NamespaceRow {
     pub interval_transitions: u64,
 }
 
-/// Every namespace seen, busiest first.
+/// Every namespace followed, busiest first.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct NamespacesSnapshot {
     pub rows: Vec<NamespaceRow>,
-    /// Namespaces beyond [`MAX_NAMESPACES`]: how many, and their counts summed.
+    /// Namespaces forgotten to keep the table within [`MAX_NAMESPACES`]: how many times one
+    /// was, and what they had counted, summed.
     pub other_namespaces: u64,
     pub other: NamespaceCounts,
 }
 
+#[derive(Debug)]
+struct Entry {
+    counts: NamespaceCounts,
+    /// `counts.transitions` at the previous snapshot.
+    at_snapshot: u64,
+    since_ns: u64,
+    last_ns: u64,
+}
+
 #[derive(Debug, Default)]
 pub struct Namespaces {
-    by_inode: HashMap<u32, (NamespaceCounts, u64), FastHash>,
-    /// Namespaces beyond [`MAX_NAMESPACES`], summed; `other_namespaces` counts their
-    /// transitions' arrivals, not distinct namespaces (that would need the set kept).
+    by_inode: HashMap<u32, Entry, FastHash>,
     other: NamespaceCounts,
     other_namespaces: u64,
 }
 
 impl Namespaces {
     pub fn record(&mut self, t: &Transition, abnormal: bool) {
-        let counts = if let Some((counts, _)) = self.by_inode.get_mut(&t.netns) {
-            counts
-        } else if self.by_inode.len() < MAX_NAMESPACES {
-            &mut self.by_inode.entry(t.netns).or_default().0
-        } else {
-            self.other_namespaces += 1;
-            &mut self.other
-        };
+        if !self.by_inode.contains_key(&t.netns) && self.by_inode.len() >= MAX_NAMESPACES {
+            self.forget_idlest();
+        }
+        let entry = self.by_inode.entry(t.netns).or_insert(Entry {
+            counts: NamespaceCounts::default(),
+            at_snapshot: 0,
+            since_ns: t.ts_ns,
+            last_ns: t.ts_ns,
+        });
+        entry.last_ns = entry.last_ns.max(t.ts_ns);
+        let counts = &mut entry.counts;
         counts.transitions += 1;
         match (t.from, t.to) {
             (TcpState::Close, TcpState::SynSent) => counts.active_opens += 1,
@@ -65,19 +94,38 @@ impl Namespaces {
         }
     }
 
+    /// Forgets the namespaces whose last transition is the oldest, down to
+    /// [`KEPT_AFTER_FORGETTING`]; what they counted stays in the sums.
+    fn forget_idlest(&mut self) {
+        let mut by_age: Vec<(u64, u32)> = self
+            .by_inode
+            .iter()
+            .map(|(netns, entry)| (entry.last_ns, *netns))
+            .collect();
+        let forget = by_age.len().saturating_sub(KEPT_AFTER_FORGETTING);
+        by_age.select_nth_unstable(forget.saturating_sub(1));
+        for (_, netns) in &by_age[..forget] {
+            if let Some(entry) = self.by_inode.remove(netns) {
+                self.other.add(&entry.counts);
+                self.other_namespaces += 1;
+            }
+        }
+    }
+
     /// Rows, busiest first; also starts the next interval.
     pub fn snapshot(&mut self, own_netns: u32) -> NamespacesSnapshot {
         let mut rows: Vec<NamespaceRow> = self
             .by_inode
             .iter_mut()
-            .map(|(netns, (counts, at_snapshot))| {
+            .map(|(netns, entry)| {
                 let row = NamespaceRow {
                     netns: *netns,
+                    since_ns: entry.since_ns,
                     own: *netns == own_netns && own_netns != 0,
-                    counts: *counts,
-                    interval_transitions: counts.transitions - *at_snapshot,
+                    counts: entry.counts,
+                    interval_transitions: entry.counts.transitions - entry.at_snapshot,
                 };
-                *at_snapshot = counts.transitions;
+                entry.at_snapshot = entry.counts.transitions;
                 row
             })
             .collect();
@@ -141,15 +189,52 @@ mod tests {
         );
     }
 
-    #[test]
-    fn namespaces_past_the_cap_are_summed() {
-        let mut ns = Namespaces::default();
-        for netns in 0..(MAX_NAMESPACES as u32 + 3) {
-            ns.record(&t(netns + 1, TcpState::Close, TcpState::SynSent), false);
+    fn at(netns: u32, ts_ns: u64) -> Transition {
+        Transition {
+            ts_ns,
+            ..t(netns, TcpState::Close, TcpState::SynSent)
         }
+    }
+
+    #[test]
+    fn a_full_table_forgets_the_idlest_namespaces_and_keeps_their_counts() {
+        let mut ns = Namespaces::default();
+        let n = MAX_NAMESPACES as u32;
+        // Namespace 1 is the busiest but idle since the start; the others came later.
+        for _ in 0..5 {
+            ns.record(&at(1, 1), false);
+        }
+        for netns in 2..=n {
+            ns.record(&at(netns, u64::from(netns) * 10), false);
+        }
+        ns.record(&at(3, u64::from(n) * 10 + 1), false);
+        assert_eq!(ns.snapshot(0).rows.len(), MAX_NAMESPACES);
+        // One more: the idlest eighth goes, namespace 1 first; 3 was active again.
+        ns.record(&at(n + 1, u64::from(n) * 10 + 2), false);
         let snap = ns.snapshot(0);
-        assert_eq!(snap.rows.len(), MAX_NAMESPACES);
-        assert_eq!(snap.other.transitions, 3);
-        assert_eq!(snap.other_namespaces, 3);
+        assert_eq!(snap.rows.len(), KEPT_AFTER_FORGETTING + 1);
+        assert_eq!(
+            snap.other_namespaces,
+            (MAX_NAMESPACES - KEPT_AFTER_FORGETTING) as u64
+        );
+        assert!(snap.rows.iter().all(|r| r.netns != 1 && r.netns != 2));
+        assert!(snap.rows.iter().any(|r| r.netns == 3));
+        assert!(snap.rows.iter().any(|r| r.netns == n + 1));
+        // Nothing counted is lost: every transition is in a row or in the sum.
+        let total: u64 =
+            snap.rows.iter().map(|r| r.counts.transitions).sum::<u64>() + snap.other.transitions;
+        assert_eq!(total, 5 + u64::from(n - 1) + 1 + 1);
+        // Seen again, a forgotten namespace starts a new row.
+        ns.record(&at(1, u64::from(n) * 10 + 3), false);
+        let row = ns
+            .snapshot(0)
+            .rows
+            .into_iter()
+            .find(|r| r.netns == 1)
+            .unwrap();
+        assert_eq!(
+            (row.counts.transitions, row.since_ns),
+            (1, u64::from(n) * 10 + 3)
+        );
     }
 }

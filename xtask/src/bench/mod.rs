@@ -1,8 +1,10 @@
 //! `cargo xtask bench`: a connection storm on loopback, alone and under each tracer, in
 //! interleaved rounds; what each tracer costs the storm and itself, and whether it kept up.
 //! Also the smoke check CI runs, the memory run, the cost of the request-socket fates' program
-//! (`--fates`) and the criterion microbenchmark.
+//! (`--fates`), the exporter's scrapes (`--scrape`) and memory under namespace churn
+//! (`--netns-churn`), and the criterion microbenchmark.
 
+mod churn;
 mod fates;
 mod micro;
 mod report;
@@ -50,6 +52,10 @@ pub struct BenchArgs {
     /// Scrape latency of `tcptrace export` with 1 and with 100 network namespaces labelled.
     #[arg(long, conflicts_with_all = ["smoke", "memory", "micro", "snapshot", "fates"])]
     pub scrape: bool,
+    /// Memory of `tcptrace export` under a churn of 10,000 short-lived network namespaces,
+    /// scraped every second.
+    #[arg(long, conflicts_with_all = ["smoke", "memory", "micro", "snapshot", "fates", "scrape"])]
+    pub netns_churn: bool,
     /// The cost of the program on `skb:kfree_skb` (request-socket fates by listener): the storm
     /// and a SYN flood, alone and under `tcptrace transitions`, with the kernel timing the
     /// program (`kernel.bpf_stats_enabled=1` for the run).
@@ -124,6 +130,10 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<ExitCode> {
     }
     if args.scrape {
         scrape::run()?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    if args.netns_churn {
+        churn::run()?;
         return Ok(ExitCode::SUCCESS);
     }
     if args.fates {

@@ -451,6 +451,11 @@ impl Running {
         self.scraper = self.port.map(Scraper::start);
     }
 
+    /// The tracer's pid, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// The port `export` serves on.
     pub fn port(&self) -> Option<u16> {
         self.port

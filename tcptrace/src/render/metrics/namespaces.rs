@@ -2,8 +2,10 @@
 //! that churns through thousands of short-lived namespaces (pods, CI jobs) cannot blow up the
 //! series count. The first `limit` namespaces seen each get their own value and keep it; the
 //! rest are counted under `other`, and stay there. A labelled namespace with no process left
-//! in it and no transition for `ttl` is retired: its series go away, and what it had counted
-//! stays out of `other`, so that every counter only ever grows.
+//! in it and no transition for `ttl` is retired: its series go away, its slot goes to the next
+//! namespace seen, and what it had counted stays out of `other`, so that every counter only
+//! ever grows. The aggregation may forget an idle namespace and start it again from zero (its
+//! table is bounded too): a labelled one then carries on from what it had counted.
 
 use std::collections::{HashMap, HashSet};
 
@@ -39,8 +41,20 @@ pub struct NamespacesExport {
 
 #[derive(Debug)]
 struct Labelled {
+    /// What the aggregation's earlier rows of this namespace had counted.
+    base: NamespaceCounts,
+    /// Its current row: when it began, and what it counts.
+    since_ns: u64,
     counts: NamespaceCounts,
     last_active_ns: u64,
+}
+
+impl Labelled {
+    fn total(&self) -> NamespaceCounts {
+        let mut total = self.base;
+        total.add(&self.counts);
+        total
+    }
 }
 
 /// The assignment of namespaces to label values, kept across scrapes.
@@ -49,20 +63,13 @@ pub struct NamespaceLabels {
     limit: usize,
     ttl_ns: u64,
     labelled: HashMap<u32, Labelled>,
-    /// Inodes past the limit, or retired: never labelled again. Bounded by the aggregation's
-    /// own limit on the namespaces it tells apart.
-    unlabelled: HashSet<u32>,
+    /// Rows past the limit, or of retired namespaces (by inode, with when the row began): never
+    /// labelled. Only rows the aggregation still has are kept: bounded by its own limit.
+    unlabelled: HashMap<u32, u64>,
     overflowed: u64,
     retired: u64,
     /// What the retired namespaces had counted when they were retired.
     retired_counts: NamespaceCounts,
-}
-
-fn add(a: &mut NamespaceCounts, b: &NamespaceCounts) {
-    a.transitions += b.transitions;
-    a.active_opens += b.active_opens;
-    a.passive_opens += b.passive_opens;
-    a.abnormal += b.abnormal;
 }
 
 fn sub(a: &NamespaceCounts, b: &NamespaceCounts) -> NamespaceCounts {
@@ -80,7 +87,7 @@ impl NamespaceLabels {
             limit,
             ttl_ns,
             labelled: HashMap::new(),
-            unlabelled: HashSet::new(),
+            unlabelled: HashMap::new(),
             overflowed: 0,
             retired: 0,
             retired_counts: NamespaceCounts::default(),
@@ -97,26 +104,38 @@ impl NamespaceLabels {
     ) -> NamespacesExport {
         let mut total = snapshot.other;
         for row in &snapshot.rows {
-            add(&mut total, &row.counts);
+            total.add(&row.counts);
             if let Some(labelled) = self.labelled.get_mut(&row.netns) {
+                if labelled.since_ns != row.since_ns {
+                    // A new row of a labelled namespace: what the old one counted carries on.
+                    labelled.base.add(&labelled.counts);
+                    labelled.since_ns = row.since_ns;
+                    labelled.counts = NamespaceCounts::default();
+                }
                 if labelled.counts != row.counts {
                     labelled.counts = row.counts;
                     labelled.last_active_ns = now_ns;
                 }
-            } else if self.unlabelled.contains(&row.netns) {
+            } else if self.unlabelled.get(&row.netns) == Some(&row.since_ns) {
             } else if self.labelled.len() < self.limit {
+                self.unlabelled.remove(&row.netns);
                 self.labelled.insert(
                     row.netns,
                     Labelled {
+                        base: NamespaceCounts::default(),
+                        since_ns: row.since_ns,
                         counts: row.counts,
                         last_active_ns: now_ns,
                     },
                 );
             } else {
-                self.unlabelled.insert(row.netns);
+                self.unlabelled.insert(row.netns, row.since_ns);
                 self.overflowed += 1;
             }
         }
+        // Rows the aggregation forgot need no memory of being unlabelled.
+        let rows: HashSet<u32> = snapshot.rows.iter().map(|row| row.netns).collect();
+        self.unlabelled.retain(|netns, _| rows.contains(netns));
         for (netns, labelled) in &mut self.labelled {
             if alive.contains_key(netns) {
                 labelled.last_active_ns = now_ns;
@@ -131,8 +150,10 @@ impl NamespaceLabels {
             .collect();
         for netns in expired {
             let labelled = self.labelled.remove(&netns).expect("listed above");
-            add(&mut self.retired_counts, &labelled.counts);
-            self.unlabelled.insert(netns);
+            self.retired_counts.add(&labelled.total());
+            if rows.contains(&netns) {
+                self.unlabelled.insert(netns, labelled.since_ns);
+            }
             self.retired += 1;
         }
         let mut labelled_sum = self.retired_counts;
@@ -140,10 +161,11 @@ impl NamespaceLabels {
             .labelled
             .iter()
             .map(|(netns, labelled)| {
-                add(&mut labelled_sum, &labelled.counts);
+                let counts = labelled.total();
+                labelled_sum.add(&counts);
                 NamespaceSeries {
                     netns: *netns,
-                    counts: labelled.counts,
+                    counts,
                     placement: alive.get(netns).cloned(),
                 }
             })
@@ -178,6 +200,7 @@ mod tests {
                 .iter()
                 .map(|(netns, n)| NamespaceRow {
                     netns: *netns,
+                    since_ns: 0,
                     own: false,
                     counts: counts(*n),
                     interval_transitions: 0,
@@ -239,6 +262,44 @@ mod tests {
         );
         assert_eq!(out.rows.iter().map(|r| r.netns).collect::<Vec<_>>(), [2, 7]);
         assert_eq!(out.other.transitions, 8);
+    }
+
+    #[test]
+    fn a_row_started_again_carries_on_and_forgotten_rows_free_their_inode() {
+        let mut labels = NamespaceLabels::new(1, 60 * S);
+        let none = HashMap::new();
+        labels.export(&snapshot(&[(1, 10), (2, 5)]), &none, 0);
+        // The aggregation forgot namespace 1 and saw it again: a new row, from zero.
+        let mut again = snapshot(&[(1, 3), (2, 5)]);
+        again.rows[0].since_ns = 40 * S;
+        again.other.transitions = 10;
+        let out = labels.export(&again, &none, 41 * S);
+        assert_eq!(out.rows[0].counts.transitions, 13);
+        assert_eq!(out.other.transitions, 5);
+        // Namespace 2 (past the limit) forgotten too, then seen again while 1 holds the only
+        // label: still under other, once more counted as an overflow.
+        let mut later = snapshot(&[(1, 3), (2, 1)]);
+        later.rows[0].since_ns = 40 * S;
+        later.rows[1].since_ns = 50 * S;
+        later.other.transitions = 15;
+        let out = labels.export(&later, &none, 51 * S);
+        assert_eq!(out.rows[0].counts.transitions, 13);
+        assert_eq!(out.other.transitions, 6);
+        assert_eq!(out.overflowed, 2);
+        // Idle past the TTL, namespace 1 retires; its slot goes to the next new row.
+        let out = labels.export(&later, &none, 102 * S);
+        assert!(out.rows.is_empty());
+        assert_eq!(out.other.transitions, 6);
+        let mut next = later.clone();
+        next.rows.push(NamespaceRow {
+            netns: 9,
+            since_ns: 103 * S,
+            counts: counts(2),
+            ..NamespaceRow::default()
+        });
+        let out = labels.export(&next, &none, 103 * S);
+        assert_eq!(out.rows.iter().map(|r| r.netns).collect::<Vec<_>>(), [9]);
+        assert_eq!(out.other.transitions, 6);
     }
 
     #[test]
