@@ -57,8 +57,11 @@ pub struct Config {
     pub top_signatures: usize,
     /// Keys shown per breakdown; the rest are summed as "other".
     pub top_keys: usize,
-    /// Exemplar sockets kept per transition, of each kind (slowest, most recent).
+    /// Exemplar sockets kept per transition, of each kind (slowest, most recent); 0: none.
     pub exemplars: usize,
+    /// Count each transition by port, process, remote and namespace too (`--by`, the
+    /// full-screen view); off, those tables are not kept: they cost a fifth of the pipeline.
+    pub breakdowns: bool,
     /// Also count each time in state into fixed and exponential buckets (an exporter's
     /// histograms); off, the renderers' percentiles cost nothing more.
     pub buckets: bool,
@@ -72,6 +75,7 @@ impl Default for Config {
             top_signatures: 10,
             top_keys: 10,
             exemplars: DEFAULT_EXEMPLARS,
+            breakdowns: false,
             buckets: false,
         }
     }
@@ -347,9 +351,11 @@ impl Aggregator {
         let row = &mut self.rows[row_index(side, t.from, placement.to, placement.abnormal)];
         row.count += 1;
         let detail = row.detail.get_or_insert_with(Box::default);
-        detail
-            .breakdowns
-            .record(side, t, placement.abnormal, MAX_KEYS_PER_ROW);
+        if self.config.breakdowns {
+            detail
+                .breakdowns
+                .record(side, t, placement.abnormal, MAX_KEYS_PER_ROW);
+        }
         match t.time_in_from_ns {
             Some(ns) => row
                 .histogram
@@ -380,8 +386,9 @@ impl Aggregator {
                 row.count_cause(&verdict);
             }
         }
-        if let Some(detail) =
-            &mut self.rows[row_index(side, t.from, placement.to, placement.abnormal)].detail
+        if self.config.exemplars > 0
+            && let Some(detail) =
+                &mut self.rows[row_index(side, t.from, placement.to, placement.abnormal)].detail
         {
             detail
                 .exemplars
@@ -504,9 +511,13 @@ impl Aggregator {
             let (exemplars, breakdowns) = match &mut row.detail {
                 Some(detail) => (
                     detail.exemplars.snapshot(),
-                    detail
-                        .breakdowns
-                        .snapshot(self.config.top_keys, &mut all_breakdowns),
+                    if self.config.breakdowns {
+                        detail
+                            .breakdowns
+                            .snapshot(self.config.top_keys, &mut all_breakdowns)
+                    } else {
+                        Vec::new()
+                    },
                 ),
                 None => Default::default(),
             };
@@ -647,7 +658,11 @@ impl Aggregator {
                 .fates
                 .as_mut()
                 .map(|fates| fates.snapshot(self.config.own_netns)),
-            breakdowns: all_breakdowns.finish(self.config.top_keys),
+            breakdowns: if self.config.breakdowns {
+                all_breakdowns.finish(self.config.top_keys)
+            } else {
+                Vec::new()
+            },
         }
     }
 }

@@ -861,10 +861,20 @@ fn exemplars_carry_the_socket_and_a_cause_learnt_after_the_close() {
 #[test]
 fn breakdowns_per_transition_and_over_all_sum_to_the_counts() {
     use crate::aggregate::breakdowns::{BreakdownKey, BreakdownKind};
-    let mut agg = aggregator();
+    let mut agg = Fed::with(Config {
+        own_netns: NETNS,
+        breakdowns: true,
+        ..Config::default()
+    });
+    agg.start(0);
     client_active_close(&mut agg, 1, 0, 5);
     server_passive_close(&mut agg, 2, 0, 5);
     let snap = agg.snapshot(100 * MS);
+    // Kept only when asked for: nothing to show, nothing counted.
+    let mut plain = aggregator();
+    client_active_close(&mut plain, 1, 0, 5);
+    let plain = plain.snapshot(100 * MS);
+    assert!(plain.rows.iter().all(|r| r.breakdowns.is_empty()));
     for r in &snap.rows {
         for b in &r.breakdowns {
             assert_eq!(b.total(), r.count, "{:?} {:?}", r.from, b.kind);

@@ -252,9 +252,12 @@ pub async fn run(args: ExportArgs) -> anyhow::Result<()> {
         max_sockets: args.max_sockets,
         ..PipelineConfig::default()
     };
+    // No exemplars nor breakdowns: no metric shows them.
     let mut aggregator = Aggregator::new(Config {
         buckets: true,
         top_signatures: 0,
+        exemplars: 0,
+        breakdowns: false,
         ..Config::default()
     });
     let mut programs_attached = 0;

@@ -128,6 +128,8 @@ pub async fn run(args: TransitionsArgs) -> anyhow::Result<()> {
         top_signatures: args.top,
         top_keys: args.top,
         exemplars: args.exemplars,
+        // The view shows any of them at a key's press.
+        breakdowns: args.by.is_some() || matches!(output, Output::Tui),
         ..Config::default()
     });
     // The full-screen view writes to the terminal from its thread: stdout is not held then.

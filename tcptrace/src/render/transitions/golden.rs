@@ -97,6 +97,7 @@ fn dropped(
 fn fixture() -> (Snapshot, Snapshot) {
     let mut agg = Fed::with(Config {
         own_netns: NETNS,
+        breakdowns: true,
         ..Config::default()
     });
     agg.start(0);

@@ -25,7 +25,10 @@ fn snapshot(aggregator: &mut Aggregator, totals: &Totals) -> Snapshot {
 
 /// Every snapshot of the replay, the final one last; and the recording's wall clock.
 pub fn storm_replay() -> (Vec<Snapshot>, WallClock) {
-    let mut aggregator = Aggregator::new(Config::default());
+    let mut aggregator = Aggregator::new(Config {
+        breakdowns: true,
+        ..Config::default()
+    });
     let mut snapshots = Vec::new();
     let mut wall = WallClock::default();
     let (totals, damage) = stream::run_replay(
