@@ -29,7 +29,7 @@ fn get(port: u16, path: &str, accept: Option<&str>) -> (u16, Vec<u8>) {
 
 /// The workload, in `netns`: [`CONNECTIONS`] connections the client closes first after
 /// [`HOLD_MS`] in ESTABLISHED, and one connect refused.
-fn workload(netns: &Netns) {
+pub(crate) fn workload(netns: &Netns) {
     let mut server = Peer::spawn_in(netns);
     let mut client = Peer::spawn_in(netns);
     let port = server.port(&format!("listen {LO}"));
@@ -49,7 +49,7 @@ fn workload(netns: &Netns) {
 }
 
 /// The series Prometheus must hold once the workload's transitions arrived.
-fn expected() -> Vec<(&'static str, u64)> {
+pub(crate) fn expected() -> Vec<(&'static str, u64)> {
     vec![
         (
             r#"tcptrace_transitions_total{from="close",to="syn_sent",path="client"}"#,

@@ -2,7 +2,7 @@
 //! (openssl), basic auth with a bcrypt hash, scraped by a real Prometheus: with the right
 //! user and password it gets the metrics; without credentials, with a wrong password or in
 //! plain HTTP it does not (401, or no TLS). A file that cannot be read or that is malformed
-//! is a one-line error and exit status 2.
+//! (client certificate settings and CA files included) is a one-line error and exit status 2.
 
 use std::{path::Path, process::Command};
 
@@ -51,7 +51,7 @@ fn self_signed(openssl: &Path, dir: &Path) {
 }
 
 /// The scrape target of job `job` as Prometheus's API lists it.
-fn target<'a>(targets: &'a Value, job: &str) -> Option<&'a Value> {
+pub(crate) fn target<'a>(targets: &'a Value, job: &str) -> Option<&'a Value> {
     targets["data"]["activeTargets"]
         .as_array()?
         .iter()
@@ -205,9 +205,24 @@ fn unreadable_or_malformed_web_configs_are_one_line_errors() {
             "not a bcrypt hash",
         ),
         (
-            "mtls.yml",
+            "mtls-no-ca.yml",
             "tls_server_config:\n  cert_file: c\n  key_file: k\n  client_auth_type: RequireAndVerifyClientCert\n",
-            "not supported",
+            "needs client_ca_file",
+        ),
+        (
+            "mtls-no-policy.yml",
+            "tls_server_config:\n  cert_file: c\n  key_file: k\n  client_ca_file: ca.pem\n",
+            "client_auth_type is NoClientCert",
+        ),
+        (
+            "mtls-unverified.yml",
+            "tls_server_config:\n  cert_file: c\n  key_file: k\n  client_auth_type: RequireAnyClientCert\n",
+            "authenticates nobody",
+        ),
+        (
+            "mtls-sans.yml",
+            "tls_server_config:\n  cert_file: c\n  key_file: k\n  client_allowed_sans: [a]\n",
+            "client_allowed_sans is not supported",
         ),
         (
             "nocert.yml",
@@ -223,5 +238,31 @@ fn unreadable_or_malformed_web_configs_are_one_line_errors() {
         let path = dir.0.join(name);
         std::fs::write(&path, text).unwrap();
         refused(&path, expected);
+    }
+    // A client CA file is read once the server's certificate and key are.
+    let Some(openssl) = tool("openssl") else {
+        return;
+    };
+    self_signed(&openssl, &dir.0);
+    std::fs::write(
+        dir.0.join("broken.pem"),
+        "-----BEGIN CERTIFICATE-----\nnot base64!\n-----END CERTIFICATE-----\n",
+    )
+    .unwrap();
+    for (ca_file, expected) in [
+        ("missing-ca.pem", "No such file"),
+        ("key.pem", "no PEM certificate"),
+        ("broken.pem", "not a PEM certificate"),
+    ] {
+        let path = dir.0.join(format!("with-{ca_file}.yml"));
+        std::fs::write(
+            &path,
+            format!(
+                "tls_server_config:\n  cert_file: cert.pem\n  key_file: key.pem\n  \
+                 client_auth_type: RequireAndVerifyClientCert\n  client_ca_file: {ca_file}\n"
+            ),
+        )
+        .unwrap();
+        refused(&path, &format!("{ca_file}: {expected}"));
     }
 }

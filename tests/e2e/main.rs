@@ -6,6 +6,7 @@ mod errors;
 mod export;
 mod export_dashboard;
 mod export_fates;
+mod export_mtls;
 mod export_storm;
 mod export_tls;
 mod fates;

@@ -4,10 +4,11 @@
 //! checked configuration out, and basic-auth credentials checked against its bcrypt hashes.
 //!
 //! Supported: `tls_server_config` with `cert_file`, `key_file`, `min_version` and
-//! `max_version` (TLS12, TLS13), and `basic_auth_users`. exporter-toolkit's other keys are
-//! refused by name rather than ignored, since ignoring a security setting (client
-//! certificates, cipher suites) would serve with less than the file asks for; unknown keys are
-//! refused as typos.
+//! `max_version` (TLS12, TLS13), client certificates verified against `client_ca_file`
+//! (`client_auth_type` RequireAndVerifyClientCert or VerifyClientCertIfGiven), and
+//! `basic_auth_users`. exporter-toolkit's other keys and values are refused by name rather
+//! than ignored, since ignoring a security setting (allowed client SANs, cipher suites) would
+//! serve with less than the file asks for; unknown keys are refused as typos.
 
 use std::{
     collections::{BTreeMap, HashSet},
@@ -53,7 +54,9 @@ struct TlsFile {
     cert: Option<IgnoredAny>,
     key: Option<IgnoredAny>,
     client_auth_type: Option<String>,
-    client_ca_file: Option<IgnoredAny>,
+    client_ca_file: Option<String>,
+    // exporter-toolkit's, refused by name below.
+    client_ca: Option<IgnoredAny>,
     client_allowed_sans: Option<IgnoredAny>,
     cipher_suites: Option<IgnoredAny>,
     curve_preferences: Option<IgnoredAny>,
@@ -68,6 +71,22 @@ pub struct TlsConfig {
     pub key_file: String,
     pub min_version: TlsVersion,
     pub max_version: TlsVersion,
+    pub client_certs: ClientCerts,
+}
+
+/// Which client certificates the TLS handshake asks for (`client_auth_type`), and the CA
+/// certificates they must chain to (`client_ca_file`, PEM, read as `cert_file` is).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum ClientCerts {
+    /// `NoClientCert` (the default): none asked for.
+    #[default]
+    NotAsked,
+    /// `VerifyClientCertIfGiven`: a client without one is let in; one with a certificate
+    /// that does not chain to the CAs fails the handshake.
+    VerifiedIfGiven { ca_file: String },
+    /// `RequireAndVerifyClientCert`: the handshake fails without a certificate that chains
+    /// to the CAs.
+    Required { ca_file: String },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -80,7 +99,8 @@ pub struct WebConfig {
 fn unsupported(key: &str) -> WebConfigError {
     WebConfigError(format!(
         "{key} is not supported by tcptrace (supported: tls_server_config's cert_file, \
-         key_file, min_version, max_version; basic_auth_users)"
+         key_file, min_version, max_version, client_auth_type, client_ca_file; \
+         basic_auth_users)"
     ))
 }
 
@@ -123,10 +143,7 @@ fn tls_config(tls: TlsFile) -> Result<TlsConfig, WebConfigError> {
     for (key, given) in [
         ("tls_server_config.cert", tls.cert.is_some()),
         ("tls_server_config.key", tls.key.is_some()),
-        (
-            "tls_server_config.client_ca_file",
-            tls.client_ca_file.is_some(),
-        ),
+        ("tls_server_config.client_ca", tls.client_ca.is_some()),
         (
             "tls_server_config.client_allowed_sans",
             tls.client_allowed_sans.is_some(),
@@ -148,14 +165,10 @@ fn tls_config(tls: TlsFile) -> Result<TlsConfig, WebConfigError> {
             return Err(unsupported(key));
         }
     }
-    // NoClientCert is exporter-toolkit's default: saying it asks for nothing more.
-    if tls
-        .client_auth_type
-        .as_deref()
-        .is_some_and(|kind| kind != "NoClientCert")
-    {
-        return Err(unsupported("tls_server_config.client_auth_type"));
-    }
+    let client_certs = client_certs(
+        tls.client_auth_type.as_deref(),
+        tls.client_ca_file.filter(|f| !f.is_empty()),
+    )?;
     let missing = |key: &str| {
         WebConfigError(format!(
             "tls_server_config needs {key} (a PEM file, relative to this file's folder)"
@@ -186,7 +199,50 @@ fn tls_config(tls: TlsFile) -> Result<TlsConfig, WebConfigError> {
             .ok_or_else(|| missing("key_file"))?,
         min_version,
         max_version,
+        client_certs,
     })
+}
+
+/// `client_auth_type` and `client_ca_file`, checked together.
+fn client_certs(
+    kind: Option<&str>,
+    ca_file: Option<String>,
+) -> Result<ClientCerts, WebConfigError> {
+    let needs_ca = |kind: &str| {
+        WebConfigError(format!(
+            "tls_server_config: client_auth_type {kind} needs client_ca_file (PEM, the CA \
+             certificates that client certificates must chain to)"
+        ))
+    };
+    match (kind.unwrap_or("NoClientCert"), ca_file) {
+        ("NoClientCert", None) => Ok(ClientCerts::NotAsked),
+        // exporter-toolkit refuses this too: CAs without a policy would verify nothing.
+        ("NoClientCert", Some(_)) => Err(WebConfigError(
+            "tls_server_config: client_ca_file is set but client_auth_type is NoClientCert \
+             (set client_auth_type: RequireAndVerifyClientCert)"
+                .to_owned(),
+        )),
+        ("RequireAndVerifyClientCert", Some(ca_file)) => Ok(ClientCerts::Required { ca_file }),
+        ("VerifyClientCertIfGiven", Some(ca_file)) => Ok(ClientCerts::VerifiedIfGiven { ca_file }),
+        // Go's crypto/tls would verify against the system's CAs here: any certificate that
+        // a public CA issued for client authentication would then be let in.
+        (kind @ ("RequireAndVerifyClientCert" | "VerifyClientCertIfGiven"), None) => {
+            Err(needs_ca(kind))
+        }
+        // Go asks for a certificate and checks only that the client holds its key: anyone
+        // can make one, so these authenticate nobody. Serving them would look protected.
+        (kind @ ("RequestClientCert" | "RequireAnyClientCert" | "RequireClientCert"), _) => {
+            Err(WebConfigError(format!(
+                "tls_server_config: client_auth_type {kind} is not supported: it accepts any \
+                 certificate without verifying it, which authenticates nobody (use \
+                 RequireAndVerifyClientCert with client_ca_file)"
+            )))
+        }
+        (kind, _) => Err(WebConfigError(format!(
+            "tls_server_config: client_auth_type `{kind}` is not one of NoClientCert, \
+             RequireAndVerifyClientCert, VerifyClientCertIfGiven"
+        ))),
+    }
 }
 
 /// Credentials verified once, kept so that a scraper's every request does not cost a bcrypt
@@ -292,6 +348,7 @@ mod tests {
                 key_file: "/etc/tcptrace/server.key".into(),
                 min_version: TlsVersion::TLS13,
                 max_version: TlsVersion::TLS13,
+                client_certs: ClientCerts::NotAsked,
             })
         );
         assert_eq!(config.users["prometheus"], hash);
@@ -311,8 +368,12 @@ mod tests {
     fn settings_of_exporter_toolkit_that_are_not_implemented_are_refused() {
         for (text, key) in [
             (
-                "tls_server_config:\n  cert_file: a\n  key_file: b\n  client_auth_type: RequireAndVerifyClientCert\n",
-                "client_auth_type",
+                "tls_server_config:\n  cert_file: a\n  key_file: b\n  client_allowed_sans: [scraper]\n",
+                "client_allowed_sans",
+            ),
+            (
+                "tls_server_config:\n  cert_file: a\n  key_file: b\n  client_ca: |\n    PEM\n",
+                "client_ca",
             ),
             (
                 "tls_server_config:\n  cert_file: a\n  key_file: b\n  cipher_suites: [TLS_AES_128_GCM_SHA256]\n",
@@ -334,6 +395,80 @@ mod tests {
             "tls_server_config:\n  cert_file: a\n  key_file: b\n  client_auth_type: NoClientCert\n",
         )
         .unwrap();
+    }
+
+    fn client_certs_of(settings: &str) -> Result<ClientCerts, WebConfigError> {
+        parse(&format!(
+            "tls_server_config:\n  cert_file: a\n  key_file: b\n{settings}"
+        ))
+        .map(|config| config.tls.unwrap().client_certs)
+    }
+
+    #[test]
+    fn client_certificates_are_read() {
+        for settings in ["", "  client_auth_type: NoClientCert\n"] {
+            assert_eq!(client_certs_of(settings), Ok(ClientCerts::NotAsked));
+        }
+        assert_eq!(
+            client_certs_of(
+                "  client_auth_type: RequireAndVerifyClientCert\n  client_ca_file: ca.pem\n"
+            ),
+            Ok(ClientCerts::Required {
+                ca_file: "ca.pem".into()
+            })
+        );
+        assert_eq!(
+            client_certs_of(
+                "  client_ca_file: /etc/ca.pem\n  client_auth_type: VerifyClientCertIfGiven\n"
+            ),
+            Ok(ClientCerts::VerifiedIfGiven {
+                ca_file: "/etc/ca.pem".into()
+            })
+        );
+    }
+
+    #[test]
+    fn client_certificate_settings_that_verify_nothing_are_refused() {
+        for (settings, expected) in [
+            // CAs without a policy: exporter-toolkit refuses them as well.
+            (
+                "  client_ca_file: ca.pem\n",
+                "client_auth_type is NoClientCert",
+            ),
+            (
+                "  client_auth_type: NoClientCert\n  client_ca_file: ca.pem\n",
+                "client_auth_type is NoClientCert",
+            ),
+            (
+                "  client_auth_type: RequireAndVerifyClientCert\n",
+                "RequireAndVerifyClientCert needs client_ca_file",
+            ),
+            (
+                "  client_auth_type: VerifyClientCertIfGiven\n  client_ca_file: ''\n",
+                "VerifyClientCertIfGiven needs client_ca_file",
+            ),
+            (
+                "  client_auth_type: RequestClientCert\n  client_ca_file: ca.pem\n",
+                "RequestClientCert is not supported: it accepts any certificate",
+            ),
+            (
+                "  client_auth_type: RequireAnyClientCert\n",
+                "RequireAnyClientCert is not supported: it accepts any certificate",
+            ),
+            // exporter-toolkit's older name of RequireAnyClientCert.
+            (
+                "  client_auth_type: RequireClientCert\n",
+                "RequireClientCert is not supported",
+            ),
+            (
+                "  client_auth_type: requireandverifyclientcert\n  client_ca_file: ca.pem\n",
+                "`requireandverifyclientcert` is not one of",
+            ),
+        ] {
+            let err = client_certs_of(settings).unwrap_err();
+            assert!(err.0.contains(expected), "{settings}: {err}");
+            assert!(!err.0.contains('\n'), "{err}");
+        }
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Reads `--web-config` and the certificate and key it names, and builds the TLS server
-//! configuration (rustls, ring's cryptography, HTTP/1.1 by ALPN) and the basic-auth check:
-//! every failure a one-line error that names the file.
+//! configuration (rustls, ring's cryptography, HTTP/1.1 by ALPN, client certificates verified
+//! against the configured CAs) and the basic-auth check: every failure a one-line error that
+//! names the file.
 
 use std::{
     fs,
@@ -8,10 +9,17 @@ use std::{
     sync::Arc,
 };
 
-use rustls::{ServerConfig, version};
+use rustls::{
+    RootCertStore, ServerConfig,
+    crypto::CryptoProvider,
+    server::{WebPkiClientVerifier, danger::ClientCertVerifier},
+    version,
+};
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
 
-use crate::core::web_config::{self, BasicAuth, TlsConfig, TlsVersion, WebConfigError};
+use crate::core::web_config::{
+    self, BasicAuth, ClientCerts, TlsConfig, TlsVersion, WebConfigError,
+};
 
 /// What the server needs of the file.
 #[derive(Clone, Default)]
@@ -53,22 +61,52 @@ fn beside(folder: &Path, file: &str) -> PathBuf {
     folder.join(file)
 }
 
-fn server_config(tls: &TlsConfig, folder: &Path) -> Result<ServerConfig, WebConfigError> {
-    let cert_path = beside(folder, &tls.cert_file);
-    let key_path = beside(folder, &tls.key_file);
-    let pem_error = |path: &Path, what: &str, err: &dyn std::fmt::Display| {
-        WebConfigError(format!("{}: {what}: {err}", path.display()))
-    };
-    let cert_pem = read(&cert_path)?;
-    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&cert_pem)
+fn pem_error(path: &Path, what: &str, err: &dyn std::fmt::Display) -> WebConfigError {
+    WebConfigError(format!("{}: {what}: {err}", path.display()))
+}
+
+/// The PEM certificates of a file: at least one.
+fn certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, WebConfigError> {
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&read(path)?)
         .collect::<Result<_, _>>()
-        .map_err(|err| pem_error(&cert_path, "not a PEM certificate", &err))?;
+        .map_err(|err| pem_error(path, "not a PEM certificate", &err))?;
     if certs.is_empty() {
         return Err(WebConfigError(format!(
             "{}: no PEM certificate in it",
-            cert_path.display()
+            path.display()
         )));
     }
+    Ok(certs)
+}
+
+/// The handshake's check of client certificates: chained to the CAs of `ca_file`, within
+/// their validity and with the client-authentication usage (rustls's webpki verifier).
+fn client_verifier(
+    ca_file: &Path,
+    optional: bool,
+    provider: &Arc<CryptoProvider>,
+) -> Result<Arc<dyn ClientCertVerifier>, WebConfigError> {
+    let mut roots = RootCertStore::empty();
+    for cert in certificates(ca_file)? {
+        roots
+            .add(cert)
+            .map_err(|err| pem_error(ca_file, "not a CA certificate", &err))?;
+    }
+    let builder = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone());
+    let builder = if optional {
+        builder.allow_unauthenticated()
+    } else {
+        builder
+    };
+    builder
+        .build()
+        .map_err(|err| pem_error(ca_file, "client certificate verifier", &err))
+}
+
+fn server_config(tls: &TlsConfig, folder: &Path) -> Result<ServerConfig, WebConfigError> {
+    let cert_path = beside(folder, &tls.cert_file);
+    let key_path = beside(folder, &tls.key_file);
+    let certs = certificates(&cert_path)?;
     let key = PrivateKeyDer::from_pem_slice(&read(&key_path)?)
         .map_err(|err| pem_error(&key_path, "not a PEM private key", &err))?;
     let versions: Vec<&'static rustls::SupportedProtocolVersion> = [
@@ -79,19 +117,28 @@ fn server_config(tls: &TlsConfig, folder: &Path) -> Result<ServerConfig, WebConf
     .filter(|(v, _)| (tls.min_version..=tls.max_version).contains(v))
     .map(|(_, supported)| supported)
     .collect();
-    let mut config =
-        ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-            .with_protocol_versions(&versions)
-            .map_err(|err| WebConfigError(format!("TLS versions: {err}")))?
-            .with_no_client_auth()
-            .with_single_cert(certs, key)
-            .map_err(|err| {
-                WebConfigError(format!(
-                    "{} and {}: {err}",
-                    cert_path.display(),
-                    key_path.display()
-                ))
-            })?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = ServerConfig::builder_with_provider(provider.clone())
+        .with_protocol_versions(&versions)
+        .map_err(|err| WebConfigError(format!("TLS versions: {err}")))?;
+    let builder = match &tls.client_certs {
+        ClientCerts::NotAsked => builder.with_no_client_auth(),
+        ClientCerts::VerifiedIfGiven { ca_file } | ClientCerts::Required { ca_file } => {
+            let optional = matches!(tls.client_certs, ClientCerts::VerifiedIfGiven { .. });
+            builder.with_client_cert_verifier(client_verifier(
+                &beside(folder, ca_file),
+                optional,
+                &provider,
+            )?)
+        }
+    };
+    let mut config = builder.with_single_cert(certs, key).map_err(|err| {
+        WebConfigError(format!(
+            "{} and {}: {err}",
+            cert_path.display(),
+            key_path.display()
+        ))
+    })?;
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(config)
 }

@@ -1,0 +1,325 @@
+//! `tcptrace export --web-config` with client certificates: the test makes a CA, a server
+//! certificate and a client certificate it signs, and a client certificate of another CA
+//! (openssl). With RequireAndVerifyClientCert and basic auth, a real Prometheus holding the
+//! client key and the password scrapes the workload's counts, and every scraper that lacks
+//! one of them is refused; with VerifyClientCertIfGiven, anonymous clients get in and the
+//! other CA's client does not. The exporter keeps serving after every refused handshake.
+
+use std::{
+    path::{Path, PathBuf},
+    process::Command,
+};
+
+use crate::{
+    export::{expected, workload},
+    export_tls::target,
+    support::{
+        Netns, Tracer, privileged,
+        prometheus::{LO, Options, Prometheus, TempDir, free_port, tool},
+        wait_until,
+    },
+};
+
+/// bcrypt (cost 10) of [`PASSWORD`], as `htpasswd -nBC 10 prometheus` writes it.
+const HASH: &str = "$2b$10$KlEq2hpnDd5hvPyL23Jjeu2kxQfGhpOa.3/1xo.gDYEEZD0Dty0EW";
+const PASSWORD: &str = "scrape-secret";
+
+fn openssl(openssl: &Path, dir: &Path, args: &[&str]) {
+    let out = Command::new(openssl)
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A CA in `dir`: `NAME.pem` and `NAME.key`.
+fn ca(tool: &Path, dir: &Path, name: &str) {
+    openssl(
+        tool,
+        dir,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            &format!("/CN=tcptrace test {name}"),
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+            "-addext",
+            "keyUsage=critical,keyCertSign",
+            "-keyout",
+            &format!("{name}.key"),
+            "-out",
+            &format!("{name}.pem"),
+        ],
+    );
+}
+
+/// A certificate `NAME.pem` (key `NAME.key`) signed by CA `by`, with the extensions `ext`
+/// (openssl's extension file syntax).
+fn signed(tool: &Path, dir: &Path, name: &str, by: &str, ext: &str) {
+    std::fs::write(dir.join(format!("{name}.ext")), ext).unwrap();
+    openssl(
+        tool,
+        dir,
+        &[
+            "req",
+            "-new",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-subj",
+            &format!("/CN=tcptrace test {name}"),
+            "-keyout",
+            &format!("{name}.key"),
+            "-out",
+            &format!("{name}.csr"),
+        ],
+    );
+    openssl(
+        tool,
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            &format!("{name}.csr"),
+            "-CA",
+            &format!("{by}.pem"),
+            "-CAkey",
+            &format!("{by}.key"),
+            "-CAcreateserial",
+            "-days",
+            "1",
+            "-extfile",
+            &format!("{name}.ext"),
+            "-out",
+            &format!("{name}.pem"),
+        ],
+    );
+}
+
+/// In `dir`: CA `ca`, its `server` (for 127.0.0.1) and `client`, and `stranger`, a client
+/// of CA `other-ca`.
+fn pki(tool: &Path, dir: &Path) {
+    ca(tool, dir, "ca");
+    ca(tool, dir, "other-ca");
+    signed(
+        tool,
+        dir,
+        "server",
+        "ca",
+        "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n",
+    );
+    let client = "subjectAltName=DNS:prometheus.test\nextendedKeyUsage=clientAuth\n";
+    signed(tool, dir, "client", "ca", client);
+    signed(tool, dir, "stranger", "other-ca", client);
+}
+
+/// Writes `web.yml` in `dir` (server certificate, client CA `ca.pem`, `settings` after) and
+/// starts an exporter with it.
+fn exporter(dir: &Path, port: u16, settings: &str, count: &[&str]) -> Tracer {
+    let web = dir.join("web.yml");
+    std::fs::write(
+        &web,
+        format!(
+            "tls_server_config:\n  cert_file: server.pem\n  key_file: server.key\n  \
+             client_ca_file: ca.pem\n{settings}"
+        ),
+    )
+    .unwrap();
+    let listen = format!("{LO}:{port}");
+    let mut args = vec!["export", "--listen", &listen, "--web-config"];
+    args.push(web.to_str().unwrap());
+    args.extend(count);
+    let exporter = Tracer::start(&args);
+    assert!(
+        exporter
+            .stderr()
+            .contains(&format!("https://{listen}/metrics")),
+        "{}",
+        exporter.stderr()
+    );
+    exporter
+}
+
+/// curl's GET of /metrics, trusting `ca.pem` of `dir`, with `args` (a client certificate,
+/// credentials): the HTTP status (0 when the handshake failed), the body and curl's error.
+fn curl(curl: &Path, dir: &Path, port: u16, args: &[&str]) -> (u16, String, String) {
+    let out = Command::new(curl)
+        .args(["-sS", "--max-time", "10", "--cacert", "ca.pem"])
+        .args(args)
+        .args(["-w", "\n%{http_code}"])
+        .arg(format!("https://{LO}:{port}/metrics"))
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let (body, status) = stdout.rsplit_once('\n').unwrap_or(("", &stdout));
+    (
+        status.trim().parse().unwrap(),
+        body.to_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// A Prometheus scrape job's TLS settings: trust `ca.pem`, present `client` if any.
+fn tls(dir: &Path, client: Option<&str>) -> String {
+    let file = |name: String| dir.join(name).display().to_string();
+    let mut settings = format!(
+        "    scheme: https\n    tls_config:\n      ca_file: {}\n",
+        file("ca.pem".into())
+    );
+    if let Some(client) = client {
+        settings += &format!(
+            "      cert_file: {}\n      key_file: {}\n",
+            file(format!("{client}.pem")),
+            file(format!("{client}.key"))
+        );
+    }
+    settings
+}
+
+fn tools() -> Option<(PathBuf, PathBuf, PathBuf)> {
+    Some((tool("prometheus")?, tool("openssl")?, tool("curl")?))
+}
+
+#[test]
+fn client_certificates_of_the_ca_and_a_password_let_in_the_right_scraper_only() {
+    if !privileged("client_certificates_of_the_ca_and_a_password_let_in_the_right_scraper_only") {
+        return;
+    }
+    let Some((prometheus_bin, openssl, curl_bin)) = tools() else {
+        return;
+    };
+    let dir = TempDir::new("mtls-required");
+    pki(&openssl, &dir.0);
+    let netns = Netns::new("export-mtls");
+    let inode = netns.inode();
+    let port = free_port();
+    let exporter = exporter(
+        &dir.0,
+        port,
+        &format!(
+            "  client_auth_type: RequireAndVerifyClientCert\nbasic_auth_users:\n  prometheus: {HASH}\n"
+        ),
+        &["--netns", &inode],
+    );
+    let password = "    basic_auth:\n      username: prometheus\n      password_file: password\n";
+    let job = |name: &str, settings: &str| {
+        format!(
+            "  - job_name: {name}\n{settings}    static_configs:\n      - targets: ['{LO}:{port}']\n"
+        )
+    };
+    let more = [
+        job(
+            "no-client-cert",
+            &format!("{}{password}", tls(&dir.0, None)),
+        ),
+        job(
+            "other-ca",
+            &format!("{}{password}", tls(&dir.0, Some("stranger"))),
+        ),
+        job("no-password", &tls(&dir.0, Some("client"))),
+    ]
+    .concat();
+    let prometheus = Prometheus::start(
+        &prometheus_bin,
+        port,
+        Options {
+            job: &format!("{}{password}", tls(&dir.0, Some("client"))),
+            files: &[("password", PASSWORD.as_bytes())],
+            more_jobs: &more,
+            ..Options::default()
+        },
+    );
+    prometheus.wait_ready();
+    workload(&netns);
+    let all = expected();
+    wait_until("Prometheus to hold the workload's counts", || {
+        all.iter()
+            .all(|(series, n)| prometheus.scalar(series) == Some(*n as f64))
+            .then_some(())
+    });
+    let refused = ["no-client-cert", "other-ca", "no-password"];
+    let targets = wait_until("every refused job scraped once", || {
+        let targets = prometheus.targets();
+        refused
+            .iter()
+            .all(|job| target(&targets, job).is_some_and(|t| t["health"] != "unknown"))
+            .then_some(targets)
+    });
+    // Go's words for the alerts rustls sends: TLS 1.3's "certificate required" when none
+    // came, "unknown certificate authority" for a chain to another CA.
+    for (job, words) in [
+        ("no-client-cert", "certificate required"),
+        ("other-ca", "unknown certificate authority"),
+        ("no-password", "401 Unauthorized"),
+    ] {
+        let t = target(&targets, job).unwrap();
+        assert_eq!(t["health"], "down", "{t:#}");
+        let error = t["lastError"].as_str().unwrap();
+        assert!(error.contains(words), "{job}: {error}");
+    }
+    let up = target(&targets, "tcptrace").unwrap();
+    assert_eq!(up["health"], "up", "{up:#}");
+    // Still serving after those handshakes: curl with the client's key and the password.
+    let user = format!("prometheus:{PASSWORD}");
+    let client = ["--cert", "client.pem", "--key", "client.key", "-u", &user];
+    let (status, body, _) = curl(&curl_bin, &dir.0, port, &client);
+    assert_eq!(status, 200);
+    assert!(body.contains("tcptrace_transitions_total{"), "{body}");
+    let (status, _, error) = curl(&curl_bin, &dir.0, port, &["-u", &user]);
+    assert_eq!(status, 0, "no client certificate: {error}");
+    drop(prometheus);
+    let finished = exporter.stop();
+    assert!(finished.status.success(), "{}", finished.stderr);
+}
+
+#[test]
+fn verify_client_cert_if_given_lets_anonymous_clients_in_but_not_other_cas() {
+    if !privileged("verify_client_cert_if_given_lets_anonymous_clients_in_but_not_other_cas") {
+        return;
+    }
+    let Some((_, openssl, curl_bin)) = tools() else {
+        return;
+    };
+    let dir = TempDir::new("mtls-if-given");
+    pki(&openssl, &dir.0);
+    let port = free_port();
+    let exporter = exporter(
+        &dir.0,
+        port,
+        "  client_auth_type: VerifyClientCertIfGiven\n",
+        &["--lport", "1"],
+    );
+    let curl = |args: &[&str]| curl(&curl_bin, &dir.0, port, args);
+    assert_eq!(curl(&[]).0, 200, "anonymous");
+    assert_eq!(
+        curl(&["--cert", "client.pem", "--key", "client.key"]).0,
+        200,
+        "the CA's client"
+    );
+    let (status, _, error) = curl(&["--cert", "stranger.pem", "--key", "stranger.key"]);
+    assert_eq!(status, 0, "another CA's client: {error}");
+    assert!(error.contains("unknown ca"), "{error}");
+    // And serving still.
+    let (status, body, _) = curl(&[]);
+    assert_eq!(status, 200);
+    assert!(body.contains("tcptrace_programs_attached"), "{body}");
+    let finished = exporter.stop();
+    assert!(finished.status.success(), "{}", finished.stderr);
+}
