@@ -476,11 +476,14 @@ pub struct ExportArgs {
     #[arg(long, value_name = "ADDR:PORT", default_value_t = SocketAddr::from(([127, 0, 0, 1], EXPORT_PORT)),
           value_parser = parse_listen)]
     pub listen: SocketAddr,
-    /// TLS and basic auth, in the web configuration format of Prometheus's exporter-toolkit
-    /// (as node_exporter reads it): `tls_server_config` with `cert_file` and `key_file`
-    /// (PEM, relative to the file's folder; `min_version`/`max_version` TLS12 or TLS13) and
-    /// `basic_auth_users` (user: bcrypt hash, e.g. from `htpasswd -nBC 10 USER`). Unknown
-    /// keys are refused.
+    /// TLS, client certificates and basic auth, in the web configuration format of
+    /// Prometheus's exporter-toolkit (as node_exporter reads it): `tls_server_config` with
+    /// `cert_file` and `key_file` (PEM, relative to the file's folder;
+    /// `min_version`/`max_version` TLS12 or TLS13; `client_auth_type` RequireAndVerifyClientCert or
+    /// VerifyClientCertIfGiven with `client_ca_file`, the PEM CAs that client certificates
+    /// must chain to) and `basic_auth_users` (user: bcrypt hash, e.g. from `htpasswd -nBC 10
+    /// USER`). Unknown keys, and exporter-toolkit's that tcptrace does not implement, are
+    /// refused by name.
     #[arg(long, value_name = "FILE")]
     pub web_config: Option<std::path::PathBuf>,
     /// Seconds between two snapshots handed to the HTTP server (fractions allowed): how

@@ -2,8 +2,9 @@
 //! own, so that encoding a scrape never takes a turn of the event loop's. Every request is
 //! bounded: the time to send the headers, their size, how long a connection lives, and how
 //! many connections are open at once (past that, a connection gets a 503 and is closed).
-//! With `--web-config`, connections are TLS (rustls) and every request needs a configured
-//! user's credentials (401 otherwise); a TLS handshake is bounded like the headers.
+//! With `--web-config`, connections are TLS (rustls, client certificates verified in the
+//! handshake when configured) and every request needs a configured user's credentials (401
+//! otherwise); a TLS handshake is bounded like the headers.
 
 use std::{
     convert::Infallible,
