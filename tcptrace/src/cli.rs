@@ -481,7 +481,7 @@ pub struct ExportArgs {
     /// `cert_file` and `key_file` (PEM, relative to the file's folder;
     /// `min_version`/`max_version` TLS12 or TLS13; `client_auth_type` RequireAndVerifyClientCert or
     /// VerifyClientCertIfGiven with `client_ca_file`, the PEM CAs that client certificates
-    /// must chain to) and `basic_auth_users` (user: bcrypt hash, e.g. from `htpasswd -nBC 10
+    /// must chain to, and `client_allowed_sans`) and `basic_auth_users` (user: bcrypt hash, e.g. from `htpasswd -nBC 10
     /// USER`). Unknown keys, and exporter-toolkit's that tcptrace does not implement, are
     /// refused by name.
     #[arg(long, value_name = "FILE")]

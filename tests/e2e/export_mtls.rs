@@ -3,7 +3,8 @@
 //! (openssl). With RequireAndVerifyClientCert and basic auth, a real Prometheus holding the
 //! client key and the password scrapes the workload's counts, and every scraper that lacks
 //! one of them is refused; with VerifyClientCertIfGiven, anonymous clients get in and the
-//! other CA's client does not. The exporter keeps serving after every refused handshake.
+//! other CA's client does not; with client_allowed_sans, only the CA's clients it names get
+//! in. The exporter keeps serving after every refused handshake.
 
 use std::{
     path::{Path, PathBuf},
@@ -112,8 +113,9 @@ fn signed(tool: &Path, dir: &Path, name: &str, by: &str, ext: &str) {
     );
 }
 
-/// In `dir`: CA `ca`, its `server` (for 127.0.0.1) and `client`, and `stranger`, a client
-/// of CA `other-ca`.
+/// In `dir`: CA `ca`, its `server` (for 127.0.0.1), `client` (prometheus.test) and
+/// `other-client` (grafana.test), and `stranger` (prometheus.test), a client of CA
+/// `other-ca`.
 fn pki(tool: &Path, dir: &Path) {
     ca(tool, dir, "ca");
     ca(tool, dir, "other-ca");
@@ -127,6 +129,13 @@ fn pki(tool: &Path, dir: &Path) {
     let client = "subjectAltName=DNS:prometheus.test\nextendedKeyUsage=clientAuth\n";
     signed(tool, dir, "client", "ca", client);
     signed(tool, dir, "stranger", "other-ca", client);
+    signed(
+        tool,
+        dir,
+        "other-client",
+        "ca",
+        "subjectAltName=DNS:grafana.test\nextendedKeyUsage=clientAuth\n",
+    );
 }
 
 /// Writes `web.yml` in `dir` (server certificate, client CA `ca.pem`, `settings` after) and
@@ -319,6 +328,52 @@ fn verify_client_cert_if_given_lets_anonymous_clients_in_but_not_other_cas() {
     // And serving still.
     let (status, body, _) = curl(&[]);
     assert_eq!(status, 200);
+    assert!(body.contains("tcptrace_programs_attached"), "{body}");
+    let finished = exporter.stop();
+    assert!(finished.status.success(), "{}", finished.stderr);
+}
+
+#[test]
+fn client_allowed_sans_let_in_only_the_named_clients_of_the_ca() {
+    if !privileged("client_allowed_sans_let_in_only_the_named_clients_of_the_ca") {
+        return;
+    }
+    let Some((_, openssl, curl_bin)) = tools() else {
+        return;
+    };
+    let dir = TempDir::new("mtls-sans");
+    pki(&openssl, &dir.0);
+    let port = free_port();
+    let exporter = exporter(
+        &dir.0,
+        port,
+        "  client_auth_type: RequireAndVerifyClientCert\n  \
+         client_allowed_sans: [scraper.test, prometheus.test]\n",
+        &["--lport", "1"],
+    );
+    let curl = |client: &str| {
+        curl(
+            &curl_bin,
+            &dir.0,
+            port,
+            &[
+                "--cert",
+                &format!("{client}.pem"),
+                "--key",
+                &format!("{client}.key"),
+            ],
+        )
+    };
+    // The CA's, but named grafana.test: the handshake fails with access_denied.
+    let (status, _, error) = curl("other-client");
+    assert_eq!(status, 0, "a client not named: {error}");
+    assert!(error.contains("access denied"), "{error}");
+    // Named prometheus.test, but by another CA: the name alone lets nobody in.
+    let (status, _, error) = curl("stranger");
+    assert_eq!(status, 0, "another CA's client: {error}");
+    assert!(error.contains("unknown ca"), "{error}");
+    let (status, body, error) = curl("client");
+    assert_eq!(status, 200, "{error}");
     assert!(body.contains("tcptrace_programs_attached"), "{body}");
     let finished = exporter.stop();
     assert!(finished.status.success(), "{}", finished.stderr);

@@ -222,7 +222,7 @@ fn unreadable_or_malformed_web_configs_are_one_line_errors() {
         (
             "mtls-sans.yml",
             "tls_server_config:\n  cert_file: c\n  key_file: k\n  client_allowed_sans: [a]\n",
-            "client_allowed_sans is not supported",
+            "client_allowed_sans needs client_auth_type RequireAndVerifyClientCert",
         ),
         (
             "nocert.yml",

@@ -2,6 +2,7 @@
 //! file or touches BPF; time comes in as arguments, so a recorded stream replays exactly.
 
 pub mod cgroup;
+pub mod client_sans;
 pub mod clock;
 pub mod counters;
 pub mod decode;

@@ -5,10 +5,10 @@
 //!
 //! Supported: `tls_server_config` with `cert_file`, `key_file`, `min_version` and
 //! `max_version` (TLS12, TLS13), client certificates verified against `client_ca_file`
-//! (`client_auth_type` RequireAndVerifyClientCert or VerifyClientCertIfGiven), and
-//! `basic_auth_users`. exporter-toolkit's other keys and values are refused by name rather
-//! than ignored, since ignoring a security setting (allowed client SANs, cipher suites) would
-//! serve with less than the file asks for; unknown keys are refused as typos.
+//! (`client_auth_type` RequireAndVerifyClientCert or VerifyClientCertIfGiven) and their
+//! `client_allowed_sans`, and `basic_auth_users`. exporter-toolkit's other keys and values are
+//! refused by name rather than ignored, since ignoring a security setting (cipher suites,
+//! say) would serve with less than the file asks for; unknown keys are refused as typos.
 
 use std::{
     collections::{BTreeMap, HashSet},
@@ -55,9 +55,9 @@ struct TlsFile {
     key: Option<IgnoredAny>,
     client_auth_type: Option<String>,
     client_ca_file: Option<String>,
+    client_allowed_sans: Option<Vec<String>>,
     // exporter-toolkit's, refused by name below.
     client_ca: Option<IgnoredAny>,
-    client_allowed_sans: Option<IgnoredAny>,
     cipher_suites: Option<IgnoredAny>,
     curve_preferences: Option<IgnoredAny>,
     prefer_server_cipher_suites: Option<IgnoredAny>,
@@ -85,8 +85,12 @@ pub enum ClientCerts {
     /// that does not chain to the CAs fails the handshake.
     VerifiedIfGiven { ca_file: String },
     /// `RequireAndVerifyClientCert`: the handshake fails without a certificate that chains
-    /// to the CAs.
-    Required { ca_file: String },
+    /// to the CAs and, when `allowed_sans` is not empty (`client_allowed_sans`), that names
+    /// one of them among its subject alternative names.
+    Required {
+        ca_file: String,
+        allowed_sans: Vec<String>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -99,8 +103,8 @@ pub struct WebConfig {
 fn unsupported(key: &str) -> WebConfigError {
     WebConfigError(format!(
         "{key} is not supported by tcptrace (supported: tls_server_config's cert_file, \
-         key_file, min_version, max_version, client_auth_type, client_ca_file; \
-         basic_auth_users)"
+         key_file, min_version, max_version, client_auth_type, client_ca_file, \
+         client_allowed_sans; basic_auth_users)"
     ))
 }
 
@@ -145,10 +149,6 @@ fn tls_config(tls: TlsFile) -> Result<TlsConfig, WebConfigError> {
         ("tls_server_config.key", tls.key.is_some()),
         ("tls_server_config.client_ca", tls.client_ca.is_some()),
         (
-            "tls_server_config.client_allowed_sans",
-            tls.client_allowed_sans.is_some(),
-        ),
-        (
             "tls_server_config.cipher_suites",
             tls.cipher_suites.is_some(),
         ),
@@ -168,6 +168,7 @@ fn tls_config(tls: TlsFile) -> Result<TlsConfig, WebConfigError> {
     let client_certs = client_certs(
         tls.client_auth_type.as_deref(),
         tls.client_ca_file.filter(|f| !f.is_empty()),
+        tls.client_allowed_sans,
     )?;
     let missing = |key: &str| {
         WebConfigError(format!(
@@ -203,11 +204,29 @@ fn tls_config(tls: TlsFile) -> Result<TlsConfig, WebConfigError> {
     })
 }
 
-/// `client_auth_type` and `client_ca_file`, checked together.
+/// `client_auth_type`, `client_ca_file` and `client_allowed_sans`, checked together.
 fn client_certs(
     kind: Option<&str>,
     ca_file: Option<String>,
+    allowed_sans: Option<Vec<String>>,
 ) -> Result<ClientCerts, WebConfigError> {
+    if let Some(sans) = &allowed_sans {
+        // exporter-toolkit's rule: without a required certificate there is no name to check.
+        if kind != Some("RequireAndVerifyClientCert") {
+            return Err(WebConfigError(
+                "tls_server_config: client_allowed_sans needs client_auth_type \
+                 RequireAndVerifyClientCert"
+                    .to_owned(),
+            ));
+        }
+        if sans.is_empty() {
+            return Err(WebConfigError(
+                "tls_server_config: client_allowed_sans is empty: no client could connect \
+                 (list the names, or remove it to let in every certificate of the CAs)"
+                    .to_owned(),
+            ));
+        }
+    }
     let needs_ca = |kind: &str| {
         WebConfigError(format!(
             "tls_server_config: client_auth_type {kind} needs client_ca_file (PEM, the CA \
@@ -222,7 +241,10 @@ fn client_certs(
              (set client_auth_type: RequireAndVerifyClientCert)"
                 .to_owned(),
         )),
-        ("RequireAndVerifyClientCert", Some(ca_file)) => Ok(ClientCerts::Required { ca_file }),
+        ("RequireAndVerifyClientCert", Some(ca_file)) => Ok(ClientCerts::Required {
+            ca_file,
+            allowed_sans: allowed_sans.unwrap_or_default(),
+        }),
         ("VerifyClientCertIfGiven", Some(ca_file)) => Ok(ClientCerts::VerifiedIfGiven { ca_file }),
         // Go's crypto/tls would verify against the system's CAs here: any certificate that
         // a public CA issued for client authentication would then be let in.
@@ -368,10 +390,6 @@ mod tests {
     fn settings_of_exporter_toolkit_that_are_not_implemented_are_refused() {
         for (text, key) in [
             (
-                "tls_server_config:\n  cert_file: a\n  key_file: b\n  client_allowed_sans: [scraper]\n",
-                "client_allowed_sans",
-            ),
-            (
                 "tls_server_config:\n  cert_file: a\n  key_file: b\n  client_ca: |\n    PEM\n",
                 "client_ca",
             ),
@@ -414,7 +432,18 @@ mod tests {
                 "  client_auth_type: RequireAndVerifyClientCert\n  client_ca_file: ca.pem\n"
             ),
             Ok(ClientCerts::Required {
-                ca_file: "ca.pem".into()
+                ca_file: "ca.pem".into(),
+                allowed_sans: Vec::new(),
+            })
+        );
+        assert_eq!(
+            client_certs_of(
+                "  client_auth_type: RequireAndVerifyClientCert\n  client_ca_file: ca.pem\n  \
+                 client_allowed_sans: [prometheus.test, 10.0.0.1]\n"
+            ),
+            Ok(ClientCerts::Required {
+                ca_file: "ca.pem".into(),
+                allowed_sans: vec!["prometheus.test".into(), "10.0.0.1".into()],
             })
         );
         assert_eq!(
@@ -463,6 +492,20 @@ mod tests {
             (
                 "  client_auth_type: requireandverifyclientcert\n  client_ca_file: ca.pem\n",
                 "`requireandverifyclientcert` is not one of",
+            ),
+            (
+                "  client_auth_type: VerifyClientCertIfGiven\n  client_ca_file: ca.pem\n  \
+                 client_allowed_sans: [prometheus.test]\n",
+                "client_allowed_sans needs client_auth_type RequireAndVerifyClientCert",
+            ),
+            (
+                "  client_allowed_sans: [prometheus.test]\n",
+                "client_allowed_sans needs client_auth_type RequireAndVerifyClientCert",
+            ),
+            (
+                "  client_auth_type: RequireAndVerifyClientCert\n  client_ca_file: ca.pem\n  \
+                 client_allowed_sans: []\n",
+                "client_allowed_sans is empty",
             ),
         ] {
             let err = client_certs_of(settings).unwrap_err();

@@ -10,15 +10,21 @@ use std::{
 };
 
 use rustls::{
-    RootCertStore, ServerConfig,
+    CertificateError, DigitallySignedStruct, DistinguishedName, RootCertStore, ServerConfig,
+    SignatureScheme,
+    client::danger::HandshakeSignatureValid,
     crypto::CryptoProvider,
-    server::{WebPkiClientVerifier, danger::ClientCertVerifier},
+    server::{
+        WebPkiClientVerifier,
+        danger::{ClientCertVerified, ClientCertVerifier},
+    },
     version,
 };
-use rustls_pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, UnixTime, pem::PemObject};
 
-use crate::core::web_config::{
-    self, BasicAuth, ClientCerts, TlsConfig, TlsVersion, WebConfigError,
+use crate::core::{
+    client_sans,
+    web_config::{self, BasicAuth, ClientCerts, TlsConfig, TlsVersion, WebConfigError},
 };
 
 /// What the server needs of the file.
@@ -79,11 +85,76 @@ fn certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, WebConfigEr
     Ok(certs)
 }
 
+/// `client_allowed_sans`: a certificate that the CAs' verifier accepted must also name one
+/// of `allowed`, else the handshake fails (alert access_denied), as exporter-toolkit's
+/// VerifyPeerCertificate makes Go's handshake fail.
+#[derive(Debug)]
+struct AllowedSans {
+    verified: Arc<dyn ClientCertVerifier>,
+    allowed: Vec<String>,
+}
+
+impl ClientCertVerifier for AllowedSans {
+    fn offer_client_auth(&self) -> bool {
+        self.verified.offer_client_auth()
+    }
+
+    fn client_auth_mandatory(&self) -> bool {
+        self.verified.client_auth_mandatory()
+    }
+
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        self.verified.root_hint_subjects()
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        let verified = self
+            .verified
+            .verify_client_cert(end_entity, intermediates, now)?;
+        if client_sans::allowed(end_entity, &self.allowed) {
+            Ok(verified)
+        } else {
+            Err(rustls::Error::InvalidCertificate(
+                CertificateError::ApplicationVerificationFailure,
+            ))
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.verified.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.verified.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.verified.supported_verify_schemes()
+    }
+}
+
 /// The handshake's check of client certificates: chained to the CAs of `ca_file`, within
-/// their validity and with the client-authentication usage (rustls's webpki verifier).
+/// their validity and with the client-authentication usage (rustls's webpki verifier), and
+/// naming one of `allowed_sans` when there are any.
 fn client_verifier(
     ca_file: &Path,
     optional: bool,
+    allowed_sans: &[String],
     provider: &Arc<CryptoProvider>,
 ) -> Result<Arc<dyn ClientCertVerifier>, WebConfigError> {
     let mut roots = RootCertStore::empty();
@@ -98,9 +169,16 @@ fn client_verifier(
     } else {
         builder
     };
-    builder
+    let verified = builder
         .build()
-        .map_err(|err| pem_error(ca_file, "client certificate verifier", &err))
+        .map_err(|err| pem_error(ca_file, "client certificate verifier", &err))?;
+    if allowed_sans.is_empty() {
+        return Ok(verified);
+    }
+    Ok(Arc::new(AllowedSans {
+        verified,
+        allowed: allowed_sans.to_vec(),
+    }))
 }
 
 fn server_config(tls: &TlsConfig, folder: &Path) -> Result<ServerConfig, WebConfigError> {
@@ -123,14 +201,18 @@ fn server_config(tls: &TlsConfig, folder: &Path) -> Result<ServerConfig, WebConf
         .map_err(|err| WebConfigError(format!("TLS versions: {err}")))?;
     let builder = match &tls.client_certs {
         ClientCerts::NotAsked => builder.with_no_client_auth(),
-        ClientCerts::VerifiedIfGiven { ca_file } | ClientCerts::Required { ca_file } => {
-            let optional = matches!(tls.client_certs, ClientCerts::VerifiedIfGiven { .. });
-            builder.with_client_cert_verifier(client_verifier(
-                &beside(folder, ca_file),
-                optional,
-                &provider,
-            )?)
-        }
+        ClientCerts::VerifiedIfGiven { ca_file } => builder.with_client_cert_verifier(
+            client_verifier(&beside(folder, ca_file), true, &[], &provider)?,
+        ),
+        ClientCerts::Required {
+            ca_file,
+            allowed_sans,
+        } => builder.with_client_cert_verifier(client_verifier(
+            &beside(folder, ca_file),
+            false,
+            allowed_sans,
+            &provider,
+        )?),
     };
     let mut config = builder.with_single_cert(certs, key).map_err(|err| {
         WebConfigError(format!(
