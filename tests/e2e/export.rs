@@ -98,6 +98,15 @@ pub(crate) fn expected() -> Vec<(&'static str, u64)> {
     ]
 }
 
+/// Waits until Prometheus holds every series of `all` with its count.
+pub(crate) fn wait_for_counts(prometheus: &Prometheus, all: &[(&str, u64)]) {
+    wait_until("Prometheus to hold the workload's counts", || {
+        all.iter()
+            .all(|(series, n)| prometheus.scalar(series) == Some(*n as f64))
+            .then_some(())
+    });
+}
+
 const HELD: &str = r#"{from="established",to="fin_wait1",path="client"}"#;
 
 /// Runs the exporter on the workload's namespace and Prometheus on it; checks the counts and
@@ -122,11 +131,7 @@ fn scraped(native: bool, check: impl FnOnce(&Prometheus, u16)) {
     prometheus.wait_ready();
     workload(&netns);
     let all = expected();
-    wait_until("Prometheus to hold the workload's counts", || {
-        all.iter()
-            .all(|(series, n)| prometheus.scalar(series) == Some(*n as f64))
-            .then_some(())
-    });
+    wait_for_counts(&prometheus, &all);
     // Exact, and staying so: nothing else is counted in that namespace.
     for (series, n) in &all {
         assert_eq!(prometheus.scalar(series), Some(*n as f64), "{series}");

@@ -12,10 +12,12 @@ use std::{
 };
 
 use crate::{
-    export::{expected, workload},
+    export::{expected, wait_for_counts, workload},
     export_tls::target,
     support::{
-        Netns, Tracer, privileged,
+        Netns, Tracer,
+        pki::pki,
+        privileged,
         prometheus::{LO, Options, Prometheus, TempDir, free_port, tool},
         wait_until,
     },
@@ -24,119 +26,6 @@ use crate::{
 /// bcrypt (cost 10) of [`PASSWORD`], as `htpasswd -nBC 10 prometheus` writes it.
 const HASH: &str = "$2b$10$KlEq2hpnDd5hvPyL23Jjeu2kxQfGhpOa.3/1xo.gDYEEZD0Dty0EW";
 const PASSWORD: &str = "scrape-secret";
-
-fn openssl(openssl: &Path, dir: &Path, args: &[&str]) {
-    let out = Command::new(openssl)
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// A CA in `dir`: `NAME.pem` and `NAME.key`.
-fn ca(tool: &Path, dir: &Path, name: &str) {
-    openssl(
-        tool,
-        dir,
-        &[
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-            "-days",
-            "1",
-            "-subj",
-            &format!("/CN=tcptrace test {name}"),
-            "-addext",
-            "basicConstraints=critical,CA:TRUE",
-            "-addext",
-            "keyUsage=critical,keyCertSign",
-            "-keyout",
-            &format!("{name}.key"),
-            "-out",
-            &format!("{name}.pem"),
-        ],
-    );
-}
-
-/// A certificate `NAME.pem` (key `NAME.key`) signed by CA `by`, with the extensions `ext`
-/// (openssl's extension file syntax).
-fn signed(tool: &Path, dir: &Path, name: &str, by: &str, ext: &str) {
-    std::fs::write(dir.join(format!("{name}.ext")), ext).unwrap();
-    openssl(
-        tool,
-        dir,
-        &[
-            "req",
-            "-new",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-            "-subj",
-            &format!("/CN=tcptrace test {name}"),
-            "-keyout",
-            &format!("{name}.key"),
-            "-out",
-            &format!("{name}.csr"),
-        ],
-    );
-    openssl(
-        tool,
-        dir,
-        &[
-            "x509",
-            "-req",
-            "-in",
-            &format!("{name}.csr"),
-            "-CA",
-            &format!("{by}.pem"),
-            "-CAkey",
-            &format!("{by}.key"),
-            "-CAcreateserial",
-            "-days",
-            "1",
-            "-extfile",
-            &format!("{name}.ext"),
-            "-out",
-            &format!("{name}.pem"),
-        ],
-    );
-}
-
-/// In `dir`: CA `ca`, its `server` (for 127.0.0.1), `client` (prometheus.test) and
-/// `other-client` (grafana.test), and `stranger` (prometheus.test), a client of CA
-/// `other-ca`.
-fn pki(tool: &Path, dir: &Path) {
-    ca(tool, dir, "ca");
-    ca(tool, dir, "other-ca");
-    signed(
-        tool,
-        dir,
-        "server",
-        "ca",
-        "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n",
-    );
-    let client = "subjectAltName=DNS:prometheus.test\nextendedKeyUsage=clientAuth\n";
-    signed(tool, dir, "client", "ca", client);
-    signed(tool, dir, "stranger", "other-ca", client);
-    signed(
-        tool,
-        dir,
-        "other-client",
-        "ca",
-        "subjectAltName=DNS:grafana.test\nextendedKeyUsage=clientAuth\n",
-    );
-}
 
 /// Writes `web.yml` in `dir` (server certificate, client CA `ca.pem`, `settings` after) and
 /// starts an exporter with it.
@@ -257,12 +146,7 @@ fn client_certificates_of_the_ca_and_a_password_let_in_the_right_scraper_only() 
     );
     prometheus.wait_ready();
     workload(&netns);
-    let all = expected();
-    wait_until("Prometheus to hold the workload's counts", || {
-        all.iter()
-            .all(|(series, n)| prometheus.scalar(series) == Some(*n as f64))
-            .then_some(())
-    });
+    wait_for_counts(&prometheus, &expected());
     let refused = ["no-client-cert", "other-ca", "no-password"];
     let targets = wait_until("every refused job scraped once", || {
         let targets = prometheus.targets();

@@ -9,7 +9,7 @@ use std::{path::Path, process::Command};
 use serde_json::Value;
 
 use crate::support::{
-    Tracer, privileged,
+    Tracer, pki, privileged,
     prometheus::{LO, Options, Prometheus, TempDir, free_port, tool},
     tcptrace_bin, wait_until,
 };
@@ -18,36 +18,10 @@ use crate::support::{
 const HASH: &str = "$2b$10$KlEq2hpnDd5hvPyL23Jjeu2kxQfGhpOa.3/1xo.gDYEEZD0Dty0EW";
 const PASSWORD: &str = "scrape-secret";
 
-/// A self-signed certificate for 127.0.0.1 and its key, in `dir`: `cert.pem`, `key.pem`.
+/// A self-signed certificate for 127.0.0.1 and its key, in `dir`: `server.pem`,
+/// `server.key`.
 fn self_signed(openssl: &Path, dir: &Path) {
-    let out = Command::new(openssl)
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-            "-days",
-            "1",
-            "-subj",
-            "/CN=tcptrace test",
-            "-addext",
-            "subjectAltName=IP:127.0.0.1",
-            "-keyout",
-            "key.pem",
-            "-out",
-            "cert.pem",
-        ])
-        .current_dir(dir)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "openssl: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    pki::self_signed(openssl, dir, "server", &["subjectAltName=IP:127.0.0.1"]);
 }
 
 /// The scrape target of job `job` as Prometheus's API lists it.
@@ -73,7 +47,7 @@ fn tls_and_basic_auth_let_in_the_right_scraper_only() {
     std::fs::write(
         &web,
         format!(
-            "tls_server_config:\n  cert_file: cert.pem\n  key_file: key.pem\n\
+            "tls_server_config:\n  cert_file: server.pem\n  key_file: server.key\n\
              basic_auth_users:\n  prometheus: {HASH}\n"
         ),
     )
@@ -96,7 +70,7 @@ fn tls_and_basic_auth_let_in_the_right_scraper_only() {
         "{}",
         exporter.stderr()
     );
-    let ca = dir.0.join("cert.pem");
+    let ca = dir.0.join("server.pem");
     let tls = format!(
         "    scheme: https\n    tls_config:\n      ca_file: {}\n",
         ca.display()
@@ -251,14 +225,14 @@ fn unreadable_or_malformed_web_configs_are_one_line_errors() {
     .unwrap();
     for (ca_file, expected) in [
         ("missing-ca.pem", "No such file"),
-        ("key.pem", "no PEM certificate"),
+        ("server.key", "no PEM certificate"),
         ("broken.pem", "not a PEM certificate"),
     ] {
         let path = dir.0.join(format!("with-{ca_file}.yml"));
         std::fs::write(
             &path,
             format!(
-                "tls_server_config:\n  cert_file: cert.pem\n  key_file: key.pem\n  \
+                "tls_server_config:\n  cert_file: server.pem\n  key_file: server.key\n  \
                  client_auth_type: RequireAndVerifyClientCert\n  client_ca_file: {ca_file}\n"
             ),
         )

@@ -18,6 +18,7 @@ use std::{
 
 use serde_json::Value;
 
+pub mod pki;
 pub mod prometheus;
 
 /// How long any awaited condition may take before the test fails.
