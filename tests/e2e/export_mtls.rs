@@ -13,7 +13,7 @@ use std::{
 
 use crate::{
     export::{expected, wait_for_counts, workload},
-    export_tls::target,
+    export_tls::{HASH, PASSWORD, https_exporter, target},
     support::{
         Netns, Tracer,
         pki::pki,
@@ -22,10 +22,6 @@ use crate::{
         wait_until,
     },
 };
-
-/// bcrypt (cost 10) of [`PASSWORD`], as `htpasswd -nBC 10 prometheus` writes it.
-const HASH: &str = "$2b$10$KlEq2hpnDd5hvPyL23Jjeu2kxQfGhpOa.3/1xo.gDYEEZD0Dty0EW";
-const PASSWORD: &str = "scrape-secret";
 
 /// Writes `web.yml` in `dir` (server certificate, client CA `ca.pem`, `settings` after) and
 /// starts an exporter with it.
@@ -39,19 +35,7 @@ fn exporter(dir: &Path, port: u16, settings: &str, count: &[&str]) -> Tracer {
         ),
     )
     .unwrap();
-    let listen = format!("{LO}:{port}");
-    let mut args = vec!["export", "--listen", &listen, "--web-config"];
-    args.push(web.to_str().unwrap());
-    args.extend(count);
-    let exporter = Tracer::start(&args);
-    assert!(
-        exporter
-            .stderr()
-            .contains(&format!("https://{listen}/metrics")),
-        "{}",
-        exporter.stderr()
-    );
-    exporter
+    https_exporter(port, &web, count)
 }
 
 /// curl's GET of /metrics, trusting `ca.pem` of `dir`, with `args` (a client certificate,
@@ -182,83 +166,90 @@ fn client_certificates_of_the_ca_and_a_password_let_in_the_right_scraper_only() 
     assert!(finished.status.success(), "{}", finished.stderr);
 }
 
+/// An exporter of the test's PKI that counts nothing, asked by curl.
+struct Served {
+    dir: TempDir,
+    curl: PathBuf,
+    port: u16,
+    exporter: Tracer,
+}
+
+impl Served {
+    /// `None`: skipped (no root outside CI, or a tool missing).
+    fn start(test: &str, settings: &str) -> Option<Self> {
+        if !privileged(test) {
+            return None;
+        }
+        let (_, openssl, curl) = tools()?;
+        let dir = TempDir::new(test);
+        pki(&openssl, &dir.0);
+        let port = free_port();
+        let exporter = exporter(&dir.0, port, settings, &["--lport", "1"]);
+        Some(Self {
+            dir,
+            curl,
+            port,
+            exporter,
+        })
+    }
+
+    /// curl's status, body and error, presenting `client`'s certificate if any.
+    fn get(&self, client: Option<&str>) -> (u16, String, String) {
+        let files = client.map(|c| [format!("{c}.pem"), format!("{c}.key")]);
+        let args = match &files {
+            Some([cert, key]) => vec!["--cert", cert, "--key", key],
+            None => vec![],
+        };
+        curl(&self.curl, &self.dir.0, self.port, &args)
+    }
+
+    fn stop(self) {
+        let finished = self.exporter.stop();
+        assert!(finished.status.success(), "{}", finished.stderr);
+    }
+}
+
 #[test]
 fn verify_client_cert_if_given_lets_anonymous_clients_in_but_not_other_cas() {
-    if !privileged("verify_client_cert_if_given_lets_anonymous_clients_in_but_not_other_cas") {
-        return;
-    }
-    let Some((_, openssl, curl_bin)) = tools() else {
+    let Some(served) = Served::start(
+        "verify_client_cert_if_given_lets_anonymous_clients_in_but_not_other_cas",
+        "  client_auth_type: VerifyClientCertIfGiven\n",
+    ) else {
         return;
     };
-    let dir = TempDir::new("mtls-if-given");
-    pki(&openssl, &dir.0);
-    let port = free_port();
-    let exporter = exporter(
-        &dir.0,
-        port,
-        "  client_auth_type: VerifyClientCertIfGiven\n",
-        &["--lport", "1"],
-    );
-    let curl = |args: &[&str]| curl(&curl_bin, &dir.0, port, args);
-    assert_eq!(curl(&[]).0, 200, "anonymous");
-    assert_eq!(
-        curl(&["--cert", "client.pem", "--key", "client.key"]).0,
-        200,
-        "the CA's client"
-    );
-    let (status, _, error) = curl(&["--cert", "stranger.pem", "--key", "stranger.key"]);
+    assert_eq!(served.get(None).0, 200, "anonymous");
+    assert_eq!(served.get(Some("client")).0, 200, "the CA's client");
+    let (status, _, error) = served.get(Some("stranger"));
     assert_eq!(status, 0, "another CA's client: {error}");
     assert!(error.contains("unknown ca"), "{error}");
     // And serving still.
-    let (status, body, _) = curl(&[]);
+    let (status, body, _) = served.get(None);
     assert_eq!(status, 200);
     assert!(body.contains("tcptrace_programs_attached"), "{body}");
-    let finished = exporter.stop();
-    assert!(finished.status.success(), "{}", finished.stderr);
+    served.stop();
 }
 
 #[test]
 fn client_allowed_sans_let_in_only_the_named_clients_of_the_ca() {
-    if !privileged("client_allowed_sans_let_in_only_the_named_clients_of_the_ca") {
-        return;
-    }
-    let Some((_, openssl, curl_bin)) = tools() else {
-        return;
-    };
-    let dir = TempDir::new("mtls-sans");
-    pki(&openssl, &dir.0);
-    let port = free_port();
-    let exporter = exporter(
-        &dir.0,
-        port,
+    let Some(served) = Served::start(
+        "client_allowed_sans_let_in_only_the_named_clients_of_the_ca",
         "  client_auth_type: RequireAndVerifyClientCert\n  \
          client_allowed_sans: [scraper.test, prometheus.test]\n",
-        &["--lport", "1"],
-    );
-    let curl = |client: &str| {
-        curl(
-            &curl_bin,
-            &dir.0,
-            port,
-            &[
-                "--cert",
-                &format!("{client}.pem"),
-                "--key",
-                &format!("{client}.key"),
-            ],
-        )
+    ) else {
+        return;
     };
     // The CA's, but named grafana.test: the handshake fails with access_denied.
-    let (status, _, error) = curl("other-client");
+    let (status, _, error) = served.get(Some("other-client"));
     assert_eq!(status, 0, "a client not named: {error}");
     assert!(error.contains("access denied"), "{error}");
     // Named prometheus.test, but by another CA: the name alone lets nobody in.
-    let (status, _, error) = curl("stranger");
+    let (status, _, error) = served.get(Some("stranger"));
     assert_eq!(status, 0, "another CA's client: {error}");
     assert!(error.contains("unknown ca"), "{error}");
-    let (status, body, error) = curl("client");
+    let (status, _, error) = served.get(None);
+    assert_eq!(status, 0, "no certificate: {error}");
+    let (status, body, error) = served.get(Some("client"));
     assert_eq!(status, 200, "{error}");
     assert!(body.contains("tcptrace_programs_attached"), "{body}");
-    let finished = exporter.stop();
-    assert!(finished.status.success(), "{}", finished.stderr);
+    served.stop();
 }

@@ -15,13 +15,31 @@ use crate::support::{
 };
 
 /// bcrypt (cost 10) of [`PASSWORD`], as `htpasswd -nBC 10 prometheus` writes it.
-const HASH: &str = "$2b$10$KlEq2hpnDd5hvPyL23Jjeu2kxQfGhpOa.3/1xo.gDYEEZD0Dty0EW";
-const PASSWORD: &str = "scrape-secret";
+pub(crate) const HASH: &str = "$2b$10$KlEq2hpnDd5hvPyL23Jjeu2kxQfGhpOa.3/1xo.gDYEEZD0Dty0EW";
+pub(crate) const PASSWORD: &str = "scrape-secret";
 
 /// A self-signed certificate for 127.0.0.1 and its key, in `dir`: `server.pem`,
 /// `server.key`.
 fn self_signed(openssl: &Path, dir: &Path) {
     pki::self_signed(openssl, dir, "server", &["subjectAltName=IP:127.0.0.1"]);
+}
+
+/// `tcptrace export --web-config WEB` on loopback `port`, counting as `count` says, once it
+/// says it serves HTTPS.
+pub(crate) fn https_exporter(port: u16, web: &Path, count: &[&str]) -> Tracer {
+    let listen = format!("{LO}:{port}");
+    let mut args = vec!["export", "--listen", &listen, "--web-config"];
+    args.push(web.to_str().unwrap());
+    args.extend(count);
+    let exporter = Tracer::start(&args);
+    assert!(
+        exporter
+            .stderr()
+            .contains(&format!("https://{listen}/metrics")),
+        "{}",
+        exporter.stderr()
+    );
+    exporter
 }
 
 /// The scrape target of job `job` as Prometheus's API lists it.
@@ -54,22 +72,7 @@ fn tls_and_basic_auth_let_in_the_right_scraper_only() {
     .unwrap();
     let port = free_port();
     let listen = format!("{LO}:{port}");
-    let exporter = Tracer::start(&[
-        "export",
-        "--listen",
-        &listen,
-        "--lport",
-        "1",
-        "--web-config",
-        web.to_str().unwrap(),
-    ]);
-    assert!(
-        exporter
-            .stderr()
-            .contains(&format!("https://{listen}/metrics")),
-        "{}",
-        exporter.stderr()
-    );
+    let exporter = https_exporter(port, &web, &["--lport", "1"]);
     let ca = dir.0.join("server.pem");
     let tls = format!(
         "    scheme: https\n    tls_config:\n      ca_file: {}\n",
