@@ -147,6 +147,42 @@ pub struct Event {
     pub reset_reason: u16,
 }
 
+impl Event {
+    /// Every field zero: the base that a record is filled in from (`..Event::empty()`), so that a field appended to the ABI reads as zero wherever a program or a test does not
+    /// set it, as the ABI promises. A `const fn` rather than a `const` item: in the BPF
+    /// programs, `..CONST` copies the 16-byte arrays out of the constant in `.rodata` (more
+    /// instructions, a map read and a stack slot each), where the inlined function's
+    /// literal is folded into the stores the program makes anyway.
+    #[inline(always)]
+    pub const fn empty() -> Self {
+        Self {
+            ts_ns: 0,
+            skaddr: 0,
+            saddr: [0; 16],
+            daddr: [0; 16],
+            comm: [0; COMM_LEN],
+            tgid: 0,
+            netns: 0,
+            sport: 0,
+            dport: 0,
+            family: 0,
+            kind: 0,
+            flags: 0,
+            oldstate: 0,
+            newstate: 0,
+            holders: 0,
+            cookie: 0,
+            sk_err: 0,
+            sk_err_soft: 0,
+            retransmits: 0,
+            probes_out: 0,
+            close_flags: 0,
+            _pad_close: 0,
+            reset_reason: 0,
+        }
+    }
+}
+
 const _: () = assert!(core::mem::size_of::<Event>() == 104);
 const _: () = assert!(core::mem::align_of::<Event>() == 8);
 
@@ -382,6 +418,13 @@ mod tests {
         // Version 3 only appended.
         assert_eq!(offset_of!(Event, sk_err), EVENT_SIZE_V2);
         assert_eq!(offset_of!(Event, reset_reason), 102);
+    }
+
+    #[test]
+    fn the_empty_event_is_zero_to_the_byte() {
+        // SAFETY: `Event` has no implicit padding: all its 104 bytes are initialized.
+        let bytes: [u8; 104] = unsafe { core::mem::transmute(Event::empty()) };
+        assert_eq!(bytes, [0; 104]);
     }
 
     #[test]

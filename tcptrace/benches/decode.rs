@@ -72,23 +72,15 @@ fn stream() -> Vec<[u8; size_of::<Event>()]> {
                 },
                 family: if ipv6 { 10 } else { 2 },
                 kind: kind::TRANSITION,
-                flags: 0,
                 oldstate,
                 newstate,
-                holders: 0,
-                cookie: 0,
                 // As the probe fills them: read at every →CLOSE (an orderly one: no error).
-                sk_err: 0,
-                sk_err_soft: 0,
-                retransmits: 0,
-                probes_out: 0,
                 close_flags: if newstate == 7 {
                     tcptrace_ebpf::close::DETAILS
                 } else {
                     0
                 },
-                _pad_close: 0,
-                reset_reason: 0,
+                ..Event::empty()
             };
             encode(&event)
         })

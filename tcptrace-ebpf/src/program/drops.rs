@@ -199,14 +199,7 @@ fn on_drop(skb: *const u8, location: u64, reason: u32, rx_sk: *const u8, has_rx_
         oldstate: u16::from(tcp_flags),
         newstate: fate,
         holders: reason,
-        cookie: 0,
-        sk_err: 0,
-        sk_err_soft: 0,
-        retransmits: 0,
-        probes_out: 0,
-        close_flags: 0,
-        _pad_close: 0,
-        reset_reason: 0,
+        ..Event::empty()
     };
     entry.write(event);
     entry.submit(wakeup_flags());

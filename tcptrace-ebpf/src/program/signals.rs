@@ -1,7 +1,7 @@
 //! The programs that explain transitions: resets and retransmissions.
 
 use aya_ebpf::{helpers::bpf_ktime_get_ns, macros::btf_tracepoint, programs::BtfTracePointContext};
-use tcptrace_ebpf::{COMM_LEN, Event, close, counter, flags, kind};
+use tcptrace_ebpf::{Event, close, counter, flags, kind};
 
 use super::{
     maps::{EVENTS, bump, wakeup_flags},
@@ -24,31 +24,17 @@ fn emit_signal(ctx: &BtfTracePointContext, signal: u8, reset_reason: Option<u16>
         // SAFETY: helper without preconditions.
         ts_ns: unsafe { bpf_ktime_get_ns() },
         skaddr: sk as u64,
-        saddr: [0; 16],
-        daddr: [0; 16],
-        comm: [0; COMM_LEN],
-        tgid: 0,
         netns: netns_of(sk),
-        sport: 0,
-        dport: 0,
-        family: 0,
         kind: signal,
         flags: flags::OWNER_UNKNOWN,
         oldstate: u16::from(state),
-        newstate: 0,
-        holders: 0,
-        cookie: 0,
-        sk_err: 0,
-        sk_err_soft: 0,
-        retransmits: 0,
-        probes_out: 0,
         close_flags: if reset_reason.is_some() {
             close::RESET_REASON
         } else {
             0
         },
-        _pad_close: 0,
         reset_reason: reset_reason.unwrap_or(0),
+        ..Event::empty()
     };
     match EVENTS.reserve::<Event>(0) {
         Some(mut entry) => {

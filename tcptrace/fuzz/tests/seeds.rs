@@ -93,20 +93,13 @@ impl Side {
             },
             oldstate: from as u16,
             newstate: to as u16,
-            holders: 0,
-            cookie: 0,
             // The close details are read at every →CLOSE: an orderly one has no error.
-            sk_err: 0,
-            sk_err_soft: 0,
-            retransmits: 0,
-            probes_out: 0,
             close_flags: if to == TcpState::Close {
                 close::DETAILS
             } else {
                 0
             },
-            _pad_close: 0,
-            reset_reason: 0,
+            ..Event::empty()
         }
     }
 
@@ -135,27 +128,11 @@ fn signal(ts_ns: u64, sk: u64, kind: u8, state: u16) -> Event {
     Event {
         ts_ns,
         skaddr: sk,
-        saddr: [0; 16],
-        daddr: [0; 16],
-        comm: [0; COMM_LEN],
-        tgid: 0,
         netns: INIT_NETNS,
-        sport: 0,
-        dport: 0,
-        family: 0,
         kind,
         flags: flags::OWNER_UNKNOWN,
         oldstate: state,
-        newstate: 0,
-        holders: 0,
-        cookie: 0,
-        sk_err: 0,
-        sk_err_soft: 0,
-        retransmits: 0,
-        probes_out: 0,
-        close_flags: 0,
-        _pad_close: 0,
-        reset_reason: 0,
+        ..Event::empty()
     }
 }
 
@@ -181,7 +158,6 @@ fn dropped(
 ) -> Event {
     Event {
         ts_ns,
-        skaddr: 0,
         saddr: local.0,
         daddr: remote.0,
         comm: comm(owner.map_or("", |(_, comm)| comm)),
@@ -204,14 +180,7 @@ fn dropped(
             tcptrace_ebpf::fate::LISTEN_OVERFLOW => 40,
             _ => 2,
         },
-        cookie: 0,
-        sk_err: 0,
-        sk_err_soft: 0,
-        retransmits: 0,
-        probes_out: 0,
-        close_flags: 0,
-        _pad_close: 0,
-        reset_reason: 0,
+        ..Event::empty()
     }
 }
 

@@ -209,18 +209,10 @@ pub(crate) mod tests {
             dport: 80,
             family: AF_INET,
             kind: kind::TRANSITION,
-            flags: 0,
             oldstate: 2,
             newstate: 1,
-            holders: 0,
             cookie: 0x0001_0000_002a,
-            sk_err: 0,
-            sk_err_soft: 0,
-            retransmits: 0,
-            probes_out: 0,
-            close_flags: 0,
-            _pad_close: 0,
-            reset_reason: 0,
+            ..Event::empty()
         }
     }
 

@@ -233,15 +233,7 @@ mod tests {
             },
             oldstate: old,
             newstate: new,
-            holders: 0,
-            cookie: 0,
-            sk_err: 0,
-            sk_err_soft: 0,
-            retransmits: 0,
-            probes_out: 0,
-            close_flags: 0,
-            _pad_close: 0,
-            reset_reason: 0,
+            ..Event::empty()
         })
         .to_vec()
     }
