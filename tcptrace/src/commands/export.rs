@@ -21,7 +21,7 @@ use crate::{
     aggregate::{Aggregator, Config, SocketState},
     census::{self, Context, close_wait::CloseWaitAges, selection::Selection},
     cli::{ExportArgs, UsageError},
-    core::{cgroup, filter::EventFilter, pipeline::PipelineConfig, state::TcpState},
+    core::{cgroup, pipeline::PipelineConfig, state::TcpState},
     kernel::probe::ProbeConfig,
     os::{
         capabilities, clock,
@@ -34,7 +34,11 @@ use crate::{
         self, CensusFacts, Exposition, ListenerQueue, Published, landing,
         namespaces::NamespaceLabels, negotiate,
     },
-    stream::{self, LiveConfig, Totals, Update, snapshot},
+    stream::{
+        self, LiveConfig, Totals, Update,
+        aggregating::{self, Fed},
+        snapshot,
+    },
 };
 
 type Latest = watch::Receiver<Option<Arc<Published>>>;
@@ -187,11 +191,7 @@ fn publish(
     totals: &Totals,
     programs_attached: u32,
 ) {
-    if let Some(counters) = totals.tcp {
-        aggregator.feed_kernel_counters(counters);
-    }
-    aggregator.set_stream(totals.losses, totals.table);
-    let snapshot = aggregator.snapshot(totals.now_ns);
+    let snapshot = aggregating::snapshot(aggregator, totals);
     // Replaces the value whether or not anyone listens.
     tx.send_replace(Some(Arc::new(Published {
         snapshot,
@@ -263,27 +263,15 @@ pub async fn run(args: ExportArgs) -> anyhow::Result<()> {
     let mut programs_attached = 0;
     let listen = args.listen;
     let on_update = |update: Update<'_, SocketState>| -> std::io::Result<()> {
-        match update {
-            Update::Started(origin, totals) => {
-                let own_netns = origin.own_netns.unwrap_or(0);
-                aggregator.set_own_netns(
-                    own_netns,
-                    EventFilter {
-                        netns: filter.netns.filter(|netns| *netns != own_netns),
-                        ..filter.clone()
-                    } != EventFilter::default(),
-                );
-                aggregator.start(origin.start_ns);
+        // The probe attaches no program on skb:kfree_skb here: the fates have no metrics.
+        match aggregating::feed(&mut aggregator, &filter, update) {
+            Fed::Started(origin, totals) => {
                 programs_attached = origin.programs_attached;
                 publish(&tx, &mut aggregator, totals, programs_attached);
                 log::info!("serving the metrics on {scheme}://{listen}/metrics");
             }
-            Update::Transition(t, socket) => aggregator.feed_transition(t, socket),
-            Update::Signal(signal, socket) => aggregator.feed_signal(signal, socket),
-            // The probe attaches no program on skb:kfree_skb here: the fates have no metrics.
-            Update::Drop(drop) => aggregator.feed_drop(drop),
-            Update::BatchEnd => aggregator.end_batch(),
-            Update::Tick(totals) => publish(&tx, &mut aggregator, totals, programs_attached),
+            Fed::Taken => {}
+            Fed::Tick(totals) => publish(&tx, &mut aggregator, totals, programs_attached),
         }
         Ok(())
     };

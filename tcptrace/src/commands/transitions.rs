@@ -10,10 +10,10 @@ use std::{
 };
 
 use crate::{
-    aggregate::{Aggregator, Config, SocketState, snapshot::Snapshot},
+    aggregate::{Aggregator, Config, SocketState},
     census::{self, Context},
     cli::TransitionsArgs,
-    core::{clock::WallClock, filter::EventFilter, pipeline::PipelineConfig},
+    core::{clock::WallClock, pipeline::PipelineConfig},
     kernel::probe::ProbeConfig,
     os::{clock, diag::DiagSocket, owners, sysctl},
     render::{
@@ -28,7 +28,11 @@ use crate::{
             run::{Input, View},
         },
     },
-    stream::{self, LiveConfig, Totals, Update, snapshot::census_snapshot},
+    stream::{
+        self, LiveConfig, Update,
+        aggregating::{self, Fed},
+        snapshot::census_snapshot,
+    },
 };
 
 /// How the intervals are written.
@@ -45,15 +49,6 @@ enum Output {
 
 /// How often the states tab takes its snapshot of the sockets.
 const STATES_EVERY: Duration = Duration::from_secs(2);
-
-/// Hands the stream's totals to the aggregator and takes its snapshot.
-fn snapshot(aggregator: &mut Aggregator, totals: &Totals, now_ns: u64) -> Snapshot {
-    if let Some(counters) = totals.tcp {
-        aggregator.feed_kernel_counters(counters);
-    }
-    aggregator.set_stream(totals.losses, totals.table);
-    aggregator.snapshot(now_ns)
-}
 
 pub async fn run(args: TransitionsArgs) -> anyhow::Result<()> {
     let filter = args.filter.to_filter();
@@ -141,36 +136,19 @@ pub async fn run(args: TransitionsArgs) -> anyhow::Result<()> {
     let mut wall = WallClock::default();
 
     let on_update = |update: Update<'_, SocketState>| -> io::Result<()> {
-        match update {
-            Update::Started(origin, totals) => {
+        match aggregating::feed(&mut aggregator, &filter, update) {
+            Fed::Started(origin, _) => {
                 wall = origin.wall;
-                let own_netns = origin.own_netns.unwrap_or(0);
-                aggregator.set_own_netns(
-                    own_netns,
-                    // The check counts only this namespace anyway: `--netns` naming it filters
-                    // nothing the kernel counters would see.
-                    EventFilter {
-                        netns: filter.netns.filter(|netns| *netns != own_netns),
-                        ..filter.clone()
-                    } != EventFilter::default(),
-                );
                 aggregator.set_reset_reasons(origin.reset_reasons.clone());
-                aggregator.start(origin.start_ns);
                 if origin.fates {
                     aggregator.trace_fates();
                 }
-                if let Some(counters) = totals.tcp {
-                    aggregator.feed_kernel_counters(counters);
-                }
             }
-            Update::Transition(t, socket) => aggregator.feed_transition(t, socket),
-            Update::Signal(signal, socket) => aggregator.feed_signal(signal, socket),
-            Update::Drop(drop) => aggregator.feed_drop(drop),
-            Update::BatchEnd => aggregator.end_batch(),
+            Fed::Taken => {}
             // Not a terminal and no --interval: the final summary only.
-            Update::Tick(_) if interval.is_none() => {}
-            Update::Tick(totals) => {
-                let snapshot = snapshot(&mut aggregator, totals, totals.now_ns);
+            Fed::Tick(_) if interval.is_none() => {}
+            Fed::Tick(totals) => {
+                let snapshot = aggregating::snapshot(&mut aggregator, totals);
                 match output {
                     Output::Json => json::interval(&mut out, &snapshot, false, &wall, args.by)?,
                     Output::Text => {
@@ -210,7 +188,7 @@ pub async fn run(args: TransitionsArgs) -> anyhow::Result<()> {
         }
     };
 
-    let snapshot = snapshot(&mut aggregator, &totals, totals.now_ns);
+    let snapshot = aggregating::snapshot(&mut aggregator, &totals);
     match output {
         Output::Json => json::interval(&mut out, &snapshot, true, &wall, args.by)?,
         Output::Text => text::summary(&mut out, &snapshot, args.by)?,

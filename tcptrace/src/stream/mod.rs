@@ -8,9 +8,12 @@
 //! [`Pipeline`] turning them into typed [`Update`]s for a command ([`updates`]), or the
 //! recorder. A replay hands the recorded frames to the same pipeline, so that it prints what
 //! the live command would have printed.
+//! The commands that aggregate the updates share how they feed the aggregator
+//! ([`aggregating`]).
 //!
 //! [`Pipeline`]: crate::core::pipeline::Pipeline
 
+pub mod aggregating;
 pub mod census;
 pub mod live;
 pub mod privileges;

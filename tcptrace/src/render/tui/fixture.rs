@@ -7,20 +7,15 @@ use std::path::PathBuf;
 
 use crate::{
     aggregate::{Aggregator, Config, SocketState, snapshot::Snapshot},
-    core::{clock::WallClock, pipeline::PipelineConfig},
-    stream::{self, Totals, Update},
+    core::{clock::WallClock, filter::EventFilter, pipeline::PipelineConfig},
+    stream::{
+        self, Update,
+        aggregating::{self, Fed},
+    },
 };
 
 pub fn storm_path() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/e2e/testdata/storm-40.tcptrace")
-}
-
-fn snapshot(aggregator: &mut Aggregator, totals: &Totals) -> Snapshot {
-    if let Some(counters) = totals.tcp {
-        aggregator.feed_kernel_counters(counters);
-    }
-    aggregator.set_stream(totals.losses, totals.table);
-    aggregator.snapshot(totals.now_ns)
 }
 
 /// Every snapshot of the replay, the final one last; and the recording's wall clock.
@@ -35,27 +30,17 @@ pub fn storm_replay() -> (Vec<Snapshot>, WallClock) {
         &storm_path(),
         PipelineConfig::default(),
         |update: Update<'_, SocketState>| {
-            match update {
-                Update::Started(origin, totals) => {
-                    wall = origin.wall;
-                    aggregator.set_own_netns(origin.own_netns.unwrap_or(0), false);
-                    aggregator.start(origin.start_ns);
-                    if let Some(counters) = totals.tcp {
-                        aggregator.feed_kernel_counters(counters);
-                    }
-                }
-                Update::Transition(t, socket) => aggregator.feed_transition(t, socket),
-                Update::Signal(signal, socket) => aggregator.feed_signal(signal, socket),
-                Update::Drop(drop) => aggregator.feed_drop(drop),
-                Update::BatchEnd => aggregator.end_batch(),
-                Update::Tick(totals) => snapshots.push(snapshot(&mut aggregator, totals)),
+            match aggregating::feed(&mut aggregator, &EventFilter::default(), update) {
+                Fed::Started(origin, _) => wall = origin.wall,
+                Fed::Taken => {}
+                Fed::Tick(totals) => snapshots.push(aggregating::snapshot(&mut aggregator, totals)),
             }
             Ok(())
         },
     )
     .expect("the recorded storm replays");
     assert!(damage.is_none(), "the recording is whole");
-    snapshots.push(snapshot(&mut aggregator, &totals));
+    snapshots.push(aggregating::snapshot(&mut aggregator, &totals));
     (snapshots, wall)
 }
 
