@@ -240,33 +240,18 @@ fn release_freed_memory() {
     }
 }
 
-fn load_error(err: &(dyn std::error::Error + 'static)) -> ProbeError {
+/// `release`: the running kernel's (`uname -r`), named when it is too old for the probe.
+fn load_error(err: &(dyn std::error::Error + 'static), release: Option<&str>) -> ProbeError {
     if is_permission(err) {
         return ProbeError::Permission;
     }
-    match kernel_release() {
-        Some(release) if release_before(&release, (5, 8)) => ProbeError::Load(format!(
+    match release {
+        Some(release) if release_before(release, (5, 8)) => ProbeError::Load(format!(
             "BPF ring buffers need Linux 5.8 or later; this kernel is {release} ({})",
             chain(err)
         )),
         _ => ProbeError::Load(chain(err)),
     }
-}
-
-/// The running kernel's release (`uname -r`).
-fn kernel_release() -> Option<String> {
-    // SAFETY: `uname` fills the zeroed struct; its fields are NUL-terminated.
-    let mut name: libc::utsname = unsafe { std::mem::zeroed() };
-    if unsafe { libc::uname(&mut name) } != 0 {
-        return None;
-    }
-    let release = name
-        .release
-        .iter()
-        .take_while(|c| **c != 0)
-        .map(|c| *c as u8)
-        .collect();
-    String::from_utf8(release).ok()
 }
 
 /// Whether a release like `5.4.0-150-generic` is older than `major.minor`.
@@ -286,6 +271,7 @@ fn attach_program(
     btf: &AyaBtf,
     name: &str,
     tracepoint: &str,
+    release: Option<&str>,
 ) -> Result<(), ProbeError> {
     let attach_error = |err: &(dyn std::error::Error + 'static)| ProbeError::Attach {
         tracepoint: tracepoint.to_owned(),
@@ -298,14 +284,16 @@ fn attach_program(
         .map_err(|err: aya::programs::ProgramError| attach_error(&err))?;
     program
         .load(tracepoint, btf)
-        .map_err(|err| load_error(&err))?;
+        .map_err(|err| load_error(&err, release))?;
     program.attach().map_err(|err| attach_error(&err))?;
     Ok(())
 }
 
 impl Probe {
     /// Checks privileges, reads the socket layout from the kernel's BTF, loads and attaches.
-    pub fn load(config: &ProbeConfig) -> Result<Self, ProbeError> {
+    /// `kernel_release`: the running kernel's (`uname -r`, which the OS edge reads), named in
+    /// the error when the kernel is too old to load the probe.
+    pub fn load(config: &ProbeConfig, kernel_release: Option<&str>) -> Result<Self, ProbeError> {
         privileges::check().map_err(|_| ProbeError::Permission)?;
         let kernel_btf =
             btf::read_kernel_btf().map_err(|err| ProbeError::NoBtf(err.to_string()))?;
@@ -367,14 +355,15 @@ impl Probe {
             )
             .map_max_entries(names::EVENTS, config.ring_bytes)
             .load(OBJECT)
-            .map_err(|err| load_error(&err))?;
+            .map_err(|err| load_error(&err, kernel_release))?;
         for (name, tracepoint) in &programs {
-            attach_program(&mut ebpf, &aya_btf, name, tracepoint)?;
+            attach_program(&mut ebpf, &aya_btf, name, tracepoint, kernel_release)?;
         }
         let mut attached: Vec<&'static str> = programs.into_iter().map(|(name, _)| name).collect();
         let drops = match drops {
             Ok((name, _)) => {
-                match attach_program(&mut ebpf, &aya_btf, name, names::DROP_TRACEPOINT) {
+                let tracepoint = names::DROP_TRACEPOINT;
+                match attach_program(&mut ebpf, &aya_btf, name, tracepoint, kernel_release) {
                     Ok(()) => {
                         attached.push(name);
                         true

@@ -23,7 +23,7 @@ use crate::{
         probe::{Probe, ProbeConfig},
         source::Session,
     },
-    os::{clock, procfs, record_file},
+    os::{clock, host, procfs, record_file},
     stream::{
         census, privileges,
         replay::{ReplayError, replay},
@@ -143,7 +143,7 @@ fn record_error(err: RecordError, path: &Path) -> anyhow::Error {
 
 /// Loads the probe and feeds `sink` until Ctrl-C, SIGTERM or the duration.
 pub async fn run_live(mut config: LiveConfig, sink: &mut impl RawSink) -> anyhow::Result<()> {
-    let mut probe = Probe::load(&config.probe)?;
+    let mut probe = Probe::load(&config.probe, host::kernel_release().as_deref())?;
     // Attached, not yet announced: the owners of what exists now, before anyone starts more.
     let seeds = match &config.census {
         Some(filter) => census::take(&mut probe, filter).0,
