@@ -25,24 +25,71 @@ pub struct TcpCounters {
 }
 
 impl TcpCounters {
+    /// How many counters there are.
+    pub const LEN: usize = 10;
+
+    /// The counters in field order (the recording format's too).
+    pub fn to_array(&self) -> [u64; Self::LEN] {
+        // Destructured, not indexed: a counter added to the struct breaks this until it is
+        // placed in the array.
+        let &Self {
+            active_opens,
+            passive_opens,
+            estab_resets,
+            embryonic_rsts,
+            listen_overflows,
+            listen_drops,
+            req_q_full_drop,
+            req_q_full_do_cookies,
+            syncookies_sent,
+            syn_retrans,
+        } = self;
+        [
+            active_opens,
+            passive_opens,
+            estab_resets,
+            embryonic_rsts,
+            listen_overflows,
+            listen_drops,
+            req_q_full_drop,
+            req_q_full_do_cookies,
+            syncookies_sent,
+            syn_retrans,
+        ]
+    }
+
+    /// The counters from [`Self::to_array`]'s order.
+    pub fn from_array(counters: [u64; Self::LEN]) -> Self {
+        let [
+            active_opens,
+            passive_opens,
+            estab_resets,
+            embryonic_rsts,
+            listen_overflows,
+            listen_drops,
+            req_q_full_drop,
+            req_q_full_do_cookies,
+            syncookies_sent,
+            syn_retrans,
+        ] = counters;
+        Self {
+            active_opens,
+            passive_opens,
+            estab_resets,
+            embryonic_rsts,
+            listen_overflows,
+            listen_drops,
+            req_q_full_drop,
+            req_q_full_do_cookies,
+            syncookies_sent,
+            syn_retrans,
+        }
+    }
+
     /// What happened between `earlier` and `self`.
     pub fn since(&self, earlier: &TcpCounters) -> TcpCounters {
-        TcpCounters {
-            active_opens: self.active_opens.saturating_sub(earlier.active_opens),
-            passive_opens: self.passive_opens.saturating_sub(earlier.passive_opens),
-            estab_resets: self.estab_resets.saturating_sub(earlier.estab_resets),
-            embryonic_rsts: self.embryonic_rsts.saturating_sub(earlier.embryonic_rsts),
-            listen_overflows: self
-                .listen_overflows
-                .saturating_sub(earlier.listen_overflows),
-            listen_drops: self.listen_drops.saturating_sub(earlier.listen_drops),
-            req_q_full_drop: self.req_q_full_drop.saturating_sub(earlier.req_q_full_drop),
-            req_q_full_do_cookies: self
-                .req_q_full_do_cookies
-                .saturating_sub(earlier.req_q_full_do_cookies),
-            syncookies_sent: self.syncookies_sent.saturating_sub(earlier.syncookies_sent),
-            syn_retrans: self.syn_retrans.saturating_sub(earlier.syn_retrans),
-        }
+        let (now, then) = (self.to_array(), earlier.to_array());
+        Self::from_array(std::array::from_fn(|i| now[i].saturating_sub(then[i])))
     }
 }
 
@@ -89,5 +136,33 @@ impl ListenCounters {
                 .saturating_sub(earlier.req_q_full_do_cookies),
             req_q_full_drop: self.req_q_full_drop.saturating_sub(earlier.req_q_full_drop),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tcp_counters_keep_their_order_through_an_array() {
+        let counters: [u64; TcpCounters::LEN] = std::array::from_fn(|i| 10 + i as u64);
+        let tcp = TcpCounters::from_array(counters);
+        assert_eq!((tcp.active_opens, tcp.syn_retrans), (10, 19));
+        assert_eq!(tcp.to_array(), counters);
+    }
+
+    #[test]
+    fn tcp_counters_since_an_earlier_reading_never_go_below_zero() {
+        let earlier = TcpCounters::from_array(std::array::from_fn(|i| i as u64));
+        let later = TcpCounters {
+            active_opens: 5,
+            syn_retrans: 2,
+            ..earlier
+        };
+        let since = later.since(&earlier);
+        assert_eq!(since.active_opens, 5);
+        // 2 after 9: the counter went backwards (a namespace's counters were reset).
+        assert_eq!(since.syn_retrans, 0);
+        assert_eq!(since.passive_opens, 0);
     }
 }

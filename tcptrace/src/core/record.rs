@@ -93,6 +93,9 @@ const KERNEL_COUNTERS_LEN: usize = 4 * 8;
 const TCP_COUNTERS_LEN: usize = 10 * 8;
 const COUNTERS_LEN: usize = TIME_LEN + KERNEL_COUNTERS_LEN + 1;
 const COUNTERS_WITH_TCP_LEN: usize = COUNTERS_LEN + TCP_COUNTERS_LEN;
+// A counter added to `TcpCounters` changes the format: it fails here until the length (and
+// `FORMAT_VERSION`) follow.
+const _: () = assert!(TCP_COUNTERS_LEN == TcpCounters::LEN * 8);
 const COMM_LEN: usize = tcptrace_ebpf::COMM_LEN;
 const SEED_LEN: usize = 8 + 4 + 4 + COMM_LEN;
 
@@ -303,33 +306,8 @@ impl<W: Write> Writer<W> {
         }
         frame[at] = u8::from(tcp.is_some());
         at += 1;
-        if let Some(&TcpCounters {
-            active_opens,
-            passive_opens,
-            estab_resets,
-            embryonic_rsts,
-            listen_overflows,
-            listen_drops,
-            req_q_full_drop,
-            req_q_full_do_cookies,
-            syncookies_sent,
-            syn_retrans,
-        }) = tcp
-        {
-            for value in [
-                active_opens,
-                passive_opens,
-                estab_resets,
-                embryonic_rsts,
-                listen_overflows,
-                listen_drops,
-                req_q_full_drop,
-                req_q_full_do_cookies,
-                syncookies_sent,
-                syn_retrans,
-            ] {
-                put_u64(&mut frame, &mut at, value);
-            }
+        for value in tcp.map(TcpCounters::to_array).into_iter().flatten() {
+            put_u64(&mut frame, &mut at, value);
         }
         frame[..FRAME_HEAD].copy_from_slice(&frame_head(tag::COUNTERS, (at - FRAME_HEAD) as u32));
         self.out.write_all(&frame[..at])
@@ -648,18 +626,8 @@ fn counters(
         (true, _) => return Err(bad_length("counters", "121 with TCP counters")),
         (false, _) => return Err(bad_length("counters", "41 without TCP counters")),
     }
-    let tcp = has_tcp.then(|| TcpCounters {
-        active_opens: fields.u64(),
-        passive_opens: fields.u64(),
-        estab_resets: fields.u64(),
-        embryonic_rsts: fields.u64(),
-        listen_overflows: fields.u64(),
-        listen_drops: fields.u64(),
-        req_q_full_drop: fields.u64(),
-        req_q_full_do_cookies: fields.u64(),
-        syncookies_sent: fields.u64(),
-        syn_retrans: fields.u64(),
-    });
+    // `from_fn` fills the array in ascending order: the fields are read in the file's order.
+    let tcp = has_tcp.then(|| TcpCounters::from_array(std::array::from_fn(|_| fields.u64())));
     Ok(Parsed::Counters(now_ns, kernel, tcp))
 }
 
