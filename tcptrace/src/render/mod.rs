@@ -3,6 +3,8 @@
 
 pub mod cause_texts;
 pub mod explain;
+#[cfg(test)]
+mod golden_file;
 pub mod histogram;
 pub mod metrics;
 pub mod sockets;

@@ -4,7 +4,7 @@
 //! kind of finding. After an intended change of the output, `UPDATE_GOLDEN=1 cargo test -p
 //! tcptrace golden` rewrites the files; review the diff.
 
-use std::{collections::HashMap, path::PathBuf};
+use std::collections::HashMap;
 
 use crate::{
     census::{Census, Context, KernelView, close_wait::CloseWaitAges, count, tests::sock},
@@ -178,22 +178,7 @@ fn fixture() -> Vec<(Census, Option<Census>)> {
 }
 
 fn golden(name: &str, actual: &str) {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("src/render/states/testdata")
-        .join(name);
-    if std::env::var_os("UPDATE_GOLDEN").is_some() {
-        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        std::fs::write(&path, actual).unwrap();
-        return;
-    }
-    let expected = std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("{}: {e} (UPDATE_GOLDEN=1 writes it)", path.display()));
-    if expected != actual {
-        panic!(
-            "{} differs from the rendering (UPDATE_GOLDEN=1 rewrites it):\n{actual}",
-            path.display()
-        );
-    }
+    crate::render::golden_file::check("src/render/states/testdata", name, actual);
 }
 
 fn frame<'a>(census: &'a Census, previous: Option<&'a Census>) -> Frame<'a> {

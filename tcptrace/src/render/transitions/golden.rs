@@ -3,8 +3,6 @@
 //! of the output, `UPDATE_GOLDEN=1 cargo test -p tcptrace golden` rewrites the files; review
 //! the diff.
 
-use std::path::PathBuf;
-
 use crate::{
     aggregate::{Config, breakdowns::BreakdownKind, fed::Fed, snapshot::Snapshot},
     core::{
@@ -314,21 +312,7 @@ fn fixture() -> (Snapshot, Snapshot) {
 }
 
 fn golden(name: &str, actual: &str) {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("src/render/transitions/testdata")
-        .join(name);
-    if std::env::var_os("UPDATE_GOLDEN").is_some() {
-        std::fs::write(&path, actual).unwrap();
-        return;
-    }
-    let expected = std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("{}: {e} (UPDATE_GOLDEN=1 writes it)", path.display()));
-    if expected != actual {
-        panic!(
-            "{} differs from the rendering (UPDATE_GOLDEN=1 rewrites it):\n{actual}",
-            path.display()
-        );
-    }
+    crate::render::golden_file::check("src/render/transitions/testdata", name, actual);
 }
 
 #[test]

@@ -3,8 +3,6 @@
 //! cell (as text) with `tests/e2e/testdata/tui/`. After an intended change of a view,
 //! `UPDATE_GOLDEN=1 cargo test -p tcptrace tui` rewrites them; review the diff.
 
-use std::path::PathBuf;
-
 use ratatui::{Terminal, backend::TestBackend, buffer::Buffer};
 
 use super::{
@@ -52,21 +50,7 @@ fn render(app: &App, width: u16, height: u16) -> String {
 }
 
 fn golden(name: &str, actual: &str) {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../tests/e2e/testdata/tui")
-        .join(name);
-    if std::env::var_os("UPDATE_GOLDEN").is_some() {
-        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        std::fs::write(&path, actual).unwrap();
-        return;
-    }
-    let expected = std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("{}: {e} (UPDATE_GOLDEN=1 writes it)", path.display()));
-    assert!(
-        expected == actual,
-        "{} differs from the drawing (UPDATE_GOLDEN=1 rewrites it):\n{actual}",
-        path.display()
-    );
+    crate::render::golden_file::check("../tests/e2e/testdata/tui", name, actual);
 }
 
 /// The storm's view as `transitions --lport 47012` shows it, every interval received.
