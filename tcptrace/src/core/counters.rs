@@ -24,68 +24,42 @@ pub struct TcpCounters {
     pub syn_retrans: u64,
 }
 
-impl TcpCounters {
-    /// How many counters there are.
-    pub const LEN: usize = 10;
+/// The counters of [`TcpCounters`] in field order, listed once: the struct literal in
+/// `from_array` names every field, so that a counter added to the struct breaks the build until
+/// it is placed here (and the recording format follows).
+macro_rules! tcp_counters_in_order {
+    ($($field:ident),* $(,)?) => {
+        impl TcpCounters {
+            /// How many counters there are.
+            pub const LEN: usize = [$(stringify!($field)),*].len();
 
-    /// The counters in field order (the recording format's too).
-    pub fn to_array(&self) -> [u64; Self::LEN] {
-        // Destructured, not indexed: a counter added to the struct breaks this until it is
-        // placed in the array.
-        let &Self {
-            active_opens,
-            passive_opens,
-            estab_resets,
-            embryonic_rsts,
-            listen_overflows,
-            listen_drops,
-            req_q_full_drop,
-            req_q_full_do_cookies,
-            syncookies_sent,
-            syn_retrans,
-        } = self;
-        [
-            active_opens,
-            passive_opens,
-            estab_resets,
-            embryonic_rsts,
-            listen_overflows,
-            listen_drops,
-            req_q_full_drop,
-            req_q_full_do_cookies,
-            syncookies_sent,
-            syn_retrans,
-        ]
-    }
+            /// The counters in field order (the recording format's too).
+            pub fn to_array(&self) -> [u64; Self::LEN] {
+                [$(self.$field),*]
+            }
 
-    /// The counters from [`Self::to_array`]'s order.
-    pub fn from_array(counters: [u64; Self::LEN]) -> Self {
-        let [
-            active_opens,
-            passive_opens,
-            estab_resets,
-            embryonic_rsts,
-            listen_overflows,
-            listen_drops,
-            req_q_full_drop,
-            req_q_full_do_cookies,
-            syncookies_sent,
-            syn_retrans,
-        ] = counters;
-        Self {
-            active_opens,
-            passive_opens,
-            estab_resets,
-            embryonic_rsts,
-            listen_overflows,
-            listen_drops,
-            req_q_full_drop,
-            req_q_full_do_cookies,
-            syncookies_sent,
-            syn_retrans,
+            /// The counters from [`Self::to_array`]'s order.
+            pub fn from_array([$($field),*]: [u64; Self::LEN]) -> Self {
+                Self { $($field),* }
+            }
         }
-    }
+    };
+}
 
+tcp_counters_in_order!(
+    active_opens,
+    passive_opens,
+    estab_resets,
+    embryonic_rsts,
+    listen_overflows,
+    listen_drops,
+    req_q_full_drop,
+    req_q_full_do_cookies,
+    syncookies_sent,
+    syn_retrans,
+);
+
+impl TcpCounters {
     /// What happened between `earlier` and `self`.
     pub fn since(&self, earlier: &TcpCounters) -> TcpCounters {
         let (now, then) = (self.to_array(), earlier.to_array());
