@@ -363,12 +363,8 @@ mod tests {
 
     fn signal(ts_ns: u64, kind: SignalKind, state: Option<TcpState>) -> Signal {
         Signal {
-            ts_ns,
-            sk: 1,
-            kind,
             state,
-            netns: 0,
-            reset_reason: None,
+            ..Signal::fixture(1, ts_ns, kind)
         }
     }
 

@@ -53,12 +53,9 @@ impl Life {
 
 fn signal(sk: u64, ts_ns: u64, kind: SignalKind, state: TcpState) -> Signal {
     Signal {
-        ts_ns,
-        sk,
-        kind,
         state: Some(state),
         netns: NETNS,
-        reset_reason: None,
+        ..Signal::fixture(sk, ts_ns, kind)
     }
 }
 
@@ -613,12 +610,8 @@ fn request_sockets_from_counter_deltas() {
     later.listen_overflows += 2;
     agg.feed_kernel_counters(later);
     agg.feed_signal(&Signal {
-        ts_ns: 1,
-        sk: 99,
-        kind: SignalKind::SynAckRetransmit,
-        state: None,
         netns: NETNS,
-        reset_reason: None,
+        ..Signal::fixture(99, 1, SignalKind::SynAckRetransmit)
     });
     snap = agg.snapshot(2 * MS);
     let rs = snap.request_sockets.unwrap();

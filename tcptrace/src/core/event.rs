@@ -232,6 +232,22 @@ impl Transition {
     }
 }
 
+#[cfg(test)]
+impl Signal {
+    /// A signal on socket `sk` in namespace 0, with nothing else known (no state, no reason):
+    /// what the tests' fixtures start from and override.
+    pub(crate) fn fixture(sk: u64, ts_ns: u64, kind: SignalKind) -> Self {
+        Self {
+            ts_ns,
+            sk,
+            kind,
+            state: None,
+            netns: 0,
+            reset_reason: None,
+        }
+    }
+}
+
 /// A TCP event that is not a state change but explains one: why a connect failed, why an
 /// established connection closed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

@@ -296,14 +296,7 @@ mod tests {
         use crate::core::event::{Signal, SignalKind};
         let mut fill = PeerFill::new(1_000);
         let mut out = Vec::new();
-        let signal = Record::Signal(Signal {
-            ts_ns: 11,
-            sk: 1,
-            kind: SignalKind::ResetReceived,
-            state: None,
-            netns: 0,
-            reset_reason: None,
-        });
+        let signal = Record::Signal(Signal::fixture(1, 11, SignalKind::ResetReceived));
         fill.push(
             Record::Transition(t(1, 10, Close, SynSent, 0, 80)),
             &mut |r| out.push(r),

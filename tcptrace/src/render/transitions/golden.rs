@@ -43,12 +43,9 @@ fn life(agg: &mut Fed, sk: u64, start_ns: u64, steps: &[(TcpState, TcpState, f64
 
 fn signal(sk: u64, ts_ns: u64, kind: SignalKind, state: TcpState) -> Signal {
     Signal {
-        ts_ns,
-        sk,
-        kind,
         state: Some(state),
         netns: NETNS,
-        reset_reason: None,
+        ..Signal::fixture(sk, ts_ns, kind)
     }
 }
 
