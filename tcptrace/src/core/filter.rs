@@ -85,22 +85,24 @@ impl EventFilter {
     }
 }
 
+/// Ports as the command line takes them: `80,443`.
+pub fn port_list(ports: &[u16]) -> String {
+    ports
+        .iter()
+        .map(u16::to_string)
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
 impl EventFilter {
     /// The kernel's part of the filter as a recording keeps it: `family=inet6 lports=80,443
     /// rports=` (empty where not set).
     pub fn kernel_text(&self) -> String {
-        let ports = |ports: &[u16]| {
-            ports
-                .iter()
-                .map(u16::to_string)
-                .collect::<Vec<_>>()
-                .join(",")
-        };
         format!(
             "family={} lports={} rports={}",
             self.family.map_or("", Family::name),
-            ports(&self.lports),
-            ports(&self.rports)
+            port_list(&self.lports),
+            port_list(&self.rports)
         )
     }
 

@@ -10,7 +10,7 @@ use crate::{
         snapshot::{RowSnapshot, Snapshot},
     },
     core::{
-        filter::EventFilter,
+        filter::{EventFilter, port_list},
         state::{Side, TcpState},
     },
     render::tui::keys::Command,
@@ -404,18 +404,11 @@ pub fn describe_filter(filter: &EventFilter) -> String {
             crate::core::event::Family::Inet6 => "-6".to_owned(),
         });
     }
-    let ports = |ports: &[u16]| {
-        ports
-            .iter()
-            .map(u16::to_string)
-            .collect::<Vec<_>>()
-            .join(",")
-    };
     if !filter.lports.is_empty() {
-        parts.push(format!("--lport {}", ports(&filter.lports)));
+        parts.push(format!("--lport {}", port_list(&filter.lports)));
     }
     if !filter.rports.is_empty() {
-        parts.push(format!("--rport {}", ports(&filter.rports)));
+        parts.push(format!("--rport {}", port_list(&filter.rports)));
     }
     if let Some(pid) = filter.pid {
         parts.push(format!("--pid {pid}"));
