@@ -89,16 +89,8 @@ impl<X: Default> Pipeline<X> {
 
     /// Takes one decoded record.
     pub fn push(&mut self, record: Record, out: &mut impl FnMut(Output<'_, X>)) {
-        let Self {
-            fill,
-            table,
-            filter,
-            transitions,
-            ..
-        } = self;
-        fill.push(record, &mut |ready| {
-            follow(table, filter, transitions, ready, out)
-        });
+        let (fill, mut follow) = self.fill_and_follow(out);
+        fill.push(record, &mut follow);
     }
 
     /// Kernel time is `now_ns`: hands out what waited for a fill longer than the hold time.
@@ -118,6 +110,16 @@ impl<X: Default> Pipeline<X> {
         out: &mut impl FnMut(Output<'_, X>),
         how: impl FnOnce(&mut PeerFill, &mut dyn FnMut(Record)),
     ) {
+        let (fill, mut follow) = self.fill_and_follow(out);
+        how(fill, &mut follow);
+    }
+
+    /// The peer fill, apart from what follows the records it releases through the table to
+    /// `out`: borrowed separately, so that the fill can hand its records on as it goes.
+    fn fill_and_follow<'a>(
+        &'a mut self,
+        out: &'a mut impl FnMut(Output<'_, X>),
+    ) -> (&'a mut PeerFill, impl FnMut(Record) + 'a) {
         let Self {
             fill,
             table,
@@ -125,9 +127,8 @@ impl<X: Default> Pipeline<X> {
             transitions,
             ..
         } = self;
-        how(fill, &mut |ready| {
-            follow(table, filter, transitions, ready, out)
-        });
+        let follow = move |ready| follow(table, filter, transitions, ready, out);
+        (fill, follow)
     }
 
     /// Transitions handed out so far.
