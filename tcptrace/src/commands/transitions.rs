@@ -139,10 +139,6 @@ pub async fn run(args: TransitionsArgs) -> anyhow::Result<()> {
         match aggregating::feed(&mut aggregator, &filter, update) {
             Fed::Started(origin, _) => {
                 wall = origin.wall;
-                aggregator.set_reset_reasons(origin.reset_reasons.clone());
-                if origin.fates {
-                    aggregator.trace_fates();
-                }
             }
             Fed::Taken => {}
             // Not a terminal and no --interval: the final summary only.

@@ -50,6 +50,12 @@ fn start(aggregator: &mut Aggregator, filter: &EventFilter, origin: &Origin, tot
             ..filter.clone()
         } != EventFilter::default(),
     );
+    // The traced kernel's names of reset reasons: some causes are told by them (an orphan's
+    // FIN_WAIT2 timeout).
+    aggregator.set_reset_reasons(origin.reset_reasons.clone());
+    if origin.fates {
+        aggregator.trace_fates();
+    }
     aggregator.start(origin.start_ns);
     // The baseline of the kernel counters' window.
     if let Some(counters) = totals.tcp {
@@ -95,6 +101,67 @@ mod tests {
         };
         let witness = snapshot(&mut aggregator, &later).witness;
         witness.expect("the kernel counters were read").comparable
+    }
+
+    /// Every command that aggregates gets the traced kernel's reset-reason names and its
+    /// fates from the origin: an orphan's FIN_WAIT2 timeout is told by its reset's reason.
+    #[test]
+    fn the_origin_names_the_reset_reasons_and_turns_the_fates_on() {
+        use crate::{
+            aggregate::{causes::Cause, fed::Fed as Table},
+            core::{
+                event::{CloseDetails, Signal, SignalKind, Transition},
+                reset_reason::ResetReasons,
+                state::{Side, TcpState::*},
+            },
+        };
+        let mut names = vec![String::new(); 16];
+        names[9] = "tcp_state".into();
+        let origin = Origin {
+            own_netns: Some(7),
+            reset_reasons: ResetReasons::from_names(names),
+            fates: true,
+            ..Origin::default()
+        };
+        let mut table = Table::with(Config::default());
+        let totals = Totals::default();
+        let started = feed(
+            &mut table.agg,
+            &EventFilter::default(),
+            Update::Started(&origin, &totals),
+        );
+        assert!(matches!(started, Fed::Started(..)));
+        let go = |table: &mut Table, ts_ns, from, to, close| {
+            table.feed_transition(&Transition {
+                netns: 7,
+                close,
+                ..Transition::fixture(1, ts_ns, from, to)
+            });
+        };
+        go(&mut table, 0, Close, SynSent, None);
+        go(&mut table, 1, SynSent, Established, None);
+        go(&mut table, 2, Established, FinWait1, None);
+        go(&mut table, 3, FinWait1, FinWait2, None);
+        table.feed_signal(&Signal {
+            reset_reason: Some(9),
+            state: Some(FinWait2),
+            netns: 7,
+            ..Signal::fixture(1, 60, SignalKind::ResetSent)
+        });
+        let orphan = CloseDetails {
+            orphan: true,
+            ..CloseDetails::default()
+        };
+        go(&mut table, 60, FinWait2, Close, Some(orphan));
+        table.end_batch();
+        let snap = table.snapshot(100);
+        assert!(snap.fates.is_some());
+        let row = snap
+            .rows
+            .iter()
+            .find(|r| r.side == Side::Client && r.from == FinWait2 && r.abnormal)
+            .expect("the FIN_WAIT2 close");
+        assert_eq!(row.causes, [(Cause::Timeout, 1)]);
     }
 
     #[test]
