@@ -4,7 +4,9 @@
 //! The event loop owns the aggregator, as in `transitions`, and hands a whole snapshot to the
 //! HTTP side every `--refresh` through a watch channel: a scrape clones the latest `Arc` and
 //! never waits on the loop, and the loop never waits on a scraper. The HTTP server runs on a
-//! thread of its own; each scrape takes the census of sockets there, on a blocking thread.
+//! thread of its own; each scrape starts a census of the sockets on a thread of its own and
+//! waits for it within half the scraper's timeout, else serves the last census that finished
+//! (`tcptrace_census_age_seconds` says how old).
 //!
 //! Once the probe is attached, every thread holds only what reading other processes' /proc
 //! entries needs (CAP_SYS_PTRACE, CAP_DAC_READ_SEARCH): the server's from its start, the event
@@ -13,6 +15,7 @@
 use std::{
     collections::HashMap,
     sync::{Arc, Mutex, atomic::Ordering},
+    time::Duration,
 };
 
 use tokio::sync::watch;
@@ -37,6 +40,7 @@ use crate::{
     stream::{
         self, LiveConfig, Totals, Update,
         aggregating::{self, Fed},
+        latest_census::{LatestCensus, Served},
         snapshot,
     },
 };
@@ -46,6 +50,8 @@ type Latest = watch::Receiver<Option<Arc<Published>>>;
 /// What the scrapes share: the latest snapshot, and what persists from one scrape to the next.
 struct Scrapes {
     latest: Latest,
+    /// The census, taken one at a time on a thread of its own.
+    census: Arc<LatestCensus<CensusFacts>>,
     labels: Mutex<NamespaceLabels>,
     /// CLOSE_WAIT sockets timed from the first scrape that listed them.
     ages: Mutex<CloseWaitAges>,
@@ -53,17 +59,31 @@ struct Scrapes {
     stats: Arc<ServerStats>,
 }
 
+/// How long a scrape waits for its census when the scraper does not say its timeout.
+const CENSUS_BUDGET: Duration = Duration::from_secs(2);
+
+/// How long a scrape waits for its census: half the scraper's timeout (the rest for the
+/// encoding and the network), so that a slow census never makes the scrape fail.
+fn census_budget(scrape_timeout: Option<Duration>) -> Duration {
+    scrape_timeout.map_or(CENSUS_BUDGET, |timeout| timeout / 2)
+}
+
 impl Scrapes {
-    fn metrics(&self, accept: Option<&str>) -> Response {
+    fn metrics(
+        self: &Arc<Self>,
+        accept: Option<&str>,
+        scrape_timeout: Option<Duration>,
+    ) -> Response {
         let format = negotiate::negotiate(accept);
         let stream = self.latest.borrow().clone();
-        let census = match self.census() {
-            Ok(facts) => Some(facts),
-            Err(err) => {
-                log::warn!("the socket census of a scrape failed: {err:#}");
-                None
-            }
-        };
+        let scrapes = Arc::clone(self);
+        let (census, census_age) =
+            match self.census.serve(census_budget(scrape_timeout), move || {
+                scrapes.census().map_err(|err| format!("{err:#}"))
+            }) {
+                Served::Census { value, taken } => (Some(value), Some(taken.elapsed())),
+                Served::None => (None, None),
+            };
         let namespaces = {
             let alive: HashMap<u32, cgroup::Placement> = netns::of_processes()
                 .iter()
@@ -89,6 +109,7 @@ impl Scrapes {
         let exposition = Exposition {
             stream,
             census,
+            census_age,
             namespaces,
             labelled_ports: self.labelled_ports.clone(),
             max_processes: MAX_PROCESSES,
@@ -168,8 +189,9 @@ fn route(scrapes: &Arc<Scrapes>, request: Request) -> http::ResponseFuture {
         match request.path.as_str() {
             "/metrics" => {
                 let accept = request.accept.clone();
+                let timeout = request.scrape_timeout;
                 // inet_diag, /proc and the encoding block: off the server's only thread.
-                tokio::task::spawn_blocking(move || scrapes.metrics(accept.as_deref()))
+                tokio::task::spawn_blocking(move || scrapes.metrics(accept.as_deref(), timeout))
                     .await
                     .unwrap_or_else(|_| text(500, "the scrape failed\n"))
             }
@@ -214,6 +236,7 @@ pub async fn run(args: ExportArgs) -> anyhow::Result<()> {
     let stats = Arc::new(ServerStats::default());
     let scrapes = Arc::new(Scrapes {
         latest,
+        census: Arc::new(LatestCensus::new()),
         labels: Mutex::new(NamespaceLabels::new(
             args.netns_limit,
             args.netns_ttl.as_nanos().try_into().unwrap_or(u64::MAX),

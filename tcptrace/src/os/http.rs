@@ -64,6 +64,8 @@ pub struct Request {
     pub method: String,
     pub path: String,
     pub accept: Option<String>,
+    /// `X-Prometheus-Scrape-Timeout-Seconds`: how long the scraper waits, when it says.
+    pub scrape_timeout: Option<Duration>,
 }
 
 /// A response with its whole body.
@@ -245,6 +247,13 @@ where
                     .get(header::ACCEPT)
                     .and_then(|v| v.to_str().ok())
                     .map(str::to_owned),
+                scrape_timeout: request
+                    .headers()
+                    .get("x-prometheus-scrape-timeout-seconds")
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.trim().parse::<f64>().ok())
+                    .filter(|secs| secs.is_finite() && *secs > 0.0 && *secs < 86_400.0)
+                    .map(Duration::from_secs_f64),
             };
             let response = handler(request).await;
             let mut built = hyper::Response::new(Full::new(response.body));

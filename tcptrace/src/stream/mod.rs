@@ -15,6 +15,7 @@
 
 pub mod aggregating;
 pub mod census;
+pub mod latest_census;
 pub mod live;
 pub mod privileges;
 pub mod record;

@@ -338,13 +338,21 @@ impl ExpositionCollector {
         gauge_family(
             encoder,
             "tcptrace_census_up",
-            "1 when the socket census of this scrape succeeded.",
+            "1 when this scrape has a socket census: its own, or the last to finish when its \
+             own outlasted half the scrape timeout.",
             None,
             [(Vec::new(), if e.census.is_some() { 1.0 } else { 0.0 })],
         )?;
         let Some(facts) = &e.census else {
             return Ok(());
         };
+        gauge_family(
+            encoder,
+            "tcptrace_census_age",
+            "How long before this scrape its socket census began.",
+            Some(&Unit::Seconds),
+            e.census_age.map(|age| (Vec::new(), age.as_secs_f64())),
+        )?;
         gauge_family(
             encoder,
             "tcptrace_sockets",

@@ -38,8 +38,10 @@ pub struct CensusFacts {
 pub struct Exposition {
     /// `None` until the probe is attached.
     pub stream: Option<Arc<Published>>,
-    /// `None` when the census could not be taken (and said so in the log).
-    pub census: Option<CensusFacts>,
+    /// `None` when the last census failed (and said so in the log), or none finished yet.
+    pub census: Option<Arc<CensusFacts>>,
+    /// How old the census is: it began this long before the scrape's encoding.
+    pub census_age: Option<std::time::Duration>,
     pub namespaces: NamespacesExport,
     /// Local ports that get a label value of their own (`--port-label`).
     pub labelled_ports: Vec<u16>,

@@ -50,7 +50,7 @@ fn exposition() -> Exposition {
             snapshot,
             programs_attached: 7,
         })),
-        census: Some(CensusFacts {
+        census: Some(Arc::new(CensusFacts {
             census,
             listeners: vec![ListenerQueue {
                 port: 80,
@@ -58,7 +58,8 @@ fn exposition() -> Exposition {
                 backlog: 4,
             }],
             port_range: None,
-        }),
+        })),
+        census_age: Some(std::time::Duration::from_millis(250)),
         namespaces,
         labelled_ports: vec![80],
         max_processes: 20,
@@ -91,6 +92,8 @@ fn prometheus_text_has_every_count_typed_and_labelled() {
         "tcptrace_netns_transitions_total{netns=\"7\"} 6",
         "tcptrace_netns_transitions_total{netns=\"other\"} 0",
         "tcptrace_sockets{state=\"close_wait\"} 2",
+        "# TYPE tcptrace_census_age_seconds gauge",
+        "tcptrace_census_age_seconds 0.25",
         "tcptrace_sockets{state=\"syn_recv\"} 1",
         "tcptrace_sockets{state=\"closing\"} 0",
         "tcptrace_close_wait_sockets{comm=\"-\"} 2",
