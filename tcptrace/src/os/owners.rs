@@ -8,6 +8,8 @@ use std::{
     path::Path,
 };
 
+use super::capabilities;
+
 /// A process holding a socket.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Owner {
@@ -96,25 +98,13 @@ impl Owners {
     }
 }
 
-/// `CAP_SYS_PTRACE`: reading another user's `/proc/PID/fd` is a ptrace access check
-/// (`proc_fd_access_allowed()`), which root passes through this capability, not its uid.
-const CAP_SYS_PTRACE: u32 = 19;
-
 /// True when this process may read every process's descriptors, so that a socket with a file
 /// and no holder found is not hidden from us (its holder exited while /proc was read, or it
 /// is held in a way /proc does not show, such as a descriptor in flight over a Unix socket).
+/// Reading another user's `/proc/PID/fd` is a ptrace access check (`proc_fd_access_allowed()`),
+/// which root passes through `CAP_SYS_PTRACE`, not its uid.
 pub fn sees_every_process() -> bool {
-    fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|status| effective_capabilities(&status))
-        .is_some_and(|caps| caps & (1 << CAP_SYS_PTRACE) != 0)
-}
-
-fn effective_capabilities(status: &str) -> Option<u64> {
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix("CapEff:"))
-        .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
+    capabilities::holds(caps::Capability::CAP_SYS_PTRACE)
 }
 
 /// The inode of the socket that the link `name` in the directory `dir` (a `/proc/PID/fd`)
@@ -168,19 +158,6 @@ mod tests {
         assert_eq!(socket_inode("pipe:[12345]"), None);
         assert_eq!(socket_inode("/dev/null"), None);
         assert_eq!(socket_inode("socket:[99999999999]"), None);
-    }
-
-    #[test]
-    fn capabilities_parse() {
-        let status = |eff: &str| format!("Name:\tx\nCapInh:\t0000000000000000\nCapEff:\t{eff}\n");
-        let ptrace = |eff: &str| {
-            effective_capabilities(&status(eff)).is_some_and(|c| c & (1 << CAP_SYS_PTRACE) != 0)
-        };
-        assert!(ptrace("000001ffffffffff"));
-        assert!(ptrace("0000000000080000"));
-        assert!(!ptrace("0000000000000000"));
-        assert_eq!(effective_capabilities("Name:\tx\n"), None);
-        assert_eq!(effective_capabilities("CapEff:\tzz\n"), None);
     }
 
     #[test]
