@@ -15,7 +15,7 @@ use std::{
 
 use anyhow::{Context as _, bail, ensure};
 
-use super::tracer::{Output, Running, Tracer};
+use super::tracer::{self, Output, Running, Tracer};
 
 /// Namespaces made and ended in the run.
 pub const NAMESPACES: usize = 10_000;
@@ -83,42 +83,6 @@ fn one_namespace() -> anyhow::Result<()> {
     .map_err(|_| anyhow::anyhow!("a namespace's thread panicked"))?
 }
 
-/// The exporter's resident memory now, KiB.
-fn rss_kib(pid: u32) -> anyhow::Result<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .context("no VmRSS")
-}
-
-/// Samples served by one scrape, and the namespaces with a label of their own in it.
-fn scraped(port: u16) -> anyhow::Result<(usize, usize)> {
-    let mut stream = TcpStream::connect((Ipv4Addr::LOCALHOST, port))?;
-    write!(stream, "GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")?;
-    let mut body = String::new();
-    stream.read_to_string(&mut body)?;
-    ensure!(
-        body.starts_with("HTTP/1.1 200") || body.starts_with("HTTP/1.0 200"),
-        "the scrape failed: {}",
-        body.lines().next().unwrap_or("no answer")
-    );
-    let samples = body
-        .lines()
-        .skip_while(|l| !l.is_empty())
-        .filter(|l| !l.is_empty() && !l.starts_with('#'))
-        .count();
-    let labelled = body
-        .lines()
-        .filter(|l| {
-            l.starts_with("tcptrace_netns_transitions_total{netns=\"")
-                && !l.contains("netns=\"other\"")
-        })
-        .count();
-    Ok((samples, labelled))
-}
-
 pub fn run() -> anyhow::Result<()> {
     let ttl = TTL_S.to_string();
     let mut running = Running::start(
@@ -135,10 +99,10 @@ pub fn run() -> anyhow::Result<()> {
     );
     let started = Instant::now();
     let row = |made: usize| -> anyhow::Result<()> {
-        let (samples, labelled) = scraped(port)?;
+        let (samples, labelled) = tracer::served(port)?;
         println!(
             "| {made} | {:.1} MiB | {samples} | {labelled} | {:.0} s |",
-            rss_kib(pid)? as f64 / 1024.0,
+            tracer::status_kib(pid, "VmRSS")? as f64 / 1024.0,
             started.elapsed().as_secs_f64()
         );
         Ok(())
@@ -157,11 +121,11 @@ pub fn run() -> anyhow::Result<()> {
     }
     // The labels of the ended namespaces outlive them by the TTL, then go.
     thread::sleep(Duration::from_secs(TTL_S + 2));
-    let (samples, labelled) = scraped(port)?;
+    let (samples, labelled) = tracer::served(port)?;
     println!(
         "| {NAMESPACES} + {} s (TTL {TTL_S} s) | {:.1} MiB | {samples} | {labelled} | {:.0} s |",
         TTL_S + 2,
-        rss_kib(pid)? as f64 / 1024.0,
+        tracer::status_kib(pid, "VmRSS")? as f64 / 1024.0,
         started.elapsed().as_secs_f64()
     );
     let finished = running.stop()?;

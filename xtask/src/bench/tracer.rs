@@ -15,7 +15,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use anyhow::{Context as _, bail};
+use anyhow::{Context as _, bail, ensure};
 use serde::Serialize;
 
 use crate::run;
@@ -188,6 +188,43 @@ pub fn scrape(port: u16, accept: &str) -> Option<Duration> {
     let elapsed = started.elapsed();
     // `HTTP/1.0 200 OK`: the status after the version.
     (response.starts_with(b"HTTP/1.") && response.get(9..12) == Some(b"200")).then_some(elapsed)
+}
+
+/// The body of one GET of /metrics on loopback `port`, in Prometheus's text format.
+pub fn metrics_body(port: u16) -> anyhow::Result<String> {
+    use std::io::Write as _;
+    let mut stream = std::net::TcpStream::connect((Ipv4Addr::LOCALHOST, port))?;
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    write!(stream, "GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response)?;
+    let (head, body) = response
+        .split_once("\r\n\r\n")
+        .context("an HTTP response without a body")?;
+    let status = head.lines().next().unwrap_or("no answer");
+    ensure!(
+        status.get(9..12) == Some("200"),
+        "the scrape failed: {status}"
+    );
+    Ok(body.to_owned())
+}
+
+/// The samples a scrape serves, and the namespaces with a label value of their own in it
+/// (`other` not counted).
+pub fn served(port: u16) -> anyhow::Result<(usize, usize)> {
+    let body = metrics_body(port)?;
+    let samples = body
+        .lines()
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .count();
+    let labelled = body
+        .lines()
+        .filter(|l| {
+            l.starts_with("tcptrace_netns_transitions_total{netns=\"")
+                && !l.contains("netns=\"other\"")
+        })
+        .count();
+    Ok((samples, labelled))
 }
 
 /// What Prometheus 2.42 sends by default.
@@ -597,7 +634,7 @@ fn open_pty(cols: u16, rows: u16) -> anyhow::Result<(std::os::fd::OwnedFd, std::
 }
 
 /// A memory figure of a process (`VmHWM`, `VmRSS` in /proc/PID/status), KiB.
-fn status_kib(pid: u32, field: &str) -> anyhow::Result<u64> {
+pub fn status_kib(pid: u32, field: &str) -> anyhow::Result<u64> {
     let status = fs::read_to_string(format!("/proc/{pid}/status"))
         .with_context(|| format!("cannot read /proc/{pid}/status"))?;
     status
