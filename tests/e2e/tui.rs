@@ -243,20 +243,31 @@ fn the_full_screen_view_under_a_known_workload() {
     assert!(wide.lines().count() >= 60, "{wide}");
 
     tmux.keys(&["q"]);
-    let history = {
-        let mut last = String::new();
-        wait_until("tcptrace to exit", || {
-            last = tmux.history();
-            last.contains("TTY-").then(|| last.clone())
-        })
-    };
-    assert!(history.contains("TCPTRACE-EXIT=0"), "{history}");
+    let history = history_after_exit(&tmux);
     // The summary, on the restored terminal.
     assert!(
         history.contains("LAST_ACK -> CLOSE (server): time in LAST_ACK"),
         "{history}"
     );
     assert!(history.contains("transitions, 0 lost"), "{history}");
+    assert_terminal_restored(&tmux, &history);
+    assert_eq!(tmux.flag("cursor_flag"), "1", "the cursor is shown");
+}
+
+/// The pane's history once tcptrace exited and the pane's shell printed its status and the
+/// terminal's modes (the `TTY-` lines); tcptrace exited with 0.
+fn history_after_exit(tmux: &Tmux) -> String {
+    let mut last = String::new();
+    let history = wait_until("tcptrace to exit", || {
+        last = tmux.history();
+        last.contains("TTY-").then(|| last.clone())
+    });
+    assert!(history.contains("TCPTRACE-EXIT=0"), "{history}");
+    history
+}
+
+/// Cooked mode and echo back, the alternate screen left.
+fn assert_terminal_restored(tmux: &Tmux, history: &str) {
     assert!(
         history.lines().any(|l| l == "TTY-icanon"),
         "cooked mode: {history}"
@@ -267,7 +278,6 @@ fn the_full_screen_view_under_a_known_workload() {
         "0",
         "the alternate screen is left"
     );
-    assert_eq!(tmux.flag("cursor_flag"), "1", "the cursor is shown");
 }
 
 /// The pid of the tcptrace whose command line has `needle`, found in /proc.
@@ -306,23 +316,7 @@ fn a_signal_ends_the_full_screen_view_with_the_terminal_restored_and_the_summary
     let pid = reaped.0;
     // SAFETY: kill has no memory preconditions; the pid is the tcptrace this test started.
     assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
-    let history = {
-        let mut last = String::new();
-        wait_until("tcptrace to exit", || {
-            last = tmux.history();
-            last.contains("TTY-").then(|| last.clone())
-        })
-    };
-    assert!(history.contains("TCPTRACE-EXIT=0"), "{history}");
+    let history = history_after_exit(&tmux);
     assert!(history.contains("0 transitions, 0 lost"), "{history}");
-    assert!(
-        history.lines().any(|l| l == "TTY-icanon"),
-        "cooked mode: {history}"
-    );
-    assert!(history.lines().any(|l| l == "TTY-echo"), "echo: {history}");
-    assert_eq!(
-        tmux.flag("alternate_on"),
-        "0",
-        "the alternate screen is left"
-    );
+    assert_terminal_restored(&tmux, &history);
 }
